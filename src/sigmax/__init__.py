@@ -1,0 +1,30 @@
+"""sigmax: logits to probabilities, decisions and losses, right for the task and exact at the edges.
+
+Only re-exports live here (DESIGN.md); the code is in the private and topic modules.
+"""
+
+from .activations import (
+    binary_to_two_class,
+    log_sigmoid,
+    log_softmax,
+    logit,
+    logsumexp,
+    sigmoid,
+    softmax,
+    softplus,
+    two_class_to_binary,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "sigmoid",
+    "log_sigmoid",
+    "logit",
+    "softplus",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "binary_to_two_class",
+    "two_class_to_binary",
+]

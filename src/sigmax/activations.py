@@ -1,0 +1,481 @@
+r"""The sigmoid family, the softmax family, log-sum-exp and the two-class conversions.
+
+Each primitive exists once, here (DESIGN.md, principle 2); losses, calibration, metrics, the CLI and
+the torch extensions call these. Every function takes NumPy arrays, PyTorch tensors (autograd flows
+through, devices are kept), JAX arrays or any Array-API array, and lists or numbers (which become
+NumPy). Results keep the input's array type, device and floating dtype; float16 and bfloat16 are
+computed in float32; integer input is promoted to the library's default float.
+
+Every numerical trick is commented on the line that uses it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from ._array import (
+    as_mask,
+    like,
+    check_temperature,
+    finish,
+    is_jax,
+    normalize_axis,
+    prepare,
+    resolve_axis,
+)
+
+__all__ = [
+    "sigmoid",
+    "log_sigmoid",
+    "logit",
+    "softplus",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "binary_to_two_class",
+    "two_class_to_binary",
+]
+
+_INF = float("inf")
+
+
+def _quiet(fn):
+    """Silence NumPy's floating-point warnings: the infinities and NaNs we return are intended."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# sigmoid family
+# --------------------------------------------------------------------------------------------
+
+
+def _neg_abs(xp, x):
+    # -|x| written as a `where`, so the derivative at x == 0 comes from the x branch (+1) and
+    # softplus'(0) = log_sigmoid'(0) = 1/2 exactly (abs() has derivative 0 at 0 in autograd).
+    return xp.where(x > 0, -x, x)
+
+
+def _log1p_exp_neg_abs(xp, x):
+    # log(1 + exp(-|x|)): the argument of exp is <= 0, so exp never overflows, and log1p keeps
+    # full relative accuracy when exp(-|x|) is tiny (log(1 + tiny) would round to 0).
+    return xp.log1p(xp.exp(_neg_abs(xp, x)))
+
+
+@_quiet
+def sigmoid(x: Any) -> Any:
+    r"""The logistic sigmoid, elementwise.
+
+    .. math:: \sigma(x) = \frac{1}{1 + e^{-x}} = \frac{e^{x}}{1 + e^{x}}
+
+    Args:
+        x: logits, any shape.
+
+    Returns:
+        Probabilities in [0, 1], same shape, array type, device and floating dtype as ``x``.
+
+    Note:
+        Never overflows and never underflows spuriously: ``sigmoid(-100)`` in float32 is the
+        correctly rounded subnormal ``3.8e-44`` (``torch.sigmoid`` returns 0). ``sigmoid(inf) == 1``,
+        ``sigmoid(-inf) == 0``, NaN stays NaN.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.sigmoid([-0.3, 0.0, 0.1, 2.0]).round(4)
+        array([0.4256, 0.5   , 0.525 , 0.8808])
+        >>> float(sigmax.sigmoid(np.float32(-100)))
+        3.783505853677006e-44
+    """
+    p = prepare(x)
+    xp, x = p.xp, p.x
+    e = xp.exp(_neg_abs(xp, x))  # exp(-|x|) <= 1: no overflow for either sign
+    # x >= 0: 1 / (1 + e^-x); x < 0: e^x / (1 + e^x). The second form keeps tiny results exact
+    # instead of computing 1 / (1 + huge) = 0.
+    return finish(p, xp.where(x >= 0, 1.0, e) / (1.0 + e))
+
+
+@_quiet
+def log_sigmoid(x: Any) -> Any:
+    r"""The log of the sigmoid, elementwise, without forming the sigmoid.
+
+    .. math:: \log\sigma(x) = -\operatorname{softplus}(-x) = \min(x, 0) - \log(1 + e^{-|x|})
+
+    Use it for ``log(p)`` of a binary logit; ``log(1 - p)`` is ``log_sigmoid(-x)``.
+
+    Args:
+        x: logits, any shape.
+
+    Returns:
+        Values in (-inf, 0], same shape, array type, device and dtype as ``x``.
+
+    Note:
+        ``log_sigmoid(-1000) == -1000`` exactly (``log(sigmoid(-1000))`` is ``-inf``);
+        ``log_sigmoid(inf) == 0``; ``log_sigmoid(-inf) == -inf``. The gradient at 0 is 1/2.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.log_sigmoid([-1000.0, -1.0, 0.0, 40.0])
+        array([-1.00000000e+03, -1.31326169e+00, -6.93147181e-01, -4.24835426e-18])
+    """
+    p = prepare(x)
+    xp, x = p.xp, p.x
+    # min(x, 0) as a where (gradient 1 at x == 0, matching _neg_abs); both terms are <= 0, so the
+    # subtraction below never cancels.
+    return finish(p, xp.where(x > 0, 0.0, x) - _log1p_exp_neg_abs(xp, x))
+
+
+@_quiet
+def softplus(x: Any) -> Any:
+    r"""The softplus function, elementwise: a smooth ``max(x, 0)``.
+
+    .. math:: \operatorname{softplus}(x) = \log(1 + e^{x}) = \max(x, 0) + \log(1 + e^{-|x|})
+
+    Args:
+        x: any shape.
+
+    Returns:
+        Values in [0, inf), same shape, array type, device and dtype as ``x``.
+
+    Note:
+        Exact for every finite ``x`` in every dtype: unlike ``torch.nn.functional.softplus`` there is
+        no ``threshold`` above which ``x`` is returned unchanged. ``softplus(-inf) == 0``.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.softplus([-50.0, 0.0, 1.0, 50.0])
+        array([1.92874985e-22, 6.93147181e-01, 1.31326169e+00, 5.00000000e+01])
+    """
+    p = prepare(x)
+    xp, x = p.xp, p.x
+    # max(x, 0) + log1p(exp(-|x|)): both terms >= 0, exp never overflows.
+    return finish(p, xp.where(x > 0, x, 0.0) + _log1p_exp_neg_abs(xp, x))
+
+
+@_quiet
+def logit(p: Any, eps: float | None = None) -> Any:
+    r"""The log-odds of a probability, the inverse of :func:`sigmoid`, elementwise.
+
+    .. math:: \operatorname{logit}(p) = \log\frac{p}{1 - p}
+
+    Args:
+        p: probabilities in [0, 1], any shape.
+        eps: if given, ``p`` is first clamped to ``[eps, 1 - eps]`` (as ``torch.logit`` does), so
+            the result is finite. Must be in [0, 0.5).
+
+    Returns:
+        Logits, same shape, array type, device and dtype as ``p``. ``logit(0) = -inf``,
+        ``logit(1) = inf``, values outside [0, 1] give NaN.
+
+    Note:
+        Accurate everywhere: near 0 and near 1 through ``log(p / (1 - p))`` (``1 - p`` is exact for
+        p >= 1/2), near 1/2 through ``log1p(2 (p - 1/2) / (1 - p))``, which keeps the relative accuracy of
+        the small result (SciPy's ``special/_logit.h`` uses the same split).
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.logit([0.1, 0.5, 0.9]).round(6)
+        array([-2.197225,  0.      ,  2.197225])
+        >>> float(sigmax.logit(0.5 + 1e-12))
+        4.000000330961484e-12
+    """
+    if eps is not None:
+        if not (isinstance(eps, (int, float)) and 0.0 <= float(eps) < 0.5):
+            raise ValueError(f"eps must be a number in [0, 0.5), got {eps!r}")
+    pp = prepare(p, name="p")
+    xp, x = pp.xp, pp.x
+    if eps is not None and eps > 0:
+        x = xp.clip(x, float(eps), 1.0 - float(eps))  # torch.logit's eps: clamp, then log-odds
+    mid = (x > 0.3) & (x < 0.65)
+    # Each branch gets a safe input where it is not selected, so neither produces inf/NaN that
+    # autograd would multiply by the zero gradient of the unselected branch.
+    xm = xp.where(mid, x, 0.5)
+    xf = xp.where(mid, 0.25, x)
+    near_half = xp.log1p(2.0 * (xm - 0.5) / (1.0 - xm))  # 2(p - 1/2) is exact near 1/2: no cancellation
+    far = xp.log(xf / (1.0 - xf))  # 1 - p is exact for p >= 1/2 (Sterbenz); tiny p keeps its digits
+    return finish(pp, xp.where(mid, near_half, far))
+
+
+# --------------------------------------------------------------------------------------------
+# softmax family and log-sum-exp
+# --------------------------------------------------------------------------------------------
+
+
+def _any_nonfinite(xp, m) -> bool:
+    """Whether any reduced maximum is +-inf or NaN: then the (rarer) exact edge path runs.
+
+    Under JAX tracing a data-dependent branch is impossible, so JAX always takes the edge path
+    (it is branch-free and gives the same results on finite input).
+    """
+    if is_jax(xp):
+        return True
+    return bool(xp.any(~xp.isfinite(m)))
+
+
+def _shift(xp, x, m, edge: bool):
+    """``(z, m, empty)``: ``z = x - m`` shifted by the row maximum ``m`` so ``exp(z) <= 1``.
+
+    On the edge path, rows containing ``+inf`` are replaced by their limit (0 at the ``+inf``
+    entries, ``-inf`` elsewhere: the mass is shared equally among the ``+inf`` entries), and rows
+    whose entries are all ``-inf`` are shifted by 0 instead of ``-inf`` (``-inf - -inf`` is NaN).
+    ``empty`` marks those all-``-inf`` rows (``None`` off the edge path).
+    """
+    if not edge:
+        return x - m, m, None  # shift by the max: exp(x - m) <= 1 never overflows
+    pos_inf = m == _INF
+    # +inf in a row: the limit of softmax puts equal mass on the +inf entries, none elsewhere.
+    x = xp.where(pos_inf, xp.where(x == _INF, 0.0, -_INF), x)
+    empty = m == -_INF
+    # An all -inf row (or all masked) is shifted by 0, keeping exp(z) = 0 and its gradient 0;
+    # +inf rows (now 0 / -inf) are shifted by 0 too; NaN rows stay NaN through x itself.
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    return x - m, m, empty
+
+
+def _prepare_rows(x, axis, dim, temperature, where, *, name="x"):
+    """Shared argument handling of softmax / log_softmax."""
+    p = prepare(x, name=name)
+    xp, xv = p.xp, p.x
+    ax = normalize_axis(resolve_axis(axis, dim), xv.ndim)
+    t = check_temperature(xp, temperature, xv)
+    if t is not None:
+        xv = xv / t  # temperature scaling: softmax(x / T)
+    mask = as_mask(xp, where, xv)
+    if mask is not None:
+        xv = xp.where(mask, xv, -_INF)  # masked entries take no mass: exp(-inf) = 0
+    return p, xp, xv, ax
+
+
+@_quiet
+def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None,
+            dim: int | None = None) -> Any:
+    r"""The softmax along ``axis``: one probability distribution per row.
+
+    .. math:: \operatorname{softmax}(x)_i = \frac{e^{x_i / T}}{\sum_j e^{x_j / T}}
+              = \frac{e^{x_i/T - m}}{\sum_j e^{x_j/T - m}}, \quad m = \max_j x_j / T
+
+    Use it when exactly one class is true (multi-class); for many labels use :func:`sigmoid`.
+
+    Args:
+        x: logits.
+        axis: the class axis (``dim=`` is accepted as an alias, as in PyTorch). Default: last.
+        temperature: divide the logits by ``T > 0`` first (a number, or an array broadcastable to
+            ``x``, e.g. one temperature per class).
+        where: boolean mask broadcastable to ``x``; ``False`` entries get probability 0 and the rest
+            are renormalised.
+
+    Returns:
+        Probabilities, same shape, array type, device and dtype as ``x``; rows sum to 1.
+
+    Note:
+        Shifting by the row maximum means no overflow: ``softmax([0.1, 0.2, 100])`` is exact. A row
+        that is all ``-inf`` (or all masked) gives 0 everywhere, with zero gradient. ``+inf``
+        entries share the row's mass equally (the limit). NaN anywhere makes its row NaN.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.softmax([0.1, 0.2, 0.3]).round(4)
+        array([0.3006, 0.3322, 0.3672])
+        >>> sigmax.softmax([0.1, 0.2, 100.0])
+        array([3.40841271e-44, 3.76687800e-44, 1.00000000e+00])
+        >>> sigmax.softmax([[-0.3, -0.7], [1.1, -0.7]], axis=1).round(4)
+        array([[0.5987, 0.4013],
+               [0.8581, 0.1419]])
+    """
+    p, xp, xv, ax = _prepare_rows(x, axis, dim, temperature, where)
+    m = xp.max(xv, axis=ax, keepdims=True)
+    z, _, _ = _shift(xp, xv, m, _any_nonfinite(xp, m))
+    e = xp.exp(z)
+    s = xp.sum(e, axis=ax, keepdims=True)
+    # An all -inf row has s == 0: divide by 1 instead, giving 0 (not 0/0 = NaN) and zero gradient.
+    return finish(p, e / xp.where(s == 0, 1.0, s))
+
+
+@_quiet
+def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None,
+                dim: int | None = None) -> Any:
+    r"""The log of the softmax along ``axis``, computed without forming the softmax.
+
+    .. math:: \operatorname{log\_softmax}(x)_i = x_i - \operatorname{logsumexp}(x)
+              = (x_i - m) - \log \sum_j e^{x_j - m}
+
+    Use it instead of ``log(softmax(x))``, which gives ``-inf`` (and NaN gradients) as soon as a
+    probability underflows.
+
+    Args:
+        x: logits.
+        axis: the class axis (``dim=`` is an alias). Default: last.
+        temperature: divide the logits by ``T > 0`` first.
+        where: boolean mask; ``False`` entries give ``-inf``.
+
+    Returns:
+        Log-probabilities, same shape, array type, device and dtype as ``x``.
+
+    Note:
+        Finite for any finite logit gap: ``log_softmax([0, 1e4])`` is ``[-1e4, 0]`` in float32.
+        An all ``-inf`` (or all masked) row gives ``-inf`` with zero gradient, never NaN.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.log_softmax([0.1, 0.2, 0.3]).round(4)
+        array([-1.2019, -1.1019, -1.0019])
+        >>> sigmax.log_softmax(np.array([0.0, 1e4], dtype=np.float32))
+        array([-10000.,      0.], dtype=float32)
+    """
+    p, xp, xv, ax = _prepare_rows(x, axis, dim, temperature, where)
+    m = xp.max(xv, axis=ax, keepdims=True)
+    edge = _any_nonfinite(xp, m)
+    z, _, empty = _shift(xp, xv, m, edge)
+    s = xp.sum(xp.exp(z), axis=ax, keepdims=True)  # 1 <= s <= C on finite rows: log(s) is safe
+    out = z - xp.log(xp.where(s == 0, 1.0, s))
+    if edge:
+        out = xp.where(empty, -_INF, out)  # all -inf rows: -inf with zero gradient
+    return finish(p, out)
+
+
+@_quiet
+def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
+              return_sign: bool = False, where: Any = None, dim: Any = None) -> Any:
+    r"""The log of the sum of exponentials along ``axis``, without overflow.
+
+    .. math:: \operatorname{logsumexp}(x) = \log \sum_i b_i e^{x_i} = m + \log \sum_i b_i e^{x_i - m},
+              \quad m = \max_i x_i
+
+    Args:
+        x: values.
+        axis: an axis, a tuple of axes, or ``None`` for all (``dim=`` is an alias). Default: last.
+        b: optional weights broadcastable to ``x`` (may be negative, as in SciPy). Entries with
+            ``b == 0`` are left out, even where ``x`` is ``inf``.
+        keepdims: keep the reduced axes with size 1.
+        return_sign: also return the sign of the sum (``+1``, ``-1``, or ``0`` for a zero sum); then
+            the first result is ``log|sum|``. Without it, a negative sum gives NaN (as in SciPy).
+        where: boolean mask; only ``True`` entries are summed.
+
+    Returns:
+        ``lse``, or ``(lse, sign)`` with ``return_sign=True``; the array type, device and dtype of ``x``.
+
+    Note:
+        An empty (all ``-inf`` or all masked) reduction gives ``-inf`` with zero gradient; any
+        ``+inf`` entry gives ``+inf``; NaN propagates.
+
+    Example:
+        >>> import sigmax
+        >>> float(sigmax.logsumexp([0.1, 0.2, 0.3]))
+        1.3019428482292442
+        >>> float(sigmax.logsumexp([1000.0, 1000.0]))
+        1000.6931471805599
+        >>> lse, sign = sigmax.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+        >>> float(lse), float(sign)
+        (0.5413248546129181, -1.0)
+    """
+    p = prepare(x)
+    xp, xv = p.xp, p.x
+    ax = normalize_axis(resolve_axis(axis, dim), xv.ndim, allow_tuple=True, allow_none=True) \
+        if xv.ndim else None
+    mask = as_mask(xp, where, xv)
+    bv = None
+    if b is not None:
+        bv = like(xp, b, xv, name="b")
+        try:
+            shape = np.broadcast_shapes(tuple(bv.shape), tuple(xv.shape))
+        except ValueError:
+            raise ValueError(f"b has shape {tuple(bv.shape)}, which does not broadcast with x's shape "
+                             f"{tuple(xv.shape)}") from None
+        if shape != tuple(xv.shape):
+            xv = xp.broadcast_to(xv, shape)
+        nonzero = bv != 0  # b == 0 drops the entry (avoids 0 * exp(inf) = NaN), as SciPy does
+        mask = nonzero if mask is None else (mask & nonzero)
+    if mask is not None:
+        xv = xp.where(mask, xv, -_INF)
+    m = xp.max(xv, axis=ax, keepdims=True)
+    edge = _any_nonfinite(xp, m)
+    had_pos_inf = (m == _INF) if edge else None
+    z, m, _ = _shift(xp, xv, m, edge)
+    e = xp.exp(z)  # <= 1 after the shift
+    s = xp.sum(e if bv is None else bv * e, axis=ax, keepdims=True)
+    mag = xp.abs(s)
+    ok = mag != 0  # NaN sums stay NaN
+    # log of a zero sum is -inf; log(1) on those entries keeps the gradient 0 instead of NaN.
+    lse = xp.where(ok, m + xp.log(xp.where(ok, mag, 1.0)), -_INF)
+    if edge:
+        # rows with +inf: the sum is +inf (unless +inf entries' weights cancel: NaN)
+        lse = xp.where(had_pos_inf, xp.where(ok, _INF, float("nan")), lse)
+    sign = xp.sign(s)
+    if not return_sign:
+        lse = xp.where(sign < 0, float("nan"), lse)  # log of a negative number (SciPy gives NaN)
+    if not keepdims:
+        squeeze = tuple(range(xv.ndim)) if ax is None else (ax if isinstance(ax, tuple) else (ax,))
+        lse = xp.squeeze(lse, axis=squeeze) if squeeze else lse
+        sign = xp.squeeze(sign, axis=squeeze) if squeeze else sign
+    if return_sign:
+        return finish(p, lse), finish(p, sign)
+    return finish(p, lse)
+
+
+# --------------------------------------------------------------------------------------------
+# two-class conversions
+# --------------------------------------------------------------------------------------------
+
+
+def binary_to_two_class(z: Any) -> Any:
+    r"""Turn binary logits into two-class logits ``[0, z]`` on a new last axis.
+
+    .. math:: z \mapsto [0, z], \qquad \operatorname{softmax}([0, z])_1 = \frac{e^z}{1 + e^z} = \sigma(z)
+
+    So ``softmax(binary_to_two_class(z))[..., 1] == sigmoid(z)``: a binary classifier is a two-class
+    softmax classifier whose first logit is pinned at 0.
+
+    Args:
+        z: binary logits, any shape ``S``.
+
+    Returns:
+        Logits of shape ``S + (2,)``; class 0 is the negative class.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.binary_to_two_class([0.1, -2.0])
+        array([[ 0. ,  0.1],
+               [ 0. , -2. ]])
+        >>> float(sigmax.softmax(sigmax.binary_to_two_class(0.1))[1].round(4))
+        0.525
+    """
+    p = prepare(z, name="z")
+    xp, zv = p.xp, p.x
+    out = xp.stack([xp.zeros_like(zv), zv], axis=-1)
+    return finish(p._replace(numpy_scalar=False), out)
+
+
+def two_class_to_binary(x: Any, axis: int = -1, *, dim: int | None = None) -> Any:
+    r"""Turn two-class logits into one binary logit per row: ``x[..., 1] - x[..., 0]``.
+
+    .. math:: [x_0, x_1] \mapsto x_1 - x_0, \qquad \sigma(x_1 - x_0) = \operatorname{softmax}(x)_1
+
+    Args:
+        x: logits with exactly two entries along ``axis`` (``dim=`` is an alias).
+
+    Returns:
+        Binary logits with ``axis`` removed.
+
+    Example:
+        >>> import sigmax
+        >>> sigmax.two_class_to_binary([[-0.3, -0.7], [1.1, -0.7]]).round(4)
+        array([-0.4, -1.8])
+    """
+    p = prepare(x)
+    xp, xv = p.xp, p.x
+    ax = normalize_axis(resolve_axis(axis, dim), xv.ndim)
+    if xv.shape[ax] != 2:
+        raise ValueError(
+            f"two_class_to_binary needs exactly 2 classes along axis {ax}, got {xv.shape[ax]} "
+            f"(shape {tuple(xv.shape)}); for C > 2 classes there is no single binary logit"
+        )
+    idx0 = tuple(0 if i == ax else slice(None) for i in range(xv.ndim))
+    idx1 = tuple(1 if i == ax else slice(None) for i in range(xv.ndim))
+    return finish(p, xv[idx1] - xv[idx0])  # log-odds of class 1 against class 0

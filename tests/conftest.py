@@ -1,0 +1,34 @@
+"""Shared fixtures: every array test runs on NumPy, PyTorch and JAX (where installed)."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from sigmax.testing import available_backends
+
+BACKENDS = available_backends()
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request):
+    """A :class:`sigmax.testing.Backend`: ``backend.asarray(values, dtype="float32")``."""
+    return request.param
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b.name != "jax"], ids=lambda b: b.name)
+def np_torch(request):
+    """NumPy and PyTorch only (for tests of eager-only behaviour such as error messages)."""
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
