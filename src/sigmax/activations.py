@@ -239,6 +239,26 @@ def _shift(xp, x, m, edge: bool):
     return x - m, m, empty
 
 
+def _log_sum_exp_shifted(xp, z, axis, empty=None):
+    """``log(sum(exp(z)))`` for ``z = x - max(x)``, accurate also when the result is tiny.
+
+    The maximum entries contribute exactly 1 each, so the sum is ``k + t`` with ``k`` ties and ``t``
+    the rest. ``log1p(t + k - 1)`` keeps the digits of a small ``t`` that ``log(1 + t)`` would round
+    away (``logsumexp([0, -50])`` is 1.9e-22, not 0; SciPy >= 1.15 does the same). Written as
+    ``where(is_max, e - 1, e)`` the max entries keep their gradient ``e`` (so ties are exact too).
+    """
+    e = xp.exp(z)  # z <= 0: no overflow
+    is_max = z == 0.0
+    rest = xp.sum(xp.where(is_max, e - 1.0, e), axis=axis, keepdims=True)  # exact: e == 1 at the max
+    k = xp.sum(xp.astype(is_max, z.dtype), axis=axis, keepdims=True)
+    arg = rest + (k - 1.0)
+    if empty is not None:
+        # all -inf rows would give log1p(-1) = -inf, whose infinite derivative times the zero
+        # gradient of the caller's `where` is NaN: give them a safe 0 here, callers put -inf.
+        arg = xp.where(empty, 0.0, arg)
+    return xp.log1p(arg)
+
+
 def _prepare_rows(x, axis, dim, temperature, where, *, name="x"):
     """Shared argument handling of softmax / log_softmax."""
     p = prepare(x, name=name)
@@ -333,8 +353,7 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
     m = xp.max(xv, axis=ax, keepdims=True)
     edge = _any_nonfinite(xp, m)
     z, _, empty = _shift(xp, xv, m, edge)
-    s = xp.sum(xp.exp(z), axis=ax, keepdims=True)  # 1 <= s <= C on finite rows: log(s) is safe
-    out = z - xp.log(xp.where(s == 0, 1.0, s))
+    out = z - _log_sum_exp_shifted(xp, z, ax, empty)
     if edge:
         out = xp.where(empty, -_INF, out)  # all -inf rows: -inf with zero gradient
     return finish(p, out)
@@ -397,18 +416,27 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
     m = xp.max(xv, axis=ax, keepdims=True)
     edge = _any_nonfinite(xp, m)
     had_pos_inf = (m == _INF) if edge else None
-    z, m, _ = _shift(xp, xv, m, edge)
-    e = xp.exp(z)  # <= 1 after the shift
-    s = xp.sum(e if bv is None else bv * e, axis=ax, keepdims=True)
-    mag = xp.abs(s)
-    ok = mag != 0  # NaN sums stay NaN
-    # log of a zero sum is -inf; log(1) on those entries keeps the gradient 0 instead of NaN.
-    lse = xp.where(ok, m + xp.log(xp.where(ok, mag, 1.0)), -_INF)
+    z, m, empty = _shift(xp, xv, m, edge)
+    if bv is None:
+        s = None
+        lse = m + _log_sum_exp_shifted(xp, z, ax, empty)
+        ok = True if empty is None else ~empty
+        if empty is not None:
+            lse = xp.where(empty, -_INF, lse)  # empty sum: log 0 = -inf, gradient 0
+    else:
+        s = xp.sum(bv * xp.exp(z), axis=ax, keepdims=True)  # exp(z) <= 1 after the shift
+        mag = xp.abs(s)
+        ok = mag != 0  # NaN sums stay NaN
+        # log of a zero sum is -inf; log(1) on those entries keeps the gradient 0 instead of NaN.
+        lse = xp.where(ok, m + xp.log(xp.where(ok, mag, 1.0)), -_INF)
     if edge:
         # rows with +inf: the sum is +inf (unless +inf entries' weights cancel: NaN)
         lse = xp.where(had_pos_inf, xp.where(ok, _INF, float("nan")), lse)
-    sign = xp.sign(s)
-    if not return_sign:
+    if s is None:  # no weights: the sum is positive, or 0 for an empty row, or NaN
+        sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), float("nan"), 1.0))
+    else:
+        sign = xp.sign(s)
+    if not return_sign and s is not None:
         lse = xp.where(sign < 0, float("nan"), lse)  # log of a negative number (SciPy gives NaN)
     if not keepdims:
         squeeze = tuple(range(xv.ndim)) if ax is None else (ax if isinstance(ax, tuple) else (ax,))
