@@ -99,7 +99,7 @@ def sigmoid(x: Any) -> Any:
     e = xp.exp(_neg_abs(xp, x))  # exp(-|x|) <= 1: no overflow for either sign
     # x >= 0: 1 / (1 + e^-x); x < 0: e^x / (1 + e^x). The second form keeps tiny results exact
     # instead of computing 1 / (1 + huge) = 0.
-    return finish(p, xp.where(x >= 0, 1.0, e) / (1.0 + e))
+    return finish(p, xp.where(x > 0, 1.0, e) / (1.0 + e))
 
 
 @_quiet
