@@ -14,6 +14,14 @@ from .activations import (
     softplus,
     two_class_to_binary,
 )
+from .losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    nll_loss,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -27,4 +35,10 @@ __all__ = [
     "logsumexp",
     "binary_to_two_class",
     "two_class_to_binary",
+    "nll_loss",
+    "cross_entropy",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
 ]
