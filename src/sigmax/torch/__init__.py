@@ -1,0 +1,14 @@
+"""PyTorch-only power (DESIGN.md, principle 4): fused large-vocabulary losses with their own backward
+and the vocabulary-parallel loss over ``torch.distributed``.
+
+Only re-exports live here; the code is in the modules beside this file.
+"""
+
+from .distributed import vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+from .linear_cross_entropy import linear_cross_entropy
+
+__all__ = [
+    "linear_cross_entropy",
+    "vocab_parallel_cross_entropy",
+    "vocab_parallel_linear_cross_entropy",
+]
