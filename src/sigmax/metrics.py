@@ -16,8 +16,9 @@ multiclass  class axis ``axis`` (``C``)    class indices ``0..C-1``, the scores'
 multilabel  class axis ``axis`` (``C``)    multi-hot 0/1, the scores' shape
 ==========  ============================  ========================================================
 
-Binary and multi-label decisions are ``p >= threshold`` (the same rule :func:`sigmax.calibration.tune_thresholds`
-uses); multi-class decisions are the argmax (the first maximum on ties).
+Binary and multi-label decisions are ``p > threshold`` (the rule of :func:`sigmax.interpret.interpret`, for
+which :func:`sigmax.calibration.tune_thresholds` picks thresholds); multi-class decisions are the argmax
+(the first maximum on ties).
 
 Calibration error follows Guo et al. (2017), "On Calibration of Modern Neural Networks": confidences are
 cut into ``n_bins`` equal-width bins :math:`B_b = (b/n, (b+1)/n]` (a confidence of exactly 0 joins the
@@ -226,9 +227,12 @@ def _prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *,
 
 
 def _threshold_array(threshold: Any, data: _Data) -> np.ndarray:
-    t = _to_numpy(threshold, "threshold").astype(np.float64)
     if data.task == "multiclass":
-        raise ValueError("threshold does not apply to task='multiclass' (decisions are the argmax)")
+        if threshold is not None:
+            raise ValueError("threshold does not apply to task='multiclass' (decisions are the argmax); "
+                             "leave it None")
+        return np.asarray(0.5)
+    t = _to_numpy(0.5 if threshold is None else threshold, "threshold").astype(np.float64)
     c = 1 if data.task == "binary" else data.n_classes
     if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, c)):
         raise ValueError(f"threshold must be a number or one per class ({c} values), got shape {t.shape}")
@@ -243,10 +247,11 @@ def _threshold_array(threshold: Any, data: _Data) -> np.ndarray:
 
 
 def _decisions(data: _Data, threshold: Any) -> np.ndarray:
-    """Predicted labels: argmax (multiclass) or ``p >= threshold`` (binary, multilabel)."""
+    """Predicted labels: argmax (multiclass) or ``p > threshold`` (binary, multilabel)."""
+    t = _threshold_array(threshold, data)
     if data.task == "multiclass":
         return np.argmax(data.p, axis=1)
-    return (data.p >= _threshold_array(threshold, data)).astype(np.int64)
+    return (data.p > t).astype(np.int64)
 
 
 def _onehot(y: np.ndarray, c: int) -> np.ndarray:
@@ -357,12 +362,12 @@ def _check_top_k(top_k: Any, d: _Data) -> int:
 
 
 def accuracy(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1, top_k: int = 1,
-             threshold: Any = 0.5, dim: int | None = None) -> float:
+             threshold: Any = None, dim: int | None = None) -> float:
     r"""The fraction of correct decisions (top-k for multi-class).
 
     .. math::
         \text{multiclass: } \frac1N \sum_i [\,y_i \in \operatorname{top}_k(p_i)\,], \qquad
-        \text{binary / multilabel: } \frac1M \sum_j [\,[p_j \ge t] = y_j\,]
+        \text{binary / multilabel: } \frac1M \sum_j [\,[p_j > t] = y_j\,]
 
     Multi-label accuracy is per (sample, class) entry (one minus the Hamming loss), not exact match.
 
@@ -370,7 +375,8 @@ def accuracy(scores: Any, labels: Any, task: str, *, space: str = "logits", axis
         scores, labels, task, space, axis: as in :func:`nll`.
         top_k: count a multi-class sample as correct when its label is among the ``top_k`` most
             probable classes (ties rank the lower class index first, so ``top_k=1`` is the argmax).
-        threshold: decision threshold on probabilities for binary/multilabel; a number or one per class.
+        threshold: decision threshold on probabilities for binary/multilabel; a number or one per class
+            (``None``: 0.5). Not for multiclass.
 
     Returns:
         A float in [0, 1].
@@ -444,7 +450,7 @@ def _check_average(average: Any) -> Any:
 
 
 def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,
-                        threshold: Any = 0.5, average: str | None = "micro",
+                        threshold: Any = None, average: str | None = "micro",
                         dim: int | None = None) -> dict[str, Any]:
     r"""Precision, recall and F1 of the decisions, micro- or macro-averaged over classes.
 
@@ -452,14 +458,14 @@ def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "lo
         P = \frac{TP}{TP + FP}, \quad R = \frac{TP}{TP + FN}, \quad F_1 = \frac{2\,TP}{2\,TP + FP + FN}
 
     * binary: of the positive class (``average`` makes no difference);
-    * multilabel: decisions ``p >= threshold`` per class; ``"micro"`` pools the counts of all classes,
+    * multilabel: decisions ``p > threshold`` per class; ``"micro"`` pools the counts of all classes,
       ``"macro"`` averages the per-class values;
     * multiclass: decisions are the argmax; ``"micro"`` equals accuracy, ``"macro"`` averages over classes.
 
     Args:
         scores, labels, task, space, axis: as in :func:`nll`.
         threshold: binary/multilabel decision threshold on probabilities, a number or one per class
-            (e.g. ``Calibrator.thresholds``).
+            (e.g. ``Calibrator.thresholds``; ``None``: 0.5; not for multiclass).
         average: ``"micro"``, ``"macro"``, or ``None`` for per-class NumPy arrays.
 
     Returns:
@@ -529,7 +535,7 @@ def _top_label(d: _Data) -> tuple[np.ndarray, np.ndarray]:
         return d.p[np.arange(d.n), pred], (pred == d.y).astype(np.float64)
     p = d.p.reshape(-1)
     y = d.y.reshape(-1)
-    pred = p >= 0.5
+    pred = p > 0.5  # the default decision of sigmax.interpret
     return np.where(pred, p, 1.0 - p), (pred == (y == 1)).astype(np.float64)
 
 
@@ -690,7 +696,7 @@ def reliability(scores: Any, labels: Any, task: str, *, space: str = "logits", n
               \mathrm{acc}(B_b) = \frac{1}{|B_b|} \sum_{i \in B_b} o_i
 
     ``mode="top_label"``: :math:`\hat p_i` is the probability of the predicted label and :math:`o_i`
-    whether it is right (multiclass: the argmax; binary/multilabel: the decision ``p >= 0.5``, confidence
+    whether it is right (multiclass: the argmax; binary/multilabel: the decision ``p > 0.5``, confidence
     ``max(p, 1 - p)``, every (sample, class) entry pooled). ``mode="classwise"``: :math:`\hat p` is a class's
     probability and :math:`o` its 0/1 outcome — class ``class_index`` only, or all classes pooled when
     it is ``None`` (binary: the positive class, as torchmetrics' ``binary_calibration_error``).
@@ -791,7 +797,7 @@ class MetricAccumulator:
         True
     """
 
-    def __init__(self, task: str, *, space: str = "logits", axis: int = -1, threshold: Any = 0.5,
+    def __init__(self, task: str, *, space: str = "logits", axis: int = -1, threshold: Any = None,
                  n_bins: int = 15):
         self.task = validate_task(task)
         self.space = validate_space(space)
@@ -868,20 +874,21 @@ class MetricAccumulator:
 
 
 def summary(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,
-            threshold: Any = 0.5, n_bins: int = 15, dim: int | None = None) -> dict[str, float]:
+            threshold: Any = None, n_bins: int = 15, dim: int | None = None) -> dict[str, float]:
     r"""The standard metrics in one dict of floats, for tables and reports.
 
     Keys, every task: ``"nll"``, ``"brier"``, ``"accuracy"``, ``"ece"``, ``"mce"``, ``"rmsce"`` (top-label,
     ``n_bins`` equal-width bins) and ``"classwise_ece"``. Multiclass adds ``"f1_macro"`` and, when there
     are more than 5 classes, ``"top5_accuracy"``; binary and multilabel add ``"f1_micro"``, ``"f1_macro"``,
-    ``"precision_micro"`` and ``"recall_micro"`` (decisions ``p >= threshold``).
+    ``"precision_micro"`` and ``"recall_micro"`` (decisions ``p > threshold``).
 
     .. math:: \text{see } \texttt{nll}, \texttt{brier}, \texttt{accuracy}, \texttt{precision\_recall\_f1},
               \texttt{calibration\_error}
 
     Args:
         scores, labels, task, space, axis: as in :func:`nll`.
-        threshold: binary/multilabel decision threshold(s) on probabilities (e.g. ``Calibrator.thresholds``).
+        threshold: binary/multilabel decision threshold(s) on probabilities (e.g.
+            ``Calibrator.thresholds``; ``None``: 0.5; must be ``None`` for multiclass).
         n_bins: equal-width bins for the calibration errors.
 
     Returns:
