@@ -146,3 +146,120 @@ def available_backends() -> list[Backend]:
     if importlib.util.find_spec("jax") is not None:
         out.append(_jax_backend())
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy against mpmath
+# ---------------------------------------------------------------------------------------------
+
+#: functions measured by :func:`measure_accuracy`, with how their error is scaled:
+#: "result" = ulps of the exact result; "input" = ulps of max(|exact result|, max |x| of the row), the
+#: conditioning of log-sum-exp and log-softmax (rounding an input by half an ulp moves the result that
+#: much); "log" = ulps of the result divided by max(1, |log p|, max |x|): the same conditioning seen
+#: through exp (p = exp(log p), so an absolute error d in log p is a relative error d in p).
+ACCURACY_FUNCTIONS = {
+    "sigmoid": "result",
+    "log_sigmoid": "result",
+    "softplus": "result",
+    "logit": "result",
+    "softmax": "log",
+    "log_softmax": "input",
+    "logsumexp": "input",
+}
+
+
+def accuracy_grid(name: str, dtype: str, n: int = 1500, seed: int = 0) -> np.ndarray:
+    """Inputs spanning the finite range of ``dtype``: both signs, subnormals to the largest finite
+    value for elementwise functions; (0, 1) from the smallest subnormal to 1 - eps/2 for ``logit``;
+    rows of 6 logits whose scale runs over the whole exponent range for the row functions."""
+    np_dtype = np.dtype(dtype)
+    fi = np.finfo(np_dtype)
+    rng = np.random.default_rng(seed)
+    tiny = float(fi.smallest_subnormal)
+    if name == "logit":
+        small = np.geomspace(tiny, 0.5, n // 2)
+        near_one = 1.0 - np.geomspace(float(fi.epsneg), 0.5, n // 4)
+        near_half = 0.5 + rng.uniform(-0.2, 0.2, n // 4) * np.geomspace(1e-15, 1, n // 4)
+        x = np.concatenate([small, near_one, near_half])
+        return np.unique(x.astype(np_dtype))
+    if ACCURACY_FUNCTIONS[name] == "result" and name not in ("softmax", "log_softmax"):
+        with np.errstate(over="ignore"):
+            mag = np.minimum(np.geomspace(tiny, float(fi.max) / 2, n), float(fi.max))
+        x = np.concatenate([-mag, [0.0], mag, rng.normal(scale=30.0, size=n)])
+        return x.astype(np_dtype)
+    rows = n // 3
+    scale = np.geomspace(1e-3, float(fi.max) / 16, rows)
+    x = rng.normal(size=(rows, 6)) * scale[:, None]
+    x = np.concatenate([x, rng.normal(scale=20, size=(rows, 6)), rng.normal(scale=1e-3, size=(rows, 6))])
+    return x.astype(np_dtype)
+
+
+_REFERENCE_CACHE: dict = {}
+
+
+def _cached_reference(name: str, dtype: str, n: int) -> np.ndarray:
+    key = (name, dtype, n)
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = mp_reference(name, accuracy_grid(name, dtype, n))
+    return _REFERENCE_CACHE[key]
+
+
+def mp_reference(name: str, x: np.ndarray, dps: int = 60) -> np.ndarray:
+    """The exact value of ``name`` at ``x`` (rounded to float64 at the end), computed with mpmath."""
+    import mpmath
+
+    with mpmath.workdps(dps):
+        def lse(row):
+            vals = [mpmath.mpf(float(v)) for v in row]
+            m = max(vals)
+            return m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in vals))
+
+        if name in ("softmax", "log_softmax", "logsumexp"):
+            out = []
+            for row in np.asarray(x, dtype=np.float64):
+                L = lse(row)
+                if name == "logsumexp":
+                    out.append(float(L))
+                elif name == "log_softmax":
+                    out.append([float(mpmath.mpf(float(v)) - L) for v in row])
+                else:
+                    out.append([float(mpmath.exp(mpmath.mpf(float(v)) - L)) for v in row])
+            return np.asarray(out, dtype=np.float64)
+        f = {
+            "sigmoid": lambda v: 1 / (1 + mpmath.exp(-v)),
+            "log_sigmoid": lambda v: -mpmath.log1p(mpmath.exp(-v)),
+            "softplus": lambda v: mpmath.log1p(mpmath.exp(v)),
+            "logit": lambda v: mpmath.log(v / (1 - v)),
+        }[name]
+        return np.asarray([float(f(mpmath.mpf(float(v)))) for v in np.ravel(x)], dtype=np.float64).reshape(np.shape(x))
+
+
+def measure_accuracy(name: str, backend: Backend, dtype: str, n: int = 1500, fn: Callable | None = None) -> float:
+    """Maximum error of ``sigmax.<name>`` (or of ``fn``, a peer's version of it) against mpmath over
+    :func:`accuracy_grid`, in ulps (scaled as :data:`ACCURACY_FUNCTIONS` says)."""
+    import sigmax
+
+    x = accuracy_grid(name, dtype, n)
+    exact = _cached_reference(name, dtype, n)
+    fn = fn or getattr(sigmax, name)
+    with np.errstate(all="ignore"):
+        got = to_numpy(fn(backend.asarray(x, dtype))).astype(np.float64)
+    mode = ACCURACY_FUNCTIONS[name]
+    xmax = np.max(np.abs(x.astype(np.float64)), axis=-1, keepdims=name != "logsumexp") if x.ndim == 2 else 0.0
+    with np.errstate(all="ignore"):
+        if mode == "input":
+            scale = np.maximum(np.abs(exact), xmax)
+            spacing = np.spacing(scale.astype(np.dtype(dtype))).astype(np.float64)
+            err = np.where(got == exact, 0.0, np.abs(got - exact) / spacing)
+        elif mode == "log":
+            kappa = np.maximum(1.0, np.maximum(np.abs(np.log(exact)), xmax))
+            err = ulp_error(got, exact, dtype) / kappa
+        else:
+            err = ulp_error(got, exact, dtype)
+    if backend.name == "jax":  # XLA flushes subnormals to zero: measure the normal range only
+        tiny = float(np.finfo(np.dtype(dtype)).tiny)
+        normal = (np.abs(exact) >= tiny) | (exact == 0)
+        if x.shape == exact.shape:
+            normal &= (np.abs(x.astype(np.float64)) >= tiny) | (x == 0)
+        err = np.where(normal, err, 0.0)
+    return float(np.nanmax(err))
