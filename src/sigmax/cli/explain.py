@@ -152,7 +152,7 @@ def _print(res: dict) -> None:
     print_table(headers, rows, title=title, highlight_rows=[single["index"]])
     lse = res["logsumexp"]
     print()
-    print_note(f"sum of exp = exp({format_number(lse)}); softmax = exp(logit - {format_number(lse)}), "
+    print_note(f"sum of exp = {exp_text(lse)} = exp({format_number(lse)}); softmax = exp(logit - {format_number(lse)}), "
                f"log_softmax = logit - {format_number(lse)}")
     print_note(f"single-label (softmax, exactly one class is true): {single['class']} "
                f"with probability {single['probability']:.4f}; the softmax column sums to "
