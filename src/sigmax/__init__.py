@@ -22,6 +22,7 @@ from .losses import (
     sigmoid_focal_loss,
     softmax_focal_loss,
 )
+from . import calibration, metrics  # evaluation and calibration: sigmax.metrics.*, sigmax.calibration.*
 
 __version__ = "0.1.0"
 
@@ -41,4 +42,6 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
+    "metrics",
+    "calibration",
 ]
