@@ -16,7 +16,8 @@ binary       ``(N,)``, one sigmoid       ``float64`` 0/1: is the digit 5 or more
 ===========  =========================  ===========================================================
 
 Split (fixed by ``seed``): 500 images train the model, 600 form the calibration part and the
-remaining 697 the test part. The result is cached per ``(task, seed)`` and its arrays are read-only.
+remaining 697 the test part. The model is fit once per ``(task, seed)`` and cached; every call returns
+fresh copies of the arrays.
 
 scikit-learn is an optional dependency (extras ``demo`` and ``test``); without it you get an
 ``ImportError`` saying how to install it.
@@ -176,8 +177,8 @@ def digits_scores(task: str = "multiclass", *, seed: int = 0) -> DigitsScores:
         task: ``"multiclass"`` (10 digits, softmax), ``"multilabel"`` (4 attributes of the digit, one
             sigmoid each: even, greater than 4, prime, closed loop) or ``"binary"`` (is the digit 5
             or more; one logit).
-        seed: fixes the random split (and hence the model). Results are cached per ``(task, seed)``;
-            the arrays are read-only (copy them to modify).
+        seed: fixes the random split (and hence the model). The fit is cached per ``(task, seed)``;
+            each call returns fresh copies of the arrays (safe to modify).
 
     Returns:
         A :class:`DigitsScores` with ``calib_logits, calib_labels, test_logits, test_labels,
@@ -200,4 +201,7 @@ def digits_scores(task: str = "multiclass", *, seed: int = 0) -> DigitsScores:
         raise ValueError(f"unknown task {task!r} for the digits; use one of {', '.join(map(repr, TASKS))}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return _digits_scores(task.strip().lower().replace("-", "").replace("_", ""), int(seed))
+    cached = _digits_scores(task.strip().lower().replace("-", "").replace("_", ""), int(seed))
+    # fresh writable copies (a few hundred kB): callers may modify them, torch.as_tensor takes them
+    # without a warning, and the cache stays intact
+    return DigitsScores(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in cached.as_dict().items()})
