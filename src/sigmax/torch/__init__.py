@@ -5,9 +5,13 @@ Only re-exports live here; the code is in the modules beside this file.
 """
 
 from .distributed import vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+from ._guard import GuardedLoss, WiringWarning, guard
 from .linear_cross_entropy import linear_cross_entropy
 
 __all__ = [
+    "guard",
+    "GuardedLoss",
+    "WiringWarning",
     "linear_cross_entropy",
     "vocab_parallel_cross_entropy",
     "vocab_parallel_linear_cross_entropy",
