@@ -1,0 +1,214 @@
+"""The self-contained HTML page: inline CSS, inline base64 PNGs, no scripts, no network.
+
+Every figure is also written as a PNG file beside the HTML, so the images can be used elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ._plots import COLORS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._report import Report
+
+__all__ = ["render_html", "write_html"]
+
+_CSS = """
+:root { --before: %(before)s; --after: %(after)s; --good: %(good)s; --bad: %(bad)s; --ink: #111827;
+        --muted: #6b7280; --line: #e5e7eb; --card: #ffffff; --bg: #f5f6f8; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+header { background: linear-gradient(120deg, #1f2a44 0%%, #2a7ab0 100%%); color: white; padding: 28px 40px 22px; }
+header h1 { margin: 0 0 4px; font-size: 26px; letter-spacing: .2px; }
+header p { margin: 0; opacity: .85; }
+nav { margin-top: 14px; display: flex; gap: 8px; flex-wrap: wrap; }
+nav a { color: white; text-decoration: none; background: rgba(255,255,255,.14); padding: 4px 12px;
+        border-radius: 999px; font-size: 13px; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; }
+section.task { margin-bottom: 44px; }
+h2 { font-size: 21px; margin: 8px 0 2px; }
+h3 { font-size: 16px; margin: 0 0 6px; }
+.sub { color: var(--muted); margin: 0 0 16px; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin: 14px 0 18px; }
+.kpi { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 12px 14px; }
+.kpi .name { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .6px; }
+.kpi .vals { font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
+.kpi .vals .arrow { color: var(--muted); font-weight: 400; margin: 0 4px; }
+.kpi .delta { font-size: 12.5px; font-weight: 600; }
+.better { color: var(--good); } .worse { color: var(--bad); } .same { color: var(--muted); }
+.grid { display: grid; grid-template-columns: 1fr; gap: 16px; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 16px 18px; }
+.card img { max-width: 100%%; height: auto; display: block; margin: 6px auto 4px; }
+.how { color: var(--muted); font-size: 13.5px; margin: 0 0 4px; }
+table { border-collapse: collapse; width: 100%%; font-variant-numeric: tabular-nums; font-size: 14px; }
+th, td { padding: 7px 10px; border-bottom: 1px solid var(--line); text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { color: var(--muted); font-weight: 600; font-size: 12.5px; text-transform: uppercase; letter-spacing: .5px; }
+td.b { color: var(--before); } td.a { color: var(--after); font-weight: 600; }
+.findings { list-style: none; padding: 0; margin: 0; }
+.findings li { padding: 9px 0; border-bottom: 1px solid var(--line); }
+.findings li:last-child { border-bottom: 0; }
+.sev { display: inline-block; min-width: 64px; text-align: center; font-size: 11.5px; font-weight: 700;
+       text-transform: uppercase; border-radius: 6px; padding: 1px 6px; margin-right: 8px; color: white; }
+.sev.error { background: var(--bad); } .sev.warning { background: #d97706; } .sev.info { background: #6b7280; }
+.sev.ok { background: var(--good); }
+code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; background: #f3f4f6;
+       padding: 1px 5px; border-radius: 4px; }
+.fix { color: var(--muted); font-size: 13.5px; margin-left: 76px; }
+.notes { color: var(--muted); font-size: 13.5px; margin: 4px 0 0 18px; padding: 0; }
+footer { color: var(--muted); font-size: 12.5px; text-align: center; padding: 10px 0 30px; }
+@media (min-width: 980px) { .grid.two { grid-template-columns: 1fr 1fr; } }
+""" % COLORS
+
+#: metrics shown as KPI cards, with the direction that is better
+_KPIS = (("ece", "ECE", -1), ("nll", "NLL", -1), ("brier", "Brier", -1), ("accuracy", "Accuracy", +1),
+         ("f1_micro", "F1 micro", +1))
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.{digits}f}"
+
+
+def _delta_class(before: float, after: float, better: int) -> str:
+    if not (math.isfinite(before) and math.isfinite(after)) or abs(after - before) < 5e-5:
+        return "same"
+    return "better" if (after - before) * better > 0 else "worse"
+
+
+def _img(png: bytes, alt: str) -> str:
+    b64 = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def slug(text: str) -> str:
+    """A file-name-safe lowercase form of ``text``.
+
+    Example:
+        >>> slug("Multi-label: digits (test)")
+        'multi-label-digits-test'
+    """
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s or "report"
+
+
+def _section(rep: "Report", figures: dict[str, tuple[str, str, bytes]], anchor: str) -> str:
+    out = [f'<section class="task" id="{anchor}">', f"<h2>{html.escape(rep.title)}</h2>"]
+    out.append(f'<p class="sub">{html.escape(rep.subtitle())}</p>')
+    # KPI cards
+    out.append('<div class="kpis">')
+    b, a = rep.before.metrics, rep.after.metrics if rep.after is not None else None
+    for key, name, better in _KPIS:
+        if key not in b:
+            continue
+        vb = float(b[key])
+        if a is not None and key in a:
+            va = float(a[key])
+            cls = _delta_class(vb, va, better)
+            rel = (va - vb) / abs(vb) * 100 if vb else float("nan")
+            delta = f"{va - vb:+.4f}" + (f" ({rel:+.0f}%)" if math.isfinite(rel) else "")
+            out.append(f'<div class="kpi"><div class="name">{name}</div><div class="vals">'
+                       f'<span style="color:var(--before)">{_fmt(vb)}</span><span class="arrow">→</span>'
+                       f'<span style="color:var(--after)">{_fmt(va)}</span></div>'
+                       f'<div class="delta {cls}">{delta}</div></div>')
+        else:
+            out.append(f'<div class="kpi"><div class="name">{name}</div><div class="vals">{_fmt(vb)}</div></div>')
+    out.append("</div>")
+    # metrics table + findings side by side
+    out.append('<div class="grid two">')
+    headers, rows = rep.table()
+    tab = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+    for row in rows:
+        cells = [f"<td>{html.escape(str(row[0]))}</td>"]
+        for j, v in enumerate(row[1:], start=1):
+            cls = ' class="b"' if headers[j] == "before" else (' class="a"' if headers[j] == "after" else "")
+            text = v if isinstance(v, str) else _fmt(v)
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        tab.append("<tr>" + "".join(cells) + "</tr>")
+    tab.append("</tbody></table>")
+    how = "Lower is better for NLL, Brier, ECE and MCE; higher for accuracy and F1."
+    out.append(f'<div class="card"><h3>Metrics</h3><p class="how">{how}</p>{"".join(tab)}')
+    if rep.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in rep.notes) + "</ul>")
+    out.append("</div>")
+    out.append('<div class="card"><h3>Checks</h3><p class="how">What <code>sigmax.check()</code> found in the '
+               'scores and labels (warnings only: nothing was changed).</p><ul class="findings">')
+    if rep.findings is None:
+        out.append('<li><span class="sev info">n/a</span>check() is not available in this install.</li>')
+    elif not rep.findings:
+        out.append('<li><span class="sev ok">ok</span>No problems found.</li>')
+    for f in rep.findings or ():
+        sev = str(f.get("severity", "info")).lower()
+        sev_cls = sev if sev in ("error", "warning", "info") else "info"
+        out.append(f'<li><span class="sev {sev_cls}">{html.escape(sev)}</span><code>{html.escape(str(f.get("code", "")))}'
+                   f"</code> {html.escape(str(f.get('message', '')))}")
+        if f.get("fix"):
+            out.append(f'<div class="fix">Fix: {html.escape(str(f["fix"]))}</div>')
+        out.append("</li>")
+    out.append("</ul></div></div>")
+    # figures
+    out.append('<div class="grid">')
+    for key, (title, caption, png) in figures.items():
+        out.append(f'<div class="card figure" id="{anchor}-{key}"><h3>{html.escape(title)}</h3>'
+                   f'<p class="how">{html.escape(caption)}</p>{_img(png, title)}</div>')
+    out.append("</div></section>")
+    return "\n".join(out)
+
+
+def render_html(reports: Sequence["Report"], figures: Sequence[dict[str, tuple[str, str, bytes]]], *,
+                title: str = "sigmax calibration report", anchors: Sequence[str] | None = None) -> str:
+    """The HTML text of a report page with one section per :class:`Report`."""
+    from .. import __version__
+
+    anchors = list(anchors or [slug(r.title) for r in reports])
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = ""
+    if len(reports) > 1:
+        nav = "<nav>" + "".join(f'<a href="#{a}">{html.escape(r.title)}</a>' for r, a in zip(reports, anchors)) + "</nav>"
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<header><h1>{html.escape(title)}</h1><p>Are the probabilities honest? Before and after calibration, "
+             f"on held-out data.</p>{nav}</header><main>"]
+    for rep, figs, anchor in zip(reports, figures, anchors):
+        parts.append(_section(rep, figs, anchor))
+    parts.append(f"</main><footer>sigmax {__version__} · {now} · self-contained: no scripts, no network"
+                 "</footer></body></html>")
+    return "\n".join(parts)
+
+
+def write_html(reports: Sequence["Report"], out_dir: str | os.PathLike, *, title: str = "sigmax calibration report",
+               filename: str = "index.html", progress=None) -> Path:
+    """Draw every figure, write them as PNG files into ``out_dir`` and the page as ``out_dir/filename``.
+
+    Returns the path of the HTML file.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    anchors: list[str] = []
+    for r in reports:
+        a = slug(r.title)
+        while a in anchors:
+            a += "-2"
+        anchors.append(a)
+    all_figs = []
+    for rep, anchor in zip(reports, anchors):
+        figs = rep.figures(progress=progress)
+        for key, (_, _, png) in figs.items():
+            (out / f"{anchor}-{key}.png").write_bytes(png)
+        all_figs.append(figs)
+    page = out / filename
+    page.write_text(render_html(reports, all_figs, title=title, anchors=anchors), encoding="utf-8")
+    return page

@@ -1,0 +1,276 @@
+"""sigmax.report: before/after metrics on held-out rows, streaming in bounded memory, the HTML page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from sigmax import metrics
+from sigmax.report import (
+    PlotAccumulator,
+    Report,
+    calibration_report,
+    progress,
+    split_mask,
+    stream_calibration_report,
+    write_html,
+)
+
+pytest.importorskip("matplotlib")
+
+
+def _data(task: str, n: int, c: int = 5, seed: int = 0, scale: float = 5.0):
+    """Over-confident synthetic logits: the true signal scaled up by ``scale``."""
+    rng = np.random.default_rng(seed)
+    if task == "binary":
+        y = rng.integers(0, 2, n)
+        z = (rng.normal(size=n) + 1.2 * (2 * y - 1)) * scale
+        return z, y
+    if task == "multiclass":
+        y = rng.integers(0, c, n)
+        z = rng.normal(size=(n, c))
+        z[np.arange(n), y] += 1.5
+        return z * scale, y
+    y = (rng.random((n, c)) < 0.3).astype(np.float64)
+    z = (rng.normal(size=(n, c)) + 1.3 * (2 * y - 1)) * scale
+    return z, y
+
+
+def _assert_metrics_close(a: dict, b: dict, rtol: float = 1e-9) -> None:
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-12, err_msg=k)
+
+
+# ------------------------------------------------------------------------------- in memory
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_before_and_after_are_the_metrics_of_the_held_out_rows(task):
+    z, y = _data(task, 600)
+    rep = calibration_report(z, y, task, check=False, seed=3)
+    u = split_mask(0, len(y), 0.5, 3)
+    ev = u >= 0.5
+    assert rep.n_eval == ev.sum() and rep.n_fit == (~ev).sum()
+    _assert_metrics_close(rep.before.metrics, metrics.summary(z[ev], y[ev], task))
+    thr = rep.thresholds
+    kw = {"threshold": thr} if task != "multiclass" and thr is not None else {}
+    after = metrics.summary(np.asarray(rep.calibrator.transform(z[ev])), y[ev], task, **kw)
+    _assert_metrics_close(rep.after.metrics, after)
+    # the diagram is the table's: same bins, same ECE
+    assert rep.before.reliability.ece == pytest.approx(rep.before.metrics["ece"], rel=1e-12)
+    assert rep.after.reliability.count.sum() == rep.before.reliability.count.sum()
+    # over-confident scores: calibration on held-out rows lowers ECE and NLL
+    assert rep.after.metrics["ece"] < rep.before.metrics["ece"]
+    assert rep.after.metrics["nll"] < rep.before.metrics["nll"]
+    if task == "multiclass":  # temperature scaling keeps the argmax
+        assert rep.after.metrics["accuracy"] == rep.before.metrics["accuracy"]
+
+
+def test_plot_data_agrees_with_the_metrics():
+    z, y = _data("multilabel", 400, c=4)
+    rep = calibration_report(z, y, "multilabel", method="none", check=False)
+    h = rep.before.histogram
+    rel = rep.before.reliability
+    assert sum(g.sum() for g in h.groups.values()) == rel.count.sum() == z.size
+    assert h.accuracy == pytest.approx(rep.before.metrics["accuracy"], rel=1e-12)
+    assert np.mean(rep.before.classwise_ece) == pytest.approx(rep.before.metrics["classwise_ece"], rel=1e-9)
+    assert rep.before.class_support.tolist() == y.sum(axis=0).astype(int).tolist()
+    c = rep.before.curves
+    assert c.classes == [0, 1, 2, 3] and c.f1.shape == (4, 200)
+    j = 100  # threshold 0.5: the grid's F1 is the exact F1 of p > 0.5 up to ties on the grid edge
+    p = 1 / (1 + np.exp(-z))
+    for k in range(4):
+        tp = ((p[:, k] > 0.5) & (y[:, k] == 1)).sum()
+        f1 = 2 * tp / ((p[:, k] > 0.5).sum() + y[:, k].sum())
+        assert c.f1[k, j] == pytest.approx(f1, abs=2 / len(y))
+
+
+def test_fit_on_a_separate_calibration_set_and_a_given_calibrator():
+    zc, yc = _data("multiclass", 500, seed=1)
+    zt, yt = _data("multiclass", 300, seed=2)
+    rep = calibration_report(zt, yt, "multiclass", fit=(zc, yc), check=False)
+    assert rep.n_fit == 500 and rep.n_eval == 300
+    again = calibration_report(zt, yt, "multiclass", calibrator=rep.calibrator, check=False)
+    _assert_metrics_close(again.after.metrics, rep.after.metrics)
+    assert again.n_fit == 0 and "already fitted" in " ".join(again.notes)
+
+
+def test_probability_scores_and_torch_tensors():
+    torch = pytest.importorskip("torch")
+    z, y = _data("multiclass", 400)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    from_logits = calibration_report(z, y, "multiclass", check=False)
+    from_probs = calibration_report(torch.tensor(p), torch.tensor(y), "multiclass", space="probs", check=False)
+    _assert_metrics_close(from_probs.before.metrics, from_logits.before.metrics, rtol=1e-7)
+    _assert_metrics_close(from_probs.after.metrics, from_logits.after.metrics, rtol=1e-5)
+
+
+def test_class_axis_first():
+    z, y = _data("multiclass", 300)
+    a = calibration_report(z, y, "multiclass", check=False)
+    b = calibration_report(z.T.copy(), y, "multiclass", axis=0, check=False)
+    _assert_metrics_close(a.after.metrics, b.after.metrics)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(labels=np.zeros(7, dtype=int)), "labels have 7 rows but the scores have 10"),
+    (dict(labels=np.full(10, 5)), "class index 5, outside [0, 2]"),
+    (dict(tune="f1"), "threshold tuning is for binary and multilabel"),
+    (dict(method="isotonic"), "unknown calibration method 'isotonic'"),
+    (dict(fit_fraction=0.0), "fit_fraction must be in (0, 1]"),
+    (dict(space="probz"), "unknown space 'probz'"),
+    (dict(class_names=["a"]), "class_names has 1 names but the scores have 3"),
+])
+def test_bad_input_is_one_clear_error(kwargs, message):
+    z = np.zeros((10, 3))
+    labels = kwargs.pop("labels", np.arange(10) % 3)
+    with pytest.raises(ValueError) as e:
+        calibration_report(z, labels, "multiclass", check=False, **kwargs)
+    assert message in str(e.value)
+
+
+def test_split_does_not_depend_on_chunking():
+    u = split_mask(0, 20_000, 0.5, seed=7)
+    parts = [split_mask(s, n, 0.5, seed=7) for s, n in [(0, 1), (1, 4999), (5000, 10_000), (15_000, 5000)]]
+    assert np.array_equal(u, np.concatenate(parts))
+    assert 0.48 < (u < 0.5).mean() < 0.52
+    assert not np.array_equal(u, split_mask(0, 20_000, 0.5, seed=8))
+
+
+# ------------------------------------------------------------------------------- streaming
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_streamed_report_equals_the_in_memory_report(task, tmp_path):
+    z, y = _data(task, 1000, c=4)
+    np.save(tmp_path / "s.npy", z.astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    mem = calibration_report(z.astype(np.float32), y, task, check=False)
+    st = stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.npy", task, chunk_rows=97, check=False)
+    assert st.streamed and (st.n_fit, st.n_eval) == (mem.n_fit, mem.n_eval)
+    _assert_metrics_close(st.before.metrics, mem.before.metrics, rtol=1e-7)
+    _assert_metrics_close(st.after.metrics, mem.after.metrics, rtol=1e-6)
+    assert np.array_equal(st.after.reliability.count, mem.after.reliability.count)
+    for g in mem.before.histogram.groups:
+        assert np.array_equal(st.before.histogram.groups[g], mem.before.histogram.groups[g])
+
+
+def test_streamed_fit_sample_is_bounded_and_said(tmp_path):
+    z, y = _data("multiclass", 3000, c=3)
+    np.save(tmp_path / "s.npy", z)
+    np.savetxt(tmp_path / "y.csv", y, fmt="%d")  # labels in another format are read whole
+    rep = stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.csv", "multiclass", chunk_rows=500,
+                                    max_fit_rows=300, check=False)
+    assert 200 < rep.n_fit < 400
+    assert any("uniform sample" in n for n in rep.notes)
+    assert rep.after.metrics["ece"] < rep.before.metrics["ece"]
+
+
+def test_streaming_errors(tmp_path):
+    np.save(tmp_path / "s.npy", np.zeros((50, 3)))
+    np.save(tmp_path / "y.npy", np.zeros(40, dtype=int))
+    with pytest.raises(ValueError, match="LABELS has 40 rows but SCORES has 50"):
+        stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.npy", "multiclass", chunk_rows=16, check=False)
+    np.save(tmp_path / "y.npy", np.zeros(50, dtype=int))
+    with pytest.raises(ValueError, match="class axis cannot be axis 0"):
+        stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.npy", "multiclass", axis=0, check=False)
+
+
+def test_streaming_peak_memory_stays_bounded_on_a_file_many_times_larger(tmp_path):
+    """A 6 MB score file is reported with a Python/NumPy heap peak under 1.5 MB (tracemalloc counts
+    every NumPy allocation; the memory-mapped file pages are the kernel's page cache, reclaimable)."""
+    n, c, chunk = 200_000, 8, 2048
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, c, n)
+    mm = np.lib.format.open_memmap(tmp_path / "s.npy", mode="w+", dtype=np.float32, shape=(n, c))
+    for i in range(0, n, 50_000):
+        block = rng.normal(size=(min(50_000, n - i), c)).astype(np.float32)
+        block[np.arange(block.shape[0]), y[i:i + block.shape[0]]] += 2.0
+        mm[i:i + block.shape[0]] = 2.5 * block
+    mm.flush()
+    del mm
+    np.save(tmp_path / "y.npy", y)
+    del y
+    file_bytes = (tmp_path / "s.npy").stat().st_size
+    bound = 1.5 * 2**20
+    assert file_bytes > 4 * bound
+    # warm up: first-time imports allocate too, and are not the report's memory
+    np.save(tmp_path / "s0.npy", np.zeros((10, c), np.float32))
+    np.save(tmp_path / "y0.npy", np.arange(10) % c)
+    stream_calibration_report(tmp_path / "s0.npy", tmp_path / "y0.npy", "multiclass", chunk_rows=4, check=False)
+    tracemalloc.start()
+    try:
+        rep = stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.npy", "multiclass", chunk_rows=chunk,
+                                        max_fit_rows=2000, check=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rep.n_eval > 0.45 * n and rep.n_fit <= 2100
+    assert peak < bound, f"peak {peak / 2**20:.2f} MiB for a {file_bytes / 2**20:.1f} MiB file"
+    assert rep.after.metrics["ece"] < rep.before.metrics["ece"] + 0.01
+
+
+# ------------------------------------------------------------------------------- output
+def test_table_text_and_dict():
+    z, y = _data("binary", 500)
+    rep = calibration_report(z, y, "binary", check=False)
+    headers, rows = rep.table()
+    assert headers == ["metric", "before", "after", "change"]
+    assert [r[0] for r in rows] == ["NLL", "Brier", "accuracy", "F1 micro", "F1 macro", "ECE", "MCE", "class-wise ECE"]
+    text = rep.to_text()
+    assert "ECE" in text and re.search(r"ECE\s+\d\.\d{4}\s+\d\.\d{4}\s+[-+]\d\.\d{4}", text)
+    d = rep.to_dict()
+    assert d["after"]["ece"] == rep.after.metrics["ece"] and d["n_eval"] == rep.n_eval
+    assert "tuned thresholds" in " ".join(rep.notes)
+
+
+def test_html_is_self_contained_with_every_figure(tmp_path):
+    z, y = _data("multilabel", 400, c=3)
+    rep = calibration_report(z, y, "multilabel", class_names=["cat", "dog", "bird"], title="Pets: multi-label",
+                             check=False)
+    rep.findings = [{"code": "saturated", "severity": "warning", "message": "some <probs> are 1", "fix": "use logits"}]
+    page = write_html([rep], tmp_path / "out")
+    text = page.read_text()
+    pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert pngs == ["pets-multi-label-classwise.png", "pets-multi-label-confidence.png",
+                    "pets-multi-label-reliability.png", "pets-multi-label-thresholds.png"]
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 4
+    for b64, name in zip(images, ["reliability", "confidence", "classwise", "thresholds"]):
+        png = base64.b64decode(b64)
+        assert png == (tmp_path / "out" / f"pets-multi-label-{name}.png").read_bytes()
+        import matplotlib.image as mpimg
+
+        pixels = mpimg.imread(io.BytesIO(png), format="png")
+        assert pixels.shape[0] > 150 and pixels.shape[1] > 300 and pixels[..., :3].std() > 0.05
+    assert "<script" not in text and "http://" not in text and "https://" not in text
+    assert "some &lt;probs&gt; are 1" in text and "Fix: use logits" in text  # escaped
+    assert "cat" in text and "ECE" in text
+
+
+def test_progress_is_silent_when_not_a_terminal_and_drawn_when_asked():
+    quiet = io.StringIO()
+    with progress(10, "work", stream=quiet) as bar:
+        bar.advance(10)
+    assert quiet.getvalue() == "" and bar.done == 10
+    shown = io.StringIO()
+    with progress(10, "work", stream=shown, enabled=True, use_rich=False) as bar:
+        for _ in range(10):
+            bar.advance()
+    assert "work" in shown.getvalue()
+
+
+def test_plot_accumulator_is_additive():
+    z, y = _data("multiclass", 300, c=4)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    whole, parts = PlotAccumulator("multiclass", 4), PlotAccumulator("multiclass", 4)
+    whole.add(p, y)
+    for i in range(0, 300, 37):
+        parts.add(p[i:i + 37], y[i:i + 37])
+    assert np.allclose(whole.classwise_ece(), parts.classwise_ece())
+    assert all(np.array_equal(whole.histogram().groups[k], parts.histogram().groups[k]) for k in ("right", "wrong"))
+    assert isinstance(Report, type)
