@@ -14,7 +14,7 @@ import sys
 __all__ = ["main", "build_parser", "CLIError"]
 
 #: subcommands, in the order ``sigmax --help`` lists them
-COMMANDS = ("explain", "report", "calibrate", "demo")
+COMMANDS = ("explain", "check", "report", "calibrate", "demo")
 
 
 class CLIError(Exception):
