@@ -40,8 +40,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._array import _device, _is_integer, finish, is_floating, is_jax, is_numpy, namespace, normalize_axis, \
-    prepare, resolve_axis
+from ._array import _device, _is_integer, finish, is_floating, is_jax, is_numpy, is_torch, namespace, \
+    normalize_axis, prepare, resolve_axis
 from .activations import log_sigmoid, log_softmax
 
 __all__ = [
@@ -213,6 +213,8 @@ def _split_target(xp, x, target: Any, ax: int, *, fn: str, axis_given: bool, all
             )
         if t.dtype == xp.bool or not _is_integer(xp, t.dtype):
             raise TypeError(f"{fn}: target must hold integer class indices, got dtype {t.dtype}")
+        if is_torch(xp) and t.dtype != xp.int64:
+            t = xp.astype(t, xp.int64)  # torch.gather takes int64 indices only (uint8/int32 are valid too)
         return t, False
     hint = ""
     if len(tshape) == len(shape) and tshape == expected[:ax] + (1,) + expected[ax:]:
@@ -232,9 +234,9 @@ def _check_indices(xp, t, c: int, ignore_index: int, *, fn: str) -> None:
     bounds', or a device-side assert on CUDA)."""
     if _is_traced(t):
         return
-    bad = ((t < 0) | (t >= c)) & (t != ignore_index)
-    if bool(xp.any(bad)):
-        tn, bn = _to_numpy(t), _to_numpy(bad)
+    if bool(_run(xp, _bad_index_core, t, c=c, ignore_index=ignore_index)):
+        tn = _to_numpy(t)
+        bn = ((tn < 0) | (tn >= c)) & (tn != ignore_index)
         values = np.unique(tn[bn])
         shown = ", ".join(str(int(v)) for v in values[:10]) + (", ..." if values.size > 10 else "")
         raise ValueError(
@@ -242,6 +244,19 @@ def _check_indices(xp, t, c: int, ignore_index: int, *, fn: str) -> None:
             f"input has {c} classes, so valid indices are 0..{c - 1}; entries to skip must equal "
             f"ignore_index (now {ignore_index})"
         )
+
+
+def _bad_index_core(xp, t, *, c, ignore_index):
+    return xp.any(((t < 0) | (t >= c)) & (t != ignore_index))
+
+
+def _prob_flags_core(xp, t, *, ax, tol):
+    """(any negative, any row not summing to 1 within ``tol``); NaN sums count as not summing to 1."""
+    return xp.any(t < 0), xp.any(~(xp.abs(xp.sum(t, axis=ax) - 1.0) <= tol))
+
+
+def _outside_unit_core(xp, t):
+    return xp.any(~((t >= 0) & (t <= 1)))  # NaN is outside too
 
 
 def _eps(xp, dtype) -> float:
@@ -253,26 +268,27 @@ def _check_prob_targets(xp, t, ax: int, eps: float, *, fn: str) -> None:
     of ``eps``, the epsilon of the coarser of the target's and the input's dtypes)."""
     if _is_traced(t) or 0 in tuple(t.shape):
         return
-    if bool(xp.any(t < 0)):
-        raise ValueError(
-            f"{fn}: target has input's shape, so it holds class probabilities, but it has negative "
-            f"values (min {float(xp.min(t)):.4g}); probabilities must be >= 0"
-        )
     c = t.shape[ax]
     tol = max(1e-6, 4 * eps, min(8 * c * eps, 1e-2))  # a few roundings per class, dtype-aware
-    sums = xp.sum(t, axis=ax)
-    off = ~(xp.abs(sums - 1.0) <= tol)  # NaN sums count as off
-    if bool(xp.any(off)):
-        if bool(xp.all((t == 0) | (t == 1))) and bool(xp.any(sums > 1)):
+    negative, off_any = (bool(v) for v in _run(xp, _prob_flags_core, t, ax=ax, tol=tol))
+    if negative:
+        raise ValueError(
+            f"{fn}: target has input's shape, so it holds class probabilities, but it has negative "
+            f"values (min {float(np.nanmin(_to_numpy(t))):.4g}); probabilities must be >= 0"
+        )
+    if off_any:
+        tn = _to_numpy(t).astype(np.float64)
+        sums = tn.sum(axis=ax)
+        off = ~(np.abs(sums - 1.0) <= tol)
+        if np.all((tn == 0) | (tn == 1)) and np.any(sums > 1):
             raise ValueError(
                 f"{fn}: target looks multi-hot (several 1s along the class axis {ax}): more than one "
                 f"class is true at once, which a softmax loss cannot express. For multi-label data use "
                 f"binary_cross_entropy_with_logits(input, target) (one sigmoid per class)"
             )
-        on = _to_numpy(off)
         raise ValueError(
-            f"{fn}: target holds class probabilities (it has input's shape) but {int(on.sum())} of "
-            f"{on.size} rows along the class axis {ax} do not sum to 1 (row sums: "
+            f"{fn}: target holds class probabilities (it has input's shape) but {int(off.sum())} of "
+            f"{off.size} rows along the class axis {ax} do not sum to 1 (row sums: "
             f"{_range_text(sums)}). Normalize them "
             f"(target / target.sum({ax}, keepdims=True)); if several classes can be true at once, "
             f"use binary_cross_entropy_with_logits"
@@ -301,7 +317,7 @@ def _same_shape_target(xp, x, target: Any, *, fn: str, name: str = "input"):
             f"be equal (one target per score). If the target holds class indices of a multi-class "
             f"problem, use cross_entropy"
         )
-    if not _is_traced(t) and bool(xp.any(~((t >= 0) & (t <= 1)))):  # NaN is out of range too
+    if not _is_traced(t) and bool(_run(xp, _outside_unit_core, t)):
         raise ValueError(
             f"{fn}: target must hold probabilities in [0, 1] (0/1 labels or soft labels); got "
             f"{_range_text(t)}. For labels in {{-1, 1}} use (target + 1) / 2"
@@ -335,6 +351,26 @@ def _elementwise_weight(xp, weight: Any, x, axis: Any, dim: Any, *, fn: str, nam
             f"or an array of input's shape"
         )
     return w
+
+
+def _run(xp, core, *arrays, **static):
+    """``core(xp, *arrays, **static)``: the arithmetic of a loss, after its arguments were checked.
+
+    On JAX the core runs as one compiled function (cached per options and shapes) instead of
+    dispatching, and compiling, each of its few dozen operations one by one; inside a caller's
+    ``jit``/``grad`` it is simply inlined.
+    """
+    if is_jax(xp):
+        return _jax_jitted(core, tuple(sorted(static.items())))(*arrays)
+    return core(xp, *arrays, **static)
+
+
+@functools.lru_cache(maxsize=256)
+def _jax_jitted(core, static_items):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.jit(functools.partial(core, jnp, **dict(static_items)))
 
 
 def _reduce(xp, loss, reduction: str, denom: Any = None):
@@ -402,6 +438,17 @@ def _rows(shape, ax: int) -> float:
     return float(np.prod(tuple(shape[:ax]) + tuple(shape[ax + 1:]), dtype=np.float64))
 
 
+def _ce_indices_core(xp, x, t, w, *, ax, ignore_index, smoothing, reduction, from_logits):
+    logp = log_softmax(x, axis=ax) if from_logits else x  # the one log-softmax (shift by the max inside)
+    per, denom = _nll_indices(xp, logp, t, ax, w, ignore_index, smoothing)
+    return _reduce(xp, per, reduction, denom)
+
+
+def _ce_probs_core(xp, x, t, w, *, ax, smoothing, reduction):
+    logp = log_softmax(x, axis=ax)
+    return _reduce(xp, _nll_probs(xp, logp, t, ax, w, smoothing), reduction, _rows(x.shape, ax))
+
+
 @_quiet
 def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -100,
              reduction: str = "mean", *, axis: int | None = None, dim: int | None = None) -> Any:
@@ -448,8 +495,9 @@ def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -1
                          allow_probs=False)
     _check_indices(xp, t, x.shape[ax], ignore_index, fn=fn)
     w = _class_weight(xp, weight, x, ax, fn=fn)
-    per, denom = _nll_indices(xp, x, t, ax, w, ignore_index)
-    return finish(p._replace(numpy_scalar=False), _reduce(xp, per, reduction, denom))
+    out = _run(xp, _ce_indices_core, x, t, w, ax=ax, ignore_index=ignore_index, smoothing=0.0,
+               reduction=reduction, from_logits=False)
+    return finish(p._replace(numpy_scalar=False), out)
 
 
 @_quiet
@@ -511,7 +559,6 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
     ax = _class_axis(axis, dim, x.ndim, fn=fn)
     t, probs = _split_target(xp, x, target, ax, fn=fn, axis_given=axis is not None or dim is not None)
     w = _class_weight(xp, weight, x, ax, fn=fn)
-    logp = log_softmax(x, axis=ax)  # the one log-softmax (shift by the max inside)
     if probs:
         if ignore_index >= 0:
             raise ValueError(
@@ -522,12 +569,11 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
         eps = max(_eps(xp, t.dtype), _eps(xp, p.out_dtype))
         t = _float_like(xp, t, x, name="target", fn=fn)
         _check_prob_targets(xp, t, ax, eps, fn=fn)
-        per = _nll_probs(xp, logp, t, ax, w, smoothing)
-        out = _reduce(xp, per, reduction, _rows(x.shape, ax))
+        out = _run(xp, _ce_probs_core, x, t, w, ax=ax, smoothing=smoothing, reduction=reduction)
     else:
         _check_indices(xp, t, x.shape[ax], ignore_index, fn=fn)
-        per, denom = _nll_indices(xp, logp, t, ax, w, ignore_index, smoothing)
-        out = _reduce(xp, per, reduction, denom)
+        out = _run(xp, _ce_indices_core, x, t, w, ax=ax, ignore_index=ignore_index, smoothing=smoothing,
+                   reduction=reduction, from_logits=True)
     return finish(p._replace(numpy_scalar=False), out)
 
 
@@ -578,13 +624,17 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction:
     reduction = _check_reduction(reduction)
     p = _float_input(input, fn=fn, what="probabilities")
     xp, x = p.xp, p.x
-    if not _is_traced(x) and bool(xp.any((x < 0) | (x > 1))):
+    if not _is_traced(x) and bool(_run(xp, _outside_unit_core, x)):
         raise ValueError(
             f"{fn}: input must hold probabilities in [0, 1], got {_range_text(x)}; if these are logits "
             f"use binary_cross_entropy_with_logits(input, target)"
         )
     y = _same_shape_target(xp, x, target, fn=fn)
     w = _elementwise_weight(xp, weight, x, axis, dim, fn=fn, name="weight")
+    return finish(p, _run(xp, _bce_core, x, y, w, reduction=reduction))
+
+
+def _bce_core(xp, x, y, w, *, reduction):
     pos = x > 0
     less = x < 1
     # Safe arguments where a log is not taken, so neither log(0) = -inf nor its infinite gradient
@@ -595,7 +645,7 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction:
     loss = -(y * log_p + (1.0 - y) * log_q)
     if w is not None:
         loss = loss * w
-    return finish(p, _reduce(xp, loss, reduction))
+    return _reduce(xp, loss, reduction)
 
 
 def _abs_log_sigmoid(xp, x):
@@ -662,6 +712,10 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
     y = _same_shape_target(xp, x, target, fn=fn)
     w = _elementwise_weight(xp, weight, x, axis, dim, fn=fn, name="weight")
     pw = _elementwise_weight(xp, pos_weight, x, axis, dim, fn=fn, name="pos_weight")
+    return finish(p, _run(xp, _bce_logits_core, x, y, w, pw, reduction=reduction))
+
+
+def _bce_logits_core(xp, x, y, w, pw, *, reduction):
     a, ls_a, pos = _abs_log_sigmoid(xp, x)
     if pw is None:
         # -(y ls(x) + (1-y) ls(-x)) = -ls(|x|) + c |x|, c = 1-y (x > 0) or y (x <= 0)
@@ -671,7 +725,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
         loss = xp.where(pos, 1.0 - y, py) * a - (py + (1.0 - y)) * ls_a
     if w is not None:
         loss = loss * w
-    return finish(p, _reduce(xp, loss, reduction))
+    return _reduce(xp, loss, reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -728,6 +782,11 @@ def sigmoid_focal_loss(inputs: Any, targets: Any, alpha: float = 0.25, gamma: fl
     p = _float_input(inputs, fn=fn, name="inputs")
     xp, x = p.xp, p.x
     y = _same_shape_target(xp, x, targets, fn=fn, name="inputs")
+    return finish(p, _run(xp, _sigmoid_focal_core, x, y, alpha=float(alpha), gamma=g, reduction=reduction))
+
+
+def _sigmoid_focal_core(xp, x, y, *, alpha, gamma, reduction):
+    g = gamma
     a, ls_a, pos = _abs_log_sigmoid(xp, x)
     ce = xp.where(pos, 1.0 - y, y) * a - ls_a  # binary cross-entropy with logits, see above
     loss = ce
@@ -739,7 +798,7 @@ def sigmoid_focal_loss(inputs: Any, targets: Any, alpha: float = 0.25, gamma: fl
         loss = loss * one_minus_pt**g
     if alpha >= 0:
         loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
-    return finish(p, _reduce(xp, loss, reduction))
+    return _reduce(xp, loss, reduction)
 
 
 @_quiet
@@ -794,7 +853,6 @@ def softmax_focal_loss(input: Any, target: Any, alpha: Any = None, gamma: float 
             a = xp.full((x.shape[ax],), float(alpha), dtype=x.dtype, device=_device(x))
         else:
             a = _class_weight(xp, alpha, x, ax, fn=fn, name="alpha")
-    logp = log_softmax(x, axis=ax)  # the one log-softmax
     if probs:
         if ignore_index >= 0:
             raise ValueError(f"{fn}: ignore_index={ignore_index} applies to class-index targets only, but "
@@ -802,22 +860,33 @@ def softmax_focal_loss(input: Any, target: Any, alpha: Any = None, gamma: float 
         eps = max(_eps(xp, t.dtype), _eps(xp, p.out_dtype))
         t = _float_like(xp, t, x, name="target", fn=fn)
         _check_prob_targets(xp, t, ax, eps, fn=fn)
-        term = t * xp.where(t == 0, 0.0, logp)  # 0 * log 0 = 0 (masked classes)
-        if g != 0:
-            term = term * (-xp.expm1(logp)) ** g  # 1 - p = -expm1(log p): exact near p = 1
-        if a is not None:
-            term = term * _along(xp, a, x.ndim, ax)
-        out = _reduce(xp, -xp.sum(term, axis=ax), reduction, _rows(x.shape, ax))
+        out = _run(xp, _focal_probs_core, x, t, a, ax=ax, gamma=g, reduction=reduction)
     else:
         _check_indices(xp, t, x.shape[ax], ignore_index, fn=fn)
-        valid = t != ignore_index
-        safe = xp.where(valid, t, xp.zeros_like(t))
-        lp = xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(safe, axis=ax), axis=ax), axis=ax)
-        per = -lp
-        if g != 0:
-            per = per * (-xp.expm1(lp)) ** g  # 1 - p_t = -expm1(log p_t)
-        if a is not None:
-            per = per * xp.reshape(xp.take(a, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
-        per = xp.where(valid, per, 0.0)
-        out = _reduce(xp, per, reduction, xp.sum(xp.astype(valid, x.dtype)))
+        out = _run(xp, _focal_indices_core, x, t, a, ax=ax, ignore_index=ignore_index, gamma=g,
+                   reduction=reduction)
     return finish(p._replace(numpy_scalar=False), out)
+
+
+def _focal_probs_core(xp, x, t, a, *, ax, gamma, reduction):
+    logp = log_softmax(x, axis=ax)  # the one log-softmax
+    term = t * xp.where(t == 0, 0.0, logp)  # 0 * log 0 = 0 (masked classes)
+    if gamma != 0:
+        term = term * (-xp.expm1(logp)) ** gamma  # 1 - p = -expm1(log p): exact near p = 1
+    if a is not None:
+        term = term * _along(xp, a, x.ndim, ax)
+    return _reduce(xp, -xp.sum(term, axis=ax), reduction, _rows(x.shape, ax))
+
+
+def _focal_indices_core(xp, x, t, a, *, ax, ignore_index, gamma, reduction):
+    logp = log_softmax(x, axis=ax)  # the one log-softmax
+    valid = t != ignore_index
+    safe = xp.where(valid, t, xp.zeros_like(t))  # ignored entries gather class 0, then get masked out
+    lp = xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(safe, axis=ax), axis=ax), axis=ax)
+    per = -lp
+    if gamma != 0:
+        per = per * (-xp.expm1(lp)) ** gamma  # 1 - p_t = -expm1(log p_t): exact near p_t = 1
+    if a is not None:
+        per = per * xp.reshape(xp.take(a, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
+    per = xp.where(valid, per, 0.0)
+    return _reduce(xp, per, reduction, xp.sum(xp.astype(valid, x.dtype)))
