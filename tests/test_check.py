@@ -196,3 +196,13 @@ def test_loss_given_as_torch_function_or_class():
     torch = pytest.importorskip("torch")
     assert check(sigmax.softmax(LOGITS), Y_IDX, loss=torch.nn.functional.cross_entropy).codes == ["double-softmax"]
     assert check(sigmax.softmax(LOGITS), Y_IDX, loss=torch.nn.CrossEntropyLoss()).codes == ["double-softmax"]
+
+
+def test_module_and_function_share_the_name():
+    import importlib
+
+    mod = importlib.import_module("sigmax.check")
+    assert callable(mod) and mod(sigmax.softmax(LOGITS)).codes == ["double-softmax"]
+    imod = importlib.import_module("sigmax.interpret")
+    assert to_numpy(imod(LOGITS, "multiclass").predictions).tolist() == LOGITS.argmax(1).tolist()
+    assert sigmax.check is mod.check and sigmax.interpret is imod.interpret

@@ -23,6 +23,9 @@ from .losses import (
     softmax_focal_loss,
 )
 from . import calibration, metrics  # evaluation and calibration: sigmax.metrics.*, sigmax.calibration.*
+from .interpret import Interpretation, interpret
+from .check import Finding, check
+from . import datasets, io  # score files (sigmax.io.load_scores, ...), built-in data (sigmax.datasets.digits_scores)
 
 __version__ = "0.1.0"
 
@@ -44,4 +47,10 @@ __all__ = [
     "softmax_focal_loss",
     "metrics",
     "calibration",
+    "interpret",
+    "Interpretation",
+    "check",
+    "Finding",
+    "io",
+    "datasets",
 ]

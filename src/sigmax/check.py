@@ -582,3 +582,15 @@ def _check_targets(add, xp, x, t, tkind, task, ax, c, classed, ignore_index) -> 
 
 def _iter_codes() -> Iterable[str]:  # for the README table and tests
     return iter(CODES)
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``sigmax.check`` is both this module and the function ``check`` re-exported by ``sigmax``. Tools that
+    import this file directly (pytest's ``--import-mode=importlib`` collecting doctests) rebind the
+    package attribute to the module; making the module callable keeps ``sigmax.check(...)`` working."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return check(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
