@@ -31,7 +31,7 @@ REDUCTIONS = ["none", "mean", "sum"]
 
 
 def t64(a):
-    return torch.as_tensor(np.asarray(a))
+    return torch.as_tensor(np.array(a))  # a copy: arrays from JAX are read-only
 
 
 def native(backend, a, dtype="float64"):

@@ -1,0 +1,166 @@
+"""Losses, side by side: sigmax against torch.nn.functional on PyTorch tensors, and against optax on
+JAX arrays (where optax is installed), forward and forward+backward, in one process.
+
+    python benchmarks/losses.py            # the shapes of issue 3 (needs ~4 GB of memory)
+    python benchmarks/losses.py --quick    # small shapes: checks that everything runs
+    python benchmarks/losses.py --device cuda
+
+Cases: cross-entropy with class-index targets at (8192, 1000), (4096, 32000), (1024, 128256) float32,
+and binary cross-entropy with logits at (65536, 1000) float32 (0/1 targets), reduction "mean".
+Each time is the median of ``--repeats`` runs after warm-up; "ratio" is sigmax / peer (target for
+PyTorch tensors: <= 1.15). sigmax's times include its argument checks (target range, shapes),
+which a user always pays; the JAX rows compare ``jax.jit``-compiled functions (targets traced, so
+sigmax's value checks are skipped there). Benchmarks are not tests: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+import sigmax  # noqa: E402
+
+FULL = {"cross_entropy": [(8192, 1000), (4096, 32000), (1024, 128256)], "bce_with_logits": [(65536, 1000)]}
+QUICK = {"cross_entropy": [(256, 100), (128, 1000), (64, 4000)], "bce_with_logits": [(1024, 100)]}
+
+
+def _median_ms(fn, repeats: int, sync=lambda: None) -> float:
+    for _ in range(2):  # warm-up: allocator, kernels, JIT caches
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _data(loss: str, shape, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape, dtype=np.float32) * 3
+    if loss == "cross_entropy":
+        t = rng.integers(0, shape[1], size=shape[0])
+    else:
+        t = (rng.uniform(size=shape) < 0.3).astype(np.float32)
+    return x, t
+
+
+def bench_torch(loss: str, shape, device: str, repeats: int):
+    import torch
+    import torch.nn.functional as F
+
+    x_np, t_np = _data(loss, shape)
+    x = torch.as_tensor(x_np, device=device)
+    t = torch.as_tensor(t_np, device=device)
+    peer = F.cross_entropy if loss == "cross_entropy" else F.binary_cross_entropy_with_logits
+    ours = sigmax.cross_entropy if loss == "cross_entropy" else sigmax.binary_cross_entropy_with_logits
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rows = []
+    for mode in ("forward", "forward+backward"):
+        times = {}
+        for name, fn in (("torch", peer), ("sigmax", ours)):
+            if mode == "forward":
+                def run(fn=fn):
+                    with torch.no_grad():
+                        fn(x, t)
+            else:
+                xg = x.clone().requires_grad_(True)
+
+                def run(fn=fn, xg=xg):
+                    fn(xg, t).backward()
+                    xg.grad = None
+            times[name] = _median_ms(run, repeats, sync)
+        rows.append((loss, shape, mode, "torch.nn.functional", times["torch"], times["sigmax"]))
+    # the values agree (a benchmark of the wrong computation is worthless)
+    a, b = peer(x, t), ours(x, t)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (loss, shape, float(a), float(b))
+    return rows
+
+
+def bench_optax(loss: str, shape, repeats: int):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x_np, t_np = _data(loss, shape)
+    x, t = jnp.asarray(x_np), jnp.asarray(t_np)
+    if loss == "cross_entropy":
+        def peer(v, y):
+            return optax.softmax_cross_entropy_with_integer_labels(v, y).mean()
+
+        def ours(v, y):
+            return sigmax.cross_entropy(v, y)
+    else:
+        def peer(v, y):
+            return optax.sigmoid_binary_cross_entropy(v, y).mean()
+
+        def ours(v, y):
+            return sigmax.binary_cross_entropy_with_logits(v, y)
+    rows = []
+    for mode in ("forward", "forward+backward"):
+        times = {}
+        for name, fn in (("optax", peer), ("sigmax", ours)):
+            f = jax.jit(fn if mode == "forward" else jax.value_and_grad(fn))
+            times[name] = _median_ms(lambda f=f: jax.block_until_ready(f(x, t)), repeats)
+        rows.append((loss, shape, mode, "optax (jit)", times["optax"], times["sigmax"]))
+    a, b = jax.jit(peer)(x, t), jax.jit(ours)(x, t)
+    assert np.allclose(float(a), float(b), rtol=1e-4), (loss, shape, float(a), float(b))
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small shapes, to check that it runs")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 20, quick 5)")
+    ap.add_argument("--no-jax", action="store_true", help="skip the optax/JAX rows")
+    args = ap.parse_args(argv)
+    shapes = QUICK if args.quick else FULL
+    repeats = args.repeats or (5 if args.quick else 20)
+
+    import torch
+
+    print(f"sigmax {sigmax.__version__} | torch {torch.__version__} ({args.device}, "
+          f"{torch.get_num_threads()} threads) | {platform.processor() or platform.machine()} | "
+          f"median of {repeats} runs, float32, reduction='mean'")
+    rows = []
+    for loss, shape_list in shapes.items():
+        for shape in shape_list:
+            rows += bench_torch(loss, shape, args.device, repeats)
+    if not args.no_jax:
+        try:
+            import jax
+            import optax
+
+            print(f"jax {jax.__version__} ({jax.default_backend()}) | optax {optax.__version__}")
+            for loss, shape_list in shapes.items():
+                for shape in shape_list:
+                    rows += bench_optax(loss, shape, repeats)
+        except ImportError as exc:
+            print(f"(optax rows skipped: {exc})")
+
+    header = ("loss", "shape", "pass", "peer", "peer ms", "sigmax ms", "sigmax / peer")
+    table = [header] + [
+        (loss, "x".join(map(str, shape)), mode, peer, f"{tp:.2f}", f"{ts:.2f}", f"{ts / tp:.2f}x")
+        for loss, shape, mode, peer, tp, ts in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    print()
+    for i, r in enumerate(table):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+if __name__ == "__main__":
+    main()
