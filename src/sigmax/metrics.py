@@ -159,10 +159,9 @@ def _log1mexp(a: np.ndarray) -> np.ndarray:
         return np.where(a > -_LN2, np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
 
 
-def _prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *, need_log: bool = True) -> _Data:
-    """Validate and convert to :class:`_Data` (the single entry point of every metric)."""
-    task = validate_task(task)
-    space = validate_space(space)
+def _canonical(scores: Any, labels: Any, task: str, axis: Any = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 scores and labels in the canonical layout: binary ``(M,)``, ``(M,)``;
+    multiclass ``(M, C)``, ``(M,)``; multilabel ``(M, C)``, ``(M, C)`` (class axis moved last)."""
     s = _scores64(scores)
     y = _to_numpy(labels, "labels")
     if s.ndim == 0:
@@ -212,6 +211,14 @@ def _prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *,
         s = s.reshape(-1, c)
     if s.shape[0] == 0:
         raise ValueError("scores and labels are empty; metrics need at least one sample")
+    return s, y
+
+
+def _prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *, need_log: bool = True) -> _Data:
+    """Validate and convert to :class:`_Data` (the single entry point of every metric)."""
+    task = validate_task(task)
+    space = validate_space(space)
+    s, y = _canonical(scores, labels, task, axis)
     with np.errstate(all="ignore"):
         p = np.asarray(to_probs(s, task, space=space))
         logp = np.asarray(to_log_probs(s, task, space=space, validate=False)) if need_log else p
