@@ -31,15 +31,18 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from typing import Any, Callable
 
 import torch
 
-from .. import check as _check_module
 from ..check import CODES, Finding, double_softmax_floor
 
 __all__ = ["guard", "GuardedLoss", "WiringWarning"]
+
+# the module (``sigmax.check`` the attribute is the function); looked up at call time so tests can patch it
+_check_module = importlib.import_module("sigmax.check")
 
 
 class WiringWarning(UserWarning):
