@@ -77,13 +77,15 @@ def add_method(p: argparse.ArgumentParser) -> None:
 
 
 def split_key(arg: str, what: str) -> tuple[str, str | None]:
-    """``FILE`` or ``FILE:KEY`` (an array inside an .npz/.pt, a .csv column)."""
-    if os.path.exists(arg) or ":" not in arg:
+    """``FILE`` or ``FILE:KEY`` (an array inside an .npz/.pt, a .csv column); the file must exist."""
+    if os.path.exists(arg):
         return arg, None
-    path, key = arg.rsplit(":", 1)
-    if not key or not os.path.exists(path):
-        raise CLIError(f"{what} {arg!r}: no such file; check the path (FILE or FILE:KEY for an array in .npz/.pt)")
-    return path, key
+    if ":" in arg:
+        path, key = arg.rsplit(":", 1)
+        if key and os.path.exists(path):
+            return path, key
+    raise CLIError(f"{what} {arg}: no such file; check the path (current directory is {os.getcwd()}; "
+                   "FILE:KEY picks an array in an .npz/.pt)")
 
 
 def class_names(arg: str | None) -> list[str] | None:

@@ -353,19 +353,17 @@ def _thresholds(cal: Any) -> Any:
 
 
 def _findings(scores: Any, labels: Any, task: str, space: str, axis: int) -> list[dict] | None:
+    """The findings of :func:`sigmax.check` as plain dicts (code, severity, message, fix); ``None``
+    where this install has no ``check``."""
     try:
-        from .. import check as _check_mod  # noqa: F401
         from ..check import check
-    except ImportError:
+    except ImportError:  # pragma: no cover - check ships with sigmax
         return None
-    found = check(scores, labels, task=task, space=space, axis=axis)
     out = []
-    for f in found or ():
-        if isinstance(f, dict):
-            d = dict(f)
-        else:
-            d = {k: getattr(f, k, None) for k in ("code", "severity", "message", "fix")}
-        d["severity"] = str(getattr(d.get("severity"), "value", d.get("severity")) or "info")
+    for f in check(scores, labels, task=task, space=space, axis=axis):
+        d = f.as_dict() if hasattr(f, "as_dict") else dict(f)
+        d.pop("details", None)
+        d["severity"] = str(d.get("severity") or "info")
         out.append(d)
     return out
 

@@ -1,0 +1,130 @@
+"""`sigmax report` and `sigmax calibrate fit/apply` end to end on files, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sigmax.calibration import load
+from sigmax.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    n, c = 800, 4
+    y = rng.integers(0, c, n)
+    z = rng.normal(size=(n, c))
+    z[np.arange(n), y] += 1.5
+    z *= 4.0  # over-confident
+    np.save(tmp_path / "s.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    return tmp_path, z, y
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_prints_the_table_writes_html_and_saves_the_calibrator(files, capsys):
+    d, z, y = files
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--out", d / "rep", "--save-calibrator", d / "cal.json", "--bins", "10")
+    assert code == 0, err
+    lines = out.splitlines()
+    ece = next(ln for ln in lines if ln.lstrip("* ").startswith("ECE"))
+    before, after = (float(v) for v in ece.split()[-4:-2]) if ece.startswith("*") else (None, None)
+    assert before > after
+    assert "lowered ECE" in out and "on rows it never saw" in out
+    assert f"report: {d / 'rep' / 'index.html'}" in out
+    assert (d / "rep" / "index.html").exists() and len(list((d / "rep").glob("*.png"))) == 3
+    cal = load(d / "cal.json")
+    assert cal.task == "multiclass" and cal.method == "temperature"
+
+    # apply the saved calibrator to new scores: the logits are the calibrator's transform
+    code, out, err = _run(capsys, "calibrate", "apply", d / "cal.json", d / "s.npy", "-o", d / "out.npy",
+                          "--chunk-rows", "100")
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(d / "out.npy"), cal.transform(z), rtol=1e-12)
+    assert "wrote calibrated logits (800, 4)" in out
+    code, out, err = _run(capsys, "calibrate", "apply", d / "cal.json", d / "s.npy", "-o", d / "p.csv", "--probs")
+    assert code == 0, err
+    p = np.loadtxt(d / "p.csv", delimiter=",")
+    np.testing.assert_allclose(p, cal.predict_proba(z), rtol=1e-8)
+
+    # and a report that applies it to every row
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--calibrator", d / "cal.json", "--no-html", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["n_eval"] == 800 and res["n_fit"] == 0 and res["html"] is None
+
+
+def test_streamed_report_gives_the_same_numbers(files, capsys):
+    d, _, _ = files
+    args = ["report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits", "--no-html", "--json",
+            "--no-check"]
+    code, out, _ = _run(capsys, *args)
+    whole = json.loads(out)
+    code2, out2, _ = _run(capsys, *args, "--chunk-rows", "64")
+    streamed = json.loads(out2)
+    assert code == code2 == 0 and streamed["streamed"] and not whole["streamed"]
+    for side in ("before", "after"):
+        for k, v in whole[side].items():
+            assert streamed[side][k] == pytest.approx(v, rel=1e-7, abs=1e-12), (side, k)
+
+
+def test_calibrate_fit_for_multilabel_probabilities_from_csv(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    y = (rng.random((400, 3)) < 0.4).astype(int)
+    z = (rng.normal(size=(400, 3)) + 1.2 * (2 * y - 1)) * 3
+    p = 1 / (1 + np.exp(-z))
+    np.savetxt(tmp_path / "p.csv", p, delimiter=",", header="a,b,c", comments="", fmt="%.17g")
+    np.savetxt(tmp_path / "y.csv", y, delimiter=",", fmt="%d")
+    code, out, err = _run(capsys, "calibrate", "fit", tmp_path / "p.csv", tmp_path / "y.csv", "--task", "multilabel",
+                          "--space", "probs", "-o", tmp_path / "c.json")
+    assert code == 0, err
+    assert "tuned thresholds:" in out and "in-sample" in out
+    cal = load(tmp_path / "c.json")
+    assert cal.method == "platt" and cal.thresholds.shape == (3,)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "{d}/missing.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits"], "missing.npy: no such file"),
+    (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--fit-fraction", "2"],
+     "--fit-fraction must be in (0, 1]"),
+    (["report", "{d}/s.npy", "{d}/bad.npy", "--task", "multiclass", "--space", "logits", "--no-html"],
+     "labels have 5 rows but the scores have 800"),
+    (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "probs", "--no-html"],
+     "declared space='probs'"),
+    (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--calibrator", "{d}/nope.json"],
+     "--calibrator {d}/nope.json: no such file"),
+    (["calibrate", "fit", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "-o", "{d}/c.txt"],
+     "a calibrator is written as JSON"),
+    (["calibrate", "fit", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--tune", "f1",
+      "-o", "{d}/c.json"], "--tune f1 is for binary and multilabel"),
+    (["calibrate", "apply", "{d}/y.npy", "{d}/s.npy", "-o", "{d}/o.npy"], "not a sigmax calibrator file"),
+])
+def test_bad_input_is_one_line_with_the_fix(files, capsys, argv, message):
+    d, _, _ = files
+    np.save(d / "bad.npy", np.zeros(5, dtype=int))
+    code, out, err = _run(capsys, *[a.format(d=d) for a in argv])
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert message.format(d=d) in err, err
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("report", "calibrate", "demo"):
+        assert name in out
+    with pytest.raises(SystemExit) as e:
+        main(["report", "a.npy", "b.npy"])
+    assert e.value.code == 2
+    assert "--task" in capsys.readouterr().err
