@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import sigmax
 from sigmax import calibration as C
 from sigmax import metrics as M
 from sigmax.testing import assert_close, to_numpy
@@ -97,7 +96,7 @@ def test_sigmoid_temperatures_match_scipy(rng, task):
     per = C.TemperatureScaling("multilabel", per_class=True).fit(zs, y)
     assert per.temperature.shape == (3,)
     for c in range(3):
-        assert abs(np.log(per.temperature[c]) - _scipy_log_t(lambda t: _bce(zs[:, c] / t, y[:, c]))) < 1e-6
+        assert abs(np.log(per.temperature[c]) - _scipy_log_t(lambda t, c=c: _bce(zs[:, c] / t, y[:, c]))) < 1e-6
     shared = C.TemperatureScaling("multilabel").fit(zs, y)
     assert isinstance(shared.temperature, float)
     assert abs(np.log(shared.temperature) - _scipy_log_t(lambda t: _bce(zs / t, y))) < 1e-6
@@ -160,7 +159,7 @@ def test_vector_scaling_matches_scipy(rng):
         vs = C.VectorScaling(l2=l2).fit(zs, y)
         x0 = np.r_[np.ones(4), np.zeros(4)]
 
-        def f(x):
+        def f(x, l2=l2, x0=x0):
             return _ml_nll(zs * x[:4] + x[4:], y, 1.0) + 0.5 * l2 * np.sum((x - x0) ** 2)
 
         ref = scipy_optimize.minimize(f, x0, method="BFGS", options={"gtol": 1e-10})

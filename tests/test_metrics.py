@@ -1,5 +1,6 @@
 """sigmax.metrics: values against direct formulas and peers, Guo et al.'s ECE, properties, errors."""
 
+import itertools
 import math
 
 import numpy as np
@@ -32,7 +33,7 @@ def _guo_ece(confidences, accuracies, n_bins=15):
     """Guo et al. 2017's reference `_ECELoss` (github.com/gpleiss/temperature_scaling), transcribed to NumPy."""
     bin_boundaries = np.linspace(0, 1, n_bins + 1)
     ece = 0.0
-    for bin_lower, bin_upper in zip(bin_boundaries[:-1], bin_boundaries[1:]):
+    for bin_lower, bin_upper in itertools.pairwise(bin_boundaries):
         in_bin = (confidences > bin_lower) & (confidences <= bin_upper)
         prop_in_bin = in_bin.mean()
         if prop_in_bin > 0:
@@ -336,6 +337,10 @@ def test_errors_name_the_argument_and_the_fix(np_torch):
         M.nll(z, y, "multiclass", space="prob_ability")
     with pytest.raises(ValueError, match="space='logits'"):
         M.nll(z, y, "multiclass", space="probs")  # declared probs that are logits
+    with pytest.raises(ValueError, match="space='probs'"):
+        M.nll(np_torch.asarray([[0.2, 0.8]]), np_torch.asarray([0], dtype="int64"), "multiclass", space="log_probs")
+    with pytest.raises(ValueError, match="logsumexp"):
+        M.nll(np_torch.asarray([[-0.2, -0.8]]), np_torch.asarray([0], dtype="int64"), "multiclass", space="log_probs")
     with pytest.raises(ValueError, match="unknown binning"):
         M.calibration_error(z, y, "multiclass", binning="log")
     with pytest.raises(ValueError, match="unknown norm"):

@@ -55,17 +55,24 @@ import numpy as np
 
 from ._array import finish, like, normalize_axis, prepare, resolve_axis
 from .activations import log_sigmoid, log_softmax, logit, sigmoid, softmax
-from .interpret import to_log_probs, to_probs, validate_probs, validate_space, validate_task
-from .metrics import _canonical, _log1mexp, _to_numpy, nll
+from .interpret import (
+    to_log_probs,
+    to_probs,
+    validate_log_probs,
+    validate_probs,
+    validate_space,
+    validate_task,
+)
+from .metrics import _canonical, _log1mexp, nll
 
 __all__ = [
+    "Calibrator",
+    "PlattScaling",
     "TemperatureScaling",
     "VectorScaling",
-    "PlattScaling",
-    "Calibrator",
-    "tune_thresholds",
-    "load",
     "from_dict",
+    "load",
+    "tune_thresholds",
 ]
 
 FORMAT_VERSION = 1
@@ -81,12 +88,6 @@ _LOG_T_BOUND = 20.0  # |log T| <= 20: T in [2e-9, 5e8]
 # --------------------------------------------------------------------------------------------
 
 
-def _check_log_probs(s: np.ndarray, task: str) -> None:
-    if np.any(s > 0):
-        raise ValueError(f"scores were declared space='log_probs' but {int(np.sum(s > 0))} value(s) are > 0; "
-                         "log-probabilities are <= 0: these look like logits, pass space='logits'")
-
-
 def _fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any) -> tuple[np.ndarray, np.ndarray]:
     """Float64 NumPy logits and labels in the canonical layout (class axis last, rows flattened)."""
     s, y = _canonical(scores, labels, task, axis)
@@ -99,7 +100,8 @@ def _fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any) -> t
             validate_probs(s, task)
             z = np.asarray(logit(s))
         else:
-            _check_log_probs(s, task)
+            validate_log_probs(s, task)
+            s = np.minimum(s, 0.0)  # validation allows a rounding above 0
             z = s - _log1mexp(s)  # logit = log p - log(1 - p), with log(1 - p) from log p accurately
     if space != "logits":
         z = np.clip(z, -_LOGIT_CLIP, _LOGIT_CLIP)  # p = 0 or 1 gives +-inf: keep gradients finite
@@ -129,8 +131,9 @@ def _logits_xp(scores: Any, task: str, space: str, axis: Any):
             validate_probs(scores, task)
             z = logit(p.x)
         else:
-            _check_log_probs(_to_numpy(scores, "scores").astype(np.float64), task)
-            z = p.x - _log1mexp_xp(p.xp, p.x)
+            validate_log_probs(scores, task, axis=axis)
+            lp = p.xp.where(p.x > 0, 0.0, p.x)  # validation allows a rounding above 0
+            z = lp - _log1mexp_xp(p.xp, lp)
     return p, p.xp.clip(z, -_LOGIT_CLIP, _LOGIT_CLIP)
 
 
@@ -238,7 +241,7 @@ def _newton_logistic(z: np.ndarray, t: np.ndarray, *, gtol: float, max_iter: int
     columns, with a per-column backtracking line search; quadratic convergence to ``max|grad| < gtol``.
     Returns ``(a, b, grad, n_iter)``.
     """
-    n, k = z.shape
+    k = z.shape[1]
     a, b = np.ones(k), np.zeros(k)  # the identity
 
     def loss(a, b):
@@ -323,7 +326,7 @@ class _Scaler:
     # -- fitting ----------------------------------------------------------------------------
 
     def fit(self, scores: Any, labels: Any, *, space: str = "logits", axis: int = -1,
-            dim: int | None = None) -> "_Scaler":
+            dim: int | None = None) -> _Scaler:
         """Fit on a calibration set (held out from training); returns ``self``. See the class docstring."""
         space = validate_space(space)
         axis = resolve_axis(axis, dim)
@@ -417,9 +420,8 @@ class _Scaler:
         return {"gtol": self.gtol}
 
     @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> "_Scaler":
-        opts = dict(d.get("options", {}))
-        obj = cls(task=d["task"], **opts) if "task" in cls.__init__.__code__.co_varnames else cls(**opts)
+    def _from_dict(cls, d: dict[str, Any]) -> _Scaler:
+        obj = cls(d["task"], **dict(d.get("options", {})))
         obj.space_, obj.axis_, obj.n_classes_ = d["space"], d["axis"], d["n_classes"]
         for name in cls._params:
             v = d["params"][name]
@@ -681,7 +683,6 @@ class PlattScaling(_Scaler):
         n = z.shape[0]
         zz = z.reshape(n, -1)
         yy = y.reshape(n, -1).astype(np.float64)
-        k = zz.shape[1]
         _warn_small(n, 2, f"PlattScaling(task={self.task!r})", "; TemperatureScaling fits 1 parameter per label")
         npos = yy.sum(axis=0)
         for c in np.flatnonzero((npos < 5) | (n - npos < 5)):
@@ -870,7 +871,7 @@ class Calibrator:
 
     def fit(self, scores: Any, labels: Any, task: str, method: str | None = "temperature", tune: str | None = "f1",
             *, space: str = "logits", axis: int = -1, target_precision: float | None = None,
-            target_recall: float | None = None, dim: int | None = None) -> "Calibrator":
+            target_recall: float | None = None, dim: int | None = None) -> Calibrator:
         """Fit the scaler on a calibration set, then tune thresholds on its calibrated probabilities.
 
         Args:
@@ -958,7 +959,7 @@ class Calibrator:
                 "thresholds": None if self.thresholds is None else self.thresholds.tolist()}
 
     @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> "Calibrator":
+    def _from_dict(cls, d: dict[str, Any]) -> Calibrator:
         obj = cls()
         obj.task, obj.method, obj.space_, obj.axis_, obj.tune = d["task"], d["method"], d["space"], d["axis"], d["tune"]
         obj.scaler = None if d["scaler"] is None else from_dict(d["scaler"])

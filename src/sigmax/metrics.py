@@ -48,18 +48,24 @@ import array_api_compat
 import numpy as np
 
 from ._array import normalize_axis, resolve_axis
-from .interpret import to_log_probs, to_probs, validate_space, validate_task
+from .interpret import (
+    to_log_probs,
+    to_probs,
+    validate_log_probs,
+    validate_space,
+    validate_task,
+)
 
 __all__ = [
-    "nll",
-    "brier",
-    "accuracy",
-    "precision_recall_f1",
-    "calibration_error",
-    "reliability",
-    "Reliability",
-    "summary",
     "MetricAccumulator",
+    "Reliability",
+    "accuracy",
+    "brier",
+    "calibration_error",
+    "nll",
+    "precision_recall_f1",
+    "reliability",
+    "summary",
 ]
 
 _BINNINGS = ("equal_width", "equal_mass")
@@ -219,6 +225,10 @@ def _prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *,
     task = validate_task(task)
     space = validate_space(space)
     s, y = _canonical(scores, labels, task, axis)
+    if space == "log_probs":
+        validate_log_probs(s, task)  # <= 0, and rows that logsumexp to 0 for multiclass
+        if task != "multiclass":
+            s = np.minimum(s, 0.0)  # the rounding above 0 that validation allows would make log(1 - p) NaN
     with np.errstate(all="ignore"):
         p = np.asarray(to_probs(s, task, space=space))
         logp = np.asarray(to_log_probs(s, task, space=space, validate=False)) if need_log else p
@@ -615,7 +625,7 @@ class Reliability:
     count: np.ndarray
 
     @classmethod
-    def _from_sums(cls, edges, count, sconf, sacc) -> "Reliability":
+    def _from_sums(cls, edges, count, sconf, sacc) -> Reliability:
         with np.errstate(invalid="ignore", divide="ignore"):
             conf = np.where(count > 0, sconf / np.maximum(count, 1), np.nan)
             acc = np.where(count > 0, sacc / np.maximum(count, 1), np.nan)
@@ -655,7 +665,7 @@ class Reliability:
         """Maximum calibration error over non-empty bins."""
         return self.error("max")
 
-    def __add__(self, other: "Reliability") -> "Reliability":
+    def __add__(self, other: Reliability) -> Reliability:
         if not isinstance(other, Reliability):
             return NotImplemented
         if self.bin_edges.shape != other.bin_edges.shape or not np.array_equal(self.bin_edges, other.bin_edges):
@@ -819,7 +829,7 @@ class MetricAccumulator:
         self._cls: list[Reliability] | None = None
         self._n_classes: int | None = None
 
-    def update(self, scores: Any, labels: Any) -> "MetricAccumulator":
+    def update(self, scores: Any, labels: Any) -> MetricAccumulator:
         """Add a chunk of scores and labels; returns ``self``."""
         d = _prepare(scores, labels, self.task, self.space, self.axis)
         if self._n_classes is not None and d.n_classes != self._n_classes:
