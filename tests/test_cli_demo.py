@@ -26,7 +26,8 @@ def test_demo_lowers_ece_on_held_out_digits_and_writes_the_report(tmp_path, caps
     assert f"report: {page.relative_to(tmp_path)}" in out
     html = page.read_text()
     assert html.count('class="card figure"') == 7 == len(list(page.parent.glob("*.png")))
-    assert 'id="digits-multiclass' in html and 'id="digits-multilabel' in html
+    assert 'id="multiclass"' in html and 'id="multilabel"' in html
+    assert (page.parent / "multilabel-thresholds.png").exists()
     assert re.search(r"done in \d+\.\d s", out)
 
 

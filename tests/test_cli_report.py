@@ -90,7 +90,7 @@ def test_calibrate_fit_for_multilabel_probabilities_from_csv(tmp_path, capsys):
     assert code == 0, err
     assert "tuned thresholds:" in out and "in-sample" in out
     cal = load(tmp_path / "c.json")
-    assert cal.method == "platt" and cal.thresholds.shape == (3,)
+    assert cal.method == "temperature" and cal.thresholds.shape == (3,)
 
 
 @pytest.mark.parametrize("argv, message", [

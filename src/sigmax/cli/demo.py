@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                                  fit=(d.calib_logits, d.calib_labels), class_names=d.class_names,
                                  title=f"digits, {task}: {what}", source="scikit-learn digits, held-out test part",
                                  show_progress=show)
+        rep.key = task
         reports.append(rep)
         if not args.json:
             print()

@@ -70,8 +70,8 @@ def add_task_space(p: argparse.ArgumentParser) -> None:
 
 def add_method(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="auto", choices=("auto", "temperature", "vector", "platt", "none"),
-                   help="calibration: temperature scaling (default for binary and multiclass), vector scaling, "
-                        "Platt scaling per class (default for multilabel), or none")
+                   help="calibration: temperature scaling (default; one temperature per class for multilabel), "
+                        "vector scaling (multiclass), Platt scaling (binary, multilabel), or none")
     p.add_argument("--tune", default="auto", choices=("auto", "f1", "none"),
                    help="tune per-class decision thresholds for F1 (default for binary and multilabel)")
 

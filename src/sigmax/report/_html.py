@@ -40,6 +40,7 @@ h3 { font-size: 16px; margin: 0 0 6px; }
 .sub { color: var(--muted); margin: 0 0 16px; }
 .kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin: 14px 0 18px; }
 .kpi { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 12px 14px; }
+.kpi.main { border: 2px solid var(--after); box-shadow: 0 2px 10px rgba(42,122,176,.12); }
 .kpi .name { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .6px; }
 .kpi .vals { font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
 .kpi .vals .arrow { color: var(--muted); font-weight: 400; margin: 0 4px; }
@@ -119,7 +120,8 @@ def _section(rep: "Report", figures: dict[str, tuple[str, str, bytes]], anchor: 
             cls = _delta_class(vb, va, better)
             rel = (va - vb) / abs(vb) * 100 if vb else float("nan")
             delta = f"{va - vb:+.4f}" + (f" ({rel:+.0f}%)" if math.isfinite(rel) else "")
-            out.append(f'<div class="kpi"><div class="name">{name}</div><div class="vals">'
+            main = " main" if key == "ece" else ""
+            out.append(f'<div class="kpi{main}"><div class="name">{name}</div><div class="vals">'
                        f'<span style="color:var(--before)">{_fmt(vb)}</span><span class="arrow">→</span>'
                        f'<span style="color:var(--after)">{_fmt(va)}</span></div>'
                        f'<div class="delta {cls}">{delta}</div></div>')
@@ -199,7 +201,7 @@ def write_html(reports: Sequence["Report"], out_dir: str | os.PathLike, *, title
     out.mkdir(parents=True, exist_ok=True)
     anchors: list[str] = []
     for r in reports:
-        a = slug(r.title)
+        a = slug(getattr(r, "key", "") or r.title)[:48].strip("-")
         while a in anchors:
             a += "-2"
         anchors.append(a)

@@ -175,7 +175,6 @@ def classwise_png(before: np.ndarray, after: np.ndarray | None, names: Sequence[
         ax.set_yticks(y, [str(names[i]) for i in order])
         ax.set_xlabel("class-wise ECE (one-vs-rest, lower is better)")
         ax.grid(axis="y", visible=False)
-        ax.set_title("Calibration error per class", loc="left")
         ax.legend(loc="lower right")
         fig.tight_layout()
         return _png(fig)

@@ -43,7 +43,7 @@ METRIC_NAMES = {
     "classwise_ece": ("class-wise ECE", True),
 }
 #: the calibration method used when none is named
-DEFAULT_METHOD = {"binary": "temperature", "multiclass": "temperature", "multilabel": "platt"}
+DEFAULT_METHOD = {"binary": "temperature", "multiclass": "temperature", "multilabel": "temperature"}
 _SPLIT_BLOCK = 4096
 
 
@@ -73,6 +73,7 @@ class Report:
     source: str = ""
     streamed: bool = False
     seconds: float = 0.0
+    key: str = ""  # short name for the page's anchors and the PNG file names (default: from the title)
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """``(headers, rows)``: one row per metric, with before, after and the change."""
@@ -407,8 +408,8 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
         task, space, axis: as in :func:`sigmax.interpret.to_probs`.
         fit: ``(scores, labels)`` of a separate calibration set; then every row of ``scores`` is evaluated.
         calibrator: an already fitted calibrator (from :func:`sigmax.calibration.load`); nothing is fitted.
-        method: ``"temperature"``, ``"vector"``, ``"platt"`` or ``"none"`` (report the scores as they are);
-            default temperature scaling (binary, multiclass) and Platt scaling per class (multilabel).
+        method: ``"temperature"`` (the default; one temperature per class for multilabel), ``"vector"``
+            (multiclass), ``"platt"`` (binary, multilabel) or ``"none"`` (report the scores as they are).
         tune: ``"f1"`` to tune per-class thresholds (default for binary and multilabel) or ``None``.
         fit_fraction: without ``fit``, the fraction of rows (chosen at random with ``seed``) that fits
             the calibrator; the rest is evaluated. ``1.0`` fits and evaluates on the same rows (in-sample,
