@@ -238,6 +238,17 @@ def test_binning_and_modes(rng):
     assert_close(M.calibration_error(z, y, "multiclass", mode="classwise"), np.mean(per_class), "float64")
     rc = M.reliability(z, y, "multiclass", mode="classwise", class_index=2)
     assert_close(rc.ece, per_class[2], "float64")
+    # class_index=None pools every class's (probability, outcome) pairs into one diagram
+    pooled = M.reliability(z, y, "multiclass", mode="classwise")
+    flat = M.reliability(p.ravel(), (y[:, None] == np.arange(4)).ravel().astype(int), "binary", space="probs",
+                         mode="classwise")
+    np.testing.assert_array_equal(pooled.count, flat.count)
+    assert_close(pooled.confidence, flat.confidence, "float64")
+    assert_close(pooled.accuracy, flat.accuracy, "float64")
+    em = M.calibration_error(z, y, "multiclass", mode="classwise", binning="equal_mass")
+    assert_close(em, np.mean([M.calibration_error(p[:, c], (y == c).astype(int), "binary", space="probs",
+                                                  mode="classwise", binning="equal_mass") for c in range(4)]),
+                 "float64")
     # binary top-label equals the two-class multiclass top-label
     zb, yb = _binary(rng)
     two = np.stack([np.zeros_like(zb), zb], axis=1)

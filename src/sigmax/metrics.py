@@ -271,12 +271,6 @@ def _decisions(data: _Data, threshold: Any) -> np.ndarray:
     return (data.p > t).astype(np.int64)
 
 
-def _onehot(y: np.ndarray, c: int) -> np.ndarray:
-    out = np.zeros((y.shape[0], c))
-    out[np.arange(y.shape[0]), y] = 1.0
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # proper scores and accuracy
 # --------------------------------------------------------------------------------------------
@@ -291,7 +285,10 @@ def _nll_terms(d: _Data) -> np.ndarray:
 
 def _brier_terms(d: _Data) -> np.ndarray:
     if d.task == "multiclass":
-        return np.sum((d.p - _onehot(d.y, d.p.shape[1])) ** 2, axis=1)
+        sq = d.p * d.p  # (p_c - 0)^2 for the wrong classes ...
+        rows = np.arange(d.n)
+        sq[rows, d.y] = (1.0 - d.p[rows, d.y]) ** 2  # ... and (1 - p_y)^2 for the true one: no one-hot matrix
+        return np.sum(sq, axis=1)
     return (d.p - d.y) ** 2
 
 
@@ -556,11 +553,51 @@ def _top_label(d: _Data) -> tuple[np.ndarray, np.ndarray]:
     return np.where(pred, p, 1.0 - p), (pred == (y == 1)).astype(np.float64)
 
 
-def _classwise(d: _Data) -> tuple[np.ndarray, np.ndarray]:
-    """Every class's probability and its 0/1 outcome, shape (N, C) (binary: (N, 1), the positive class)."""
+def _n_columns(d: _Data) -> int:
+    """Classes with a probability column: C, or 1 for binary (the positive class)."""
+    return 1 if d.task == "binary" else int(d.p.shape[1])
+
+
+def _class_column(d: _Data, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class ``c``'s probability and its 0/1 outcome (binary: the positive class)."""
+    if d.task == "binary":
+        return d.p, d.y.astype(np.float64)
     if d.task == "multiclass":
-        return d.p, _onehot(d.y, d.p.shape[1])
-    return d.p.reshape(d.n, -1), d.y.reshape(d.n, -1).astype(np.float64)
+        return d.p[:, c], (d.y == c).astype(np.float64)
+    return d.p[:, c], d.y[:, c].astype(np.float64)
+
+
+def _classwise_sums(d: _Data, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-width bin sums of every class at once: ``(edges, count, sum conf, sum outcome)``, each
+    ``(K, n_bins)``, in O(N C) time and without a one-hot matrix (large vocabularies)."""
+    p = d.p.reshape(d.n, -1)
+    k = p.shape[1]
+    edges = _equal_width_edges(n_bins)
+    flat = _assign(p, edges) + n_bins * np.arange(k)  # (class, bin) as one index
+    size = k * n_bins
+    count = np.bincount(flat.ravel(), minlength=size)
+    sconf = np.bincount(flat.ravel(), weights=p.ravel(), minlength=size)
+    if d.task == "multiclass":  # the outcome is 1 only at the true class
+        sacc = np.bincount(flat[np.arange(d.n), d.y], minlength=size).astype(np.float64)
+    else:
+        sacc = np.bincount(flat.ravel(), weights=d.y.reshape(d.n, -1).ravel().astype(np.float64), minlength=size)
+    return edges, count.reshape(k, n_bins), sconf.reshape(k, n_bins), sacc.reshape(k, n_bins)
+
+
+def _errors_from_sums(count: np.ndarray, sconf: np.ndarray, sacc: np.ndarray, norm: str) -> np.ndarray:
+    """Calibration error of each row of ``(..., n_bins)`` bin sums (``|sacc - sconf| = count |acc - conf|``)."""
+    n = count.sum(axis=-1)
+    full = count > 0
+    cnt = np.maximum(count, 1)
+    diff = np.abs(sacc - sconf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if norm == "l1":
+            e = diff.sum(axis=-1) / n
+        elif norm == "max":
+            e = np.max(np.where(full, diff / cnt, 0.0), axis=-1)
+        else:
+            e = np.sqrt(np.sum(np.where(full, diff * diff / cnt, 0.0), axis=-1) / n)
+    return np.where(n > 0, e, 0.0)
 
 
 def _equal_width_edges(n_bins: int) -> np.ndarray:
@@ -689,18 +726,20 @@ def _reliability_data(d: _Data, n_bins: int, binning: str, mode: str, class_inde
         if class_index is not None:
             raise ValueError("class_index applies to mode='classwise' only")
         conf, out = _top_label(d)
+    elif class_index is not None:
+        c = _n_columns(d)
+        if d.task == "binary":
+            raise ValueError("class_index does not apply to task='binary' (classwise is the positive class)")
+        if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral) \
+                or not -c <= class_index < c:
+            raise ValueError(f"class_index must be an integer in 0..{c - 1}, got {class_index!r}")
+        conf, out = _class_column(d, int(class_index) % c)
+    elif binning == "equal_width":  # every class pooled
+        edges, count, sconf, sacc = _classwise_sums(d, n_bins)
+        return Reliability._from_sums(edges, count.sum(axis=0), sconf.sum(axis=0), sacc.sum(axis=0))
     else:
-        conf, out = _classwise(d)
-        if class_index is not None:
-            c = conf.shape[1]
-            if d.task == "binary":
-                raise ValueError("class_index does not apply to task='binary' (classwise is the positive class)")
-            if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral) \
-                    or not -c <= class_index < c:
-                raise ValueError(f"class_index must be an integer in 0..{c - 1}, got {class_index!r}")
-            conf, out = conf[:, class_index], out[:, class_index]
-        else:
-            conf, out = conf.reshape(-1), out.reshape(-1)  # every class pooled
+        cols = [_class_column(d, c) for c in range(_n_columns(d))]
+        conf, out = np.concatenate([a for a, _ in cols]), np.concatenate([b for _, b in cols])
     return Reliability._from_sums(*_bin_sums(conf, out, n_bins, binning))
 
 
@@ -745,9 +784,11 @@ def reliability(scores: Any, labels: Any, task: str, *, space: str = "logits", n
 def _calibration_error(d: _Data, n_bins: int, binning: str, norm: str, mode: str) -> float:
     if mode == "top_label":
         return _reliability_data(d, n_bins, binning, mode, None).error(norm)
-    conf, out = _classwise(d)
-    errs = [Reliability._from_sums(*_bin_sums(conf[:, c], out[:, c], n_bins, binning)).error(norm)
-            for c in range(conf.shape[1])]
+    if binning == "equal_width":
+        _, count, sconf, sacc = _classwise_sums(d, n_bins)
+        return float(np.mean(_errors_from_sums(count, sconf, sacc, norm)))
+    errs = [Reliability._from_sums(*_bin_sums(*_class_column(d, c), n_bins, binning)).error(norm)
+            for c in range(_n_columns(d))]
     return float(np.mean(errs))
 
 
@@ -826,7 +867,7 @@ class MetricAccumulator:
         self._sums: dict[str, float] = {"nll": 0.0, "brier": 0.0, "correct": 0.0, "top5": 0.0}
         self._conf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # per-class tp, fp, fn
         self._rel: Reliability | None = None
-        self._cls: list[Reliability] | None = None
+        self._cls: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # per-class bin sums
         self._n_classes: int | None = None
 
     def update(self, scores: Any, labels: Any) -> MetricAccumulator:
@@ -849,10 +890,8 @@ class MetricAccumulator:
         self._conf = counts if self._conf is None else tuple(a + b for a, b in zip(self._conf, counts))
         rel = _reliability_data(d, self.n_bins, "equal_width", "top_label", None)
         self._rel = rel if self._rel is None else self._rel + rel
-        conf, out = _classwise(d)
-        cls = [Reliability._from_sums(*_bin_sums(conf[:, c], out[:, c], self.n_bins, "equal_width"))
-               for c in range(conf.shape[1])]
-        self._cls = cls if self._cls is None else [a + b for a, b in zip(self._cls, cls)]
+        cls = _classwise_sums(d, self.n_bins)[1:]
+        self._cls = cls if self._cls is None else tuple(a + b for a, b in zip(self._cls, cls))
         return self
 
     @property
@@ -877,7 +916,7 @@ class MetricAccumulator:
         out["ece"] = self._rel.error("l1")
         out["mce"] = self._rel.error("max")
         out["rmsce"] = self._rel.error("l2")
-        out["classwise_ece"] = float(np.mean([r.error("l1") for r in self._cls]))
+        out["classwise_ece"] = float(np.mean(_errors_from_sums(*self._cls, "l1")))
         tp, fp, fn = self._conf
         if self.task == "multiclass":
             out["f1_macro"] = _prf_from_counts(tp, fp, fn, "macro")["f1"]
