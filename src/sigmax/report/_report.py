@@ -136,7 +136,7 @@ class Report:
         figs["reliability"] = (
             "Reliability diagram",
             f"Bars show, per confidence bin, {what}; a calibrated model sits on the dashed diagonal. "
-            "Hatched: the gap between claimed and observed confidence. ECE is the count-weighted mean gap "
+            "Shaded: the gap between claimed and observed confidence. ECE is the count-weighted mean gap "
             "(the table's ECE).",
             _plots.reliability_png(self.before.reliability, after.reliability if after else None,
                                    binary_like=binary_like))
