@@ -263,6 +263,24 @@ def test_binary_losses_gradcheck_float64(rng):
     assert torch.autograd.gradcheck(lambda v: sigmax.softmax_focal_loss(v, t, alpha=[1.0, 0.5, 2.0]), (x,))
 
 
+def test_bce_with_logits_own_backward_gradcheck_and_double_backward(rng):
+    """On PyTorch tensors the with-logits loss has its own backward (analytic, through sigmax.sigmoid)
+    when only the logits need a gradient: first and second derivatives are checked numerically."""
+    x = torch.tensor(rng.normal(scale=3.0, size=(4, 3)), requires_grad=True)
+    y = torch.tensor(rng.uniform(size=(4, 3)))
+    pw = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    w = torch.tensor([[1.0], [2.0], [0.5], [1.5]], dtype=torch.float64)
+    for kw in [dict(), dict(weight=w, pos_weight=pw), dict(reduction="none", pos_weight=pw)]:
+        fn = lambda v: sigmax.binary_cross_entropy_with_logits(v, y, **kw)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+    # and under torch.func transforms the generic path runs
+    g = torch.func.grad(lambda v: sigmax.binary_cross_entropy_with_logits(v, y))(x.detach())
+    xa = x.detach().clone().requires_grad_(True)
+    F.binary_cross_entropy_with_logits(xa, y).backward()
+    assert_close(g, xa.grad)
+
+
 def test_gradient_at_zero_logit_is_sigmoid_minus_target():
     # |x| is written so that x == 0 gets the one-sided derivative that makes the formula exact
     x = torch.zeros(3, dtype=torch.float64, requires_grad=True)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ._array import _device, _is_integer, finish, is_floating, is_jax, is_numpy, is_torch, namespace, \
     normalize_axis, prepare, resolve_axis
-from .activations import log_sigmoid, log_softmax
+from .activations import log_sigmoid, log_softmax, sigmoid
 
 __all__ = [
     "nll_loss",
@@ -232,8 +232,11 @@ def _split_target(xp, x, target: Any, ax: int, *, fn: str, axis_given: bool, all
 def _check_indices(xp, t, c: int, ignore_index: int, *, fn: str) -> None:
     """Class indices must lie in [0, C) unless they equal ``ignore_index`` (PyTorch: 'Target 7 is out of
     bounds', or a device-side assert on CUDA)."""
-    if _is_traced(t):
+    if _is_traced(t) or 0 in tuple(t.shape):
         return
+    lo, hi = (int(v) for v in _run(xp, _min_max_core, t))
+    if lo >= 0 and hi < c:
+        return  # the common case, from two read-only reductions
     if bool(_run(xp, _bad_index_core, t, c=c, ignore_index=ignore_index)):
         tn = _to_numpy(t)
         bn = ((tn < 0) | (tn >= c)) & (tn != ignore_index)
@@ -246,17 +249,27 @@ def _check_indices(xp, t, c: int, ignore_index: int, *, fn: str) -> None:
         )
 
 
+def _min_max_core(xp, t):
+    if hasattr(t, "detach"):
+        t = t.detach()  # a check, not part of the loss: no autograd graph
+    return xp.min(t), xp.max(t)  # NaN propagates into both
+
+
+def _in_unit_interval(xp, t) -> bool:
+    """All values in [0, 1] (NaN is not), from two read-only reductions."""
+    if _is_traced(t) or 0 in tuple(t.shape):
+        return True
+    lo, hi = (float(v) for v in _run(xp, _min_max_core, t))
+    return lo >= 0 and hi <= 1
+
+
 def _bad_index_core(xp, t, *, c, ignore_index):
     return xp.any(((t < 0) | (t >= c)) & (t != ignore_index))
 
 
 def _prob_flags_core(xp, t, *, ax, tol):
     """(any negative, any row not summing to 1 within ``tol``); NaN sums count as not summing to 1."""
-    return xp.any(t < 0), xp.any(~(xp.abs(xp.sum(t, axis=ax) - 1.0) <= tol))
-
-
-def _outside_unit_core(xp, t):
-    return xp.any(~((t >= 0) & (t <= 1)))  # NaN is outside too
+    return xp.min(t) < 0, xp.any(~(xp.abs(xp.sum(t, axis=ax) - 1.0) <= tol))
 
 
 def _eps(xp, dtype) -> float:
@@ -317,7 +330,7 @@ def _same_shape_target(xp, x, target: Any, *, fn: str, name: str = "input"):
             f"be equal (one target per score). If the target holds class indices of a multi-class "
             f"problem, use cross_entropy"
         )
-    if not _is_traced(t) and bool(_run(xp, _outside_unit_core, t)):
+    if not _in_unit_interval(xp, t):
         raise ValueError(
             f"{fn}: target must hold probabilities in [0, 1] (0/1 labels or soft labels); got "
             f"{_range_text(t)}. For labels in {{-1, 1}} use (target + 1) / 2"
@@ -624,7 +637,7 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction:
     reduction = _check_reduction(reduction)
     p = _float_input(input, fn=fn, what="probabilities")
     xp, x = p.xp, p.x
-    if not _is_traced(x) and bool(_run(xp, _outside_unit_core, x)):
+    if not _in_unit_interval(xp, x):
         raise ValueError(
             f"{fn}: input must hold probabilities in [0, 1], got {_range_text(x)}; if these are logits "
             f"use binary_cross_entropy_with_logits(input, target)"
@@ -712,7 +725,101 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
     y = _same_shape_target(xp, x, target, fn=fn)
     w = _elementwise_weight(xp, weight, x, axis, dim, fn=fn, name="weight")
     pw = _elementwise_weight(xp, pos_weight, x, axis, dim, fn=fn, name="pos_weight")
+    if is_torch(xp) and _torch_function_ok(x, y, w, pw):
+        return finish(p, _reduce(xp, _bce_logits_torch(x, y, w, pw), reduction))
     return finish(p, _run(xp, _bce_logits_core, x, y, w, pw, reduction=reduction))
+
+
+def _torch_function_ok(x, *others) -> bool:
+    """Whether the PyTorch path with its own backward may run: no gradient wanted for the target or
+    weights, and no torch.compile tracing or functorch transform (vmap, grad) around the call."""
+    import torch
+
+    if any(v is not None and v.requires_grad for v in others):
+        return False
+    try:
+        if torch.compiler.is_compiling() or torch._C._functorch.maybe_current_level() is not None:
+            return False
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+    return True
+
+
+def _bce_logits_torch(x, y, w, pw):
+    """The elementwise loss on PyTorch tensors: the formula of :func:`_bce_logits_core` in few
+    passes over memory (in place where nothing needs the intermediate), and, under autograd, one
+    node whose backward is the analytic ``w ((1 + (p_w - 1) y) sigmoid(x) - p_w y)`` instead of a
+    dozen recorded operations."""
+    import torch
+
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _BCEWithLogits.apply(x, y, w, pw)
+    return _bce_logits_forward_torch(x, y, w, pw)
+
+
+def _bce_logits_forward_torch(x, y, w, pw):
+    import torch
+
+    a = x.abs()  # |x|; the derivative comes from the analytic backward, so abs' kink at 0 is harmless
+    ls_a = log_sigmoid(a)  # log sigmoid(|x|) in [-log 2, 0]: full relative accuracy
+    pos = x > 0
+    if pw is None:
+        # c = |pos - y| is 1 - y where x > 0 and y elsewhere (exact: 1 - y for y >= 1/2 is exact)
+        loss = torch.add(y, pos, alpha=-1).abs_().mul_(a).sub_(ls_a)  # c |x| - log sigmoid(|x|)
+    else:
+        py = pw * y
+        c = torch.where(pos, 1.0 - y, py)
+        loss = c.mul_(a).sub_(py.add_(1.0).sub_(y).mul_(ls_a))  # c |x| - (1 + (p_w - 1) y) ls(|x|)
+    if w is not None:
+        loss = loss.mul_(w) if tuple(loss.shape) == tuple(torch.broadcast_shapes(loss.shape, w.shape)) \
+            else loss * w
+    return loss
+
+
+def _bce_logits_backward_torch(x, y, w, pw, g):
+    import torch
+
+    s = sigmoid(x)  # the one sigmoid
+    if torch.is_grad_enabled():  # create_graph=True: stay out of place, so this is differentiable too
+        grad = s - y if pw is None else s * (1.0 + (pw - 1.0) * y) - pw * y
+        grad = grad if w is None else grad * w
+        return grad * g
+    grad = s.sub_(y) if pw is None else s.mul_((pw - 1.0) * y + 1.0).sub_(pw * y)
+    if w is not None:
+        grad = grad.mul_(w)
+    return grad.mul_(g)
+
+
+def _make_bce_function():
+    import torch
+
+    class BCEWithLogits(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, y, w, pw):
+            ctx.save_for_backward(x, y, w, pw)
+            return _bce_logits_forward_torch(x, y, w, pw)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y, w, pw = ctx.saved_tensors
+            return _bce_logits_backward_torch(x, y, w, pw, g), None, None, None
+
+    return BCEWithLogits
+
+
+class _LazyFunction:
+    """Build the torch.autograd.Function on first use, so importing sigmax never imports torch."""
+
+    def __init__(self, make):
+        self._make, self._fn = make, None
+
+    def apply(self, *args):
+        if self._fn is None:
+            self._fn = self._make()
+        return self._fn.apply(*args)
+
+
+_BCEWithLogits = _LazyFunction(_make_bce_function)
 
 
 def _bce_logits_core(xp, x, y, w, pw, *, reduction):
