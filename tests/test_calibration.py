@@ -118,6 +118,33 @@ def test_fit_from_probs_and_log_probs_gives_the_same_temperature(rng):
     assert_close(ts_p.predict_proba(scipy_special.expit(zb)), scipy_special.expit(zb / tb), "float64", factor=1e6)
 
 
+def test_masked_classes_do_not_break_the_fit(rng):
+    z, y = _sample_multiclass(rng, 500, c=4)
+    masked = np.concatenate([2 * z, np.full((500, 1), -np.inf)], axis=1)  # a class that can never occur
+    t = C.TemperatureScaling().fit(masked, y).temperature
+    assert_close(t, C.TemperatureScaling().fit(2 * z, y).temperature, "float64", factor=1e3)
+    out = C.TemperatureScaling().fit(masked, y).transform(masked)
+    assert np.all(out[:, -1] == -np.inf) and np.all(np.isfinite(out[:, :4]))
+
+
+def test_transform_in_probability_spaces_on_torch(rng):
+    torch = pytest.importorskip("torch")
+    zb, yb = _sample_sigmoid(rng, (400, 3))
+    ps = C.PlattScaling("multilabel").fit(zb, yb)
+    p = scipy_special.expit(zb)
+    for space, s in (("probs", p), ("log_probs", scipy_special.log_expit(zb))):
+        out = ps.predict_proba(torch.tensor(s, dtype=torch.float32), space=space)
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+        assert_close(out, ps.predict_proba(zb), "float32", factor=64)
+    z, y = _sample_multiclass(rng, 400, c=3)
+    ts = C.TemperatureScaling().fit(z, y)
+    lp = scipy_special.log_softmax(z, axis=1)
+    out = ts.predict_proba(torch.tensor(lp), space="log_probs")
+    assert_close(out, ts.predict_proba(z), "float64", factor=16)
+    with pytest.raises(ValueError, match="log_probs"):
+        ts.transform(torch.tensor(np.exp(lp)), space="log_probs")
+
+
 def test_transform_keeps_array_type_dtype_and_autograd(rng):
     torch = pytest.importorskip("torch")
     z, y = _sample_multiclass(rng, 300, c=4)

@@ -78,7 +78,7 @@ __all__ = [
 FORMAT_VERSION = 1
 #: fewer calibration samples than this per fitted parameter gives a UserWarning
 MIN_SAMPLES_PER_PARAMETER = 30
-#: logits from probabilities of exactly 0 or 1 (+-inf) are clipped here for fitting: exp(-745) is 0 in float64
+#: logits from probabilities of exactly 0 or 1 (+-inf) are clipped here: exp(-745) is 0 in float64
 _LOGIT_CLIP = 745.0
 _LOG_T_BOUND = 20.0  # |log T| <= 20: T in [2e-9, 5e8]
 
@@ -95,6 +95,8 @@ def _fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any) -> t
         if space == "logits":
             z = s
         elif task == "multiclass":
+            if space == "log_probs":
+                validate_log_probs(s, task)
             z = np.asarray(to_log_probs(s, task, space=space))  # log p are logits: softmax(log p) = p
         elif space == "probs":
             validate_probs(s, task)
@@ -103,8 +105,13 @@ def _fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any) -> t
             validate_log_probs(s, task)
             s = np.minimum(s, 0.0)  # validation allows a rounding above 0
             z = s - _log1mexp(s)  # logit = log p - log(1 - p), with log(1 - p) from log p accurately
-    if space != "logits":
-        z = np.clip(z, -_LOGIT_CLIP, _LOGIT_CLIP)  # p = 0 or 1 gives +-inf: keep gradients finite
+    bad = ~np.isfinite(z)
+    if bad.any():
+        # masked classes (-inf logits) and probabilities of exactly 0 or 1 (+-inf): a finite stand-in
+        # 745 beyond every finite logit has probability exactly 0 (exp(-745) underflows), as +-inf has,
+        # and keeps the gradients finite (0 * inf would be NaN)
+        big = _LOGIT_CLIP + (float(np.max(np.abs(z[~bad]))) if (~bad).any() else 0.0)
+        z = np.where(bad, np.sign(z) * big, z)
     if z.ndim == 2 and task == "binary":  # pragma: no cover - _canonical flattens binary
         z = z.reshape(-1)
     return z, y
@@ -122,6 +129,8 @@ def _logits_xp(scores: Any, task: str, space: str, axis: Any):
         p = prepare(scores, name="scores")
         return p, p.x
     if task == "multiclass":
+        if space == "log_probs":
+            validate_log_probs(scores, task, axis=axis)
         lp = to_log_probs(scores, task, space=space, axis=axis)  # validates declared probabilities
         p = prepare(lp, name="scores")
         z = p.x
