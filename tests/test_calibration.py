@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import sigmax
 from sigmax import calibration as C
 from sigmax import metrics as M
 from sigmax.testing import assert_close, to_numpy
@@ -384,6 +385,16 @@ def test_calibrator_round_trip_and_interpret(tmp_path, rng, task, method):
         s2 = C.load(tmp_path / "scaler.json")
         assert type(s2) is type(cal.scaler)
         np.testing.assert_array_equal(s2.transform(2 * z), cal.scaler.transform(2 * z))
+
+
+def test_thresholds_feed_interpret_and_metrics(rng):
+    z, y = _sample_sigmoid(rng, (500, 3))
+    cal = C.Calibrator().fit(z, y, "multilabel", method="platt")
+    logits = cal.transform(z)
+    decided = sigmax.interpret(logits, "multilabel", threshold=cal.thresholds).predictions
+    np.testing.assert_array_equal(decided, cal.predict(z))
+    acc = M.accuracy(logits, y, "multilabel", threshold=cal.thresholds)
+    assert acc == pytest.approx(np.mean(decided == y))
 
 
 def test_calibrator_targets_and_torch(rng):

@@ -637,6 +637,10 @@ def _bin_sums(conf: np.ndarray, outcome: np.ndarray, n_bins: int, binning: str
 class Reliability:
     r"""Reliability-diagram data: per-bin mean confidence, observed accuracy (frequency) and count.
 
+    .. math:: \mathrm{conf}_b = \frac{1}{n_b} \sum_{i \in B_b} \hat p_i, \quad
+              \mathrm{acc}_b = \frac{1}{n_b} \sum_{i \in B_b} o_i, \quad
+              \mathrm{ECE} = \sum_b \frac{n_b}{N} |\mathrm{acc}_b - \mathrm{conf}_b|
+
     Attributes:
         bin_edges: ``(n_bins + 1,)`` bin edges; bins are ``(lo, hi]`` for equal-width binning.
         confidence: ``(n_bins,)`` mean confidence in each bin (NaN for an empty bin).
@@ -837,6 +841,10 @@ def calibration_error(scores: Any, labels: Any, task: str, *, space: str = "logi
 class MetricAccumulator:
     r"""Streaming metrics: feed chunks with :meth:`update`, read the :func:`summary` dict with :meth:`compute`.
 
+    .. math:: \mathrm{metric}(X_1 \cup \dots \cup X_k) = F\Big(\sum_j S(X_j)\Big)
+
+    where :math:`S` are additive sufficient statistics and :math:`F` finishes them.
+
     Every metric in :func:`summary` is a function of per-chunk sums (log-losses, squared errors,
     correct counts, confusion counts, equal-width bin sums), so the result of any split into chunks
     equals :func:`summary` on all the data at once, with memory bounded by one chunk.
@@ -938,8 +946,11 @@ def summary(scores: Any, labels: Any, task: str, *, space: str = "logits", axis:
     are more than 5 classes, ``"top5_accuracy"``; binary and multilabel add ``"f1_micro"``, ``"f1_macro"``,
     ``"precision_micro"`` and ``"recall_micro"`` (decisions ``p > threshold``).
 
-    .. math:: \text{see } \texttt{nll}, \texttt{brier}, \texttt{accuracy}, \texttt{precision\_recall\_f1},
-              \texttt{calibration\_error}
+    .. math:: \mathrm{NLL} = -\frac1N \sum_i \log p_{i,y_i}, \quad
+              \mathrm{ECE} = \sum_b \frac{|B_b|}{N} |\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|, \quad \dots
+
+    (each as in :func:`nll`, :func:`brier`, :func:`accuracy`, :func:`precision_recall_f1`,
+    :func:`calibration_error`).
 
     Args:
         scores, labels, task, space, axis: as in :func:`nll`.
