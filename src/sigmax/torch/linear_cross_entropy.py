@@ -5,11 +5,12 @@ r"""Fused linear cross-entropy: the loss of a language-model head without its N 
 tokens with a float32 log-sum-exp, so its extra memory is ``O(chunk x V)``: the ``N x V`` logits, their
 softmax and their gradient never exist. The chunked engine lives in :mod:`sigmax.torch._chunked`.
 
-Recompute in backward, or gradients in forward? Measured on this project's CPU machine (2 cores,
-float32, fwd+bwd, ``benchmarks/linear_cross_entropy.py --modes``): at (N, d, V) = (2048, 512, 16000)
-computing the gradients inside the forward pass took 1.41 s against 1.93 s for recomputing the logits
-in backward (-27%): it saves one of the four N x d x V matrix products and one pass of ``exp`` over
-N x V. So:
+Recompute in backward, or gradients in forward? Measured on this project's CPU machine (float32,
+forward+backward, 1 thread, process CPU time, best of 5; ``python benchmarks/linear_cross_entropy.py
+--modes``): at (N, d, V) = (1024, 512, 16000) with 128-token chunks, computing the gradients inside the
+forward pass took 0.73 s against 1.10 s for recomputing the logits in backward (-34%; 0.79 s against
+0.97 s with 512-token chunks). It saves one of the four N x d x V matrix products and one pass of
+``exp`` over N x V. So:
 
 * ``reduction="mean"`` / ``"sum"`` (the upstream gradient is one number): the forward pass computes the
   gradients with upstream 1 and holds them (they are gradient-sized: N x d and V x d); backward scales
@@ -155,7 +156,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         tok = _chunked.token_losses(spec, plan.valid, plan.w_t, lse, zt, zw, w_sum, n_classes)
         loss = _chunked.reduce_losses(spec, tok, denom)
         ctx.spec, ctx.chunk = spec, chunk
-        ctx.held = (src.gh, src.gw, src.gb) if coefficients is not None else None
+        ctx.held = src.grads() if coefficients is not None else None
         ctx.save_for_backward(hidden, weight, bias, target, class_weight, lse, denom)
         return loss.to(hidden.dtype), lse
 
@@ -177,7 +178,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 src.want_grads(*need)
                 _chunked.grad_pass(src, plan, lse, grad_lse.to(src.cdt), None, None, class_weight=None,
                                    softcap=spec.softcap, chunk=chunk)
-                grads = [g if a is None else g.add_(a) for g, a in zip(grads, (src.gh, src.gw, src.gb))]
+                grads = [g if a is None else g.add_(a) for g, a in zip(grads, src.grads())]
         else:
             if grad_loss is None and grad_lse is None:
                 return (None,) * 8
@@ -188,7 +189,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             src.want_grads(*need)
             _chunked.grad_pass(src, plan, lse, c, b, e, class_weight=class_weight, softcap=spec.softcap,
                                chunk=chunk)
-            grads = [src.gh, src.gw, src.gb]
+            grads = src.grads()
         # bias has weight's dtype (checked); .to is free where the dtype already matches (float32)
         gh, gw, gb = (None if g is None else g.to(dt) for g, dt in zip(grads, (hidden.dtype, weight.dtype, weight.dtype)))
         return gh, gw, gb, None, None, None, None, None
@@ -247,7 +248,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
             loss (Gemma-2 uses 30).
         return_lse: also return :math:`\operatorname{lse}` per token (shape of ``target``, float32 for
             half input; the accumulator's precision is kept on purpose). It is differentiable.
-        chunk_size: tokens per chunk; default: about 2**21 logits per chunk (8 MiB in float32).
+        chunk_size: tokens per chunk; default: about 2**21 logits per chunk (8 MiB in float32), at
+            least 128 tokens (see ``sigmax.torch._chunked.MIN_CHUNK_ROWS``).
 
     Returns:
         The loss in ``hidden``'s dtype (a scalar, or per token for ``"none"``), and with
