@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
             print_report(rep)
     page = None
     if not args.no_html:
-        page = write_html(reports, args.out, title="sigmax demo: calibrating a model of handwritten digits")
+        page = write_html(reports, args.out, title="sigmax demo: calibrating a model of handwritten digits",
+                          show_progress=show)
     elapsed = time.perf_counter() - t0
     if args.json:
         print_json({"reports": [r.to_dict() for r in reports], "html": None if page is None else str(page),

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         rep.calibrator.save(args.save_calibrator)
     page = None
     if not args.no_html:
-        page = write_html([rep], args.out, title=f"sigmax report: {os.path.basename(spath)}")
+        page = write_html([rep], args.out, title=f"sigmax report: {os.path.basename(spath)}", show_progress=show)
     if args.json:
         d = rep.to_dict()
         d["html"] = None if page is None else str(page)

@@ -192,11 +192,14 @@ def render_html(reports: Sequence["Report"], figures: Sequence[dict[str, tuple[s
 
 
 def write_html(reports: Sequence["Report"], out_dir: str | os.PathLike, *, title: str = "sigmax calibration report",
-               filename: str = "index.html", progress=None) -> Path:
+               filename: str = "index.html", show_progress: bool | None = None) -> Path:
     """Draw every figure, write them as PNG files into ``out_dir`` and the page as ``out_dir/filename``.
 
-    Returns the path of the HTML file.
+    A progress bar counts the figures on stderr when it is a terminal (``show_progress`` forces it on
+    or off). Returns the path of the HTML file.
     """
+    from ._progress import progress as _progress
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     anchors: list[str] = []
@@ -206,11 +209,12 @@ def write_html(reports: Sequence["Report"], out_dir: str | os.PathLike, *, title
             a += "-2"
         anchors.append(a)
     all_figs = []
-    for rep, anchor in zip(reports, anchors):
-        figs = rep.figures(progress=progress)
-        for key, (_, _, png) in figs.items():
-            (out / f"{anchor}-{key}.png").write_bytes(png)
-        all_figs.append(figs)
+    with _progress(sum(r.n_figures() for r in reports), "drawing plots", enabled=show_progress) as bar:
+        for rep, anchor in zip(reports, anchors):
+            figs = rep.figures(progress=bar)
+            for key, (_, _, png) in figs.items():
+                (out / f"{anchor}-{key}.png").write_bytes(png)
+            all_figs.append(figs)
     page = out / filename
     page.write_text(render_html(reports, all_figs, title=title, anchors=anchors), encoding="utf-8")
     return page

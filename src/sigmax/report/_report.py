@@ -123,6 +123,11 @@ class Report:
             "findings": self.findings, "notes": self.notes, "streamed": self.streamed,
         }
 
+    def n_figures(self) -> int:
+        """How many figures :meth:`figures` draws."""
+        return 2 + (self.before.classwise_ece is not None and self.n_classes > 1) + \
+            ((self.after or self.before).curves is not None)
+
     def figures(self, progress=None) -> dict[str, tuple[str, str, bytes]]:
         """Draw the figures: ``{key: (title, how-to-read caption, PNG bytes)}``."""
         from . import _plots
@@ -384,6 +389,12 @@ def _resolve(task: str, space: str, method: str | None, tune: Any) -> tuple[str,
     return task, space, method, tune
 
 
+def _threshold_note(thr: Any, names: Sequence[str], most: int = 8) -> str:
+    t = np.atleast_1d(np.asarray(thr, dtype=np.float64))
+    pairs = ", ".join(f"{n} {v:.2f}" for n, v in zip(list(names)[:most], t[:most])) + (", ..." if t.size > most else "")
+    return f"F1 after calibration uses the tuned thresholds ({pairs}); before, 0.5."
+
+
 def _names(class_names: Sequence[str] | None, n: int, task: str) -> list[str]:
     if class_names is not None:
         names = [str(c) for c in class_names]
@@ -438,6 +449,7 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
     y = _label_rows(_numpy(labels, "labels"), task, axis, raw.ndim)
     _validate_labels(y, s, task)
     C = 1 if task == "binary" else s.shape[1]
+    names = _names(class_names, C, task)
     notes: list[str] = []
     n_fit = 0
     if calibrator is not None:
@@ -487,11 +499,9 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
             after = side2.view(chosen=thr)
         findings = _findings(scores, labels, task, space, axis) if check else []
     if thr is not None and task != "multiclass":
-        notes.append("F1 after calibration uses the tuned thresholds ("
-                     + ", ".join(f"{v:.2f}" for v in np.atleast_1d(thr)[:8]) + ("..." if np.size(thr) > 8 else "")
-                     + "); before, 0.5.")
+        notes.append(_threshold_note(thr, names))
     rep = Report(title=title or f"{task} calibration report", task=task, space=space, n_classes=C,
-                 class_names=_names(class_names, C, task), before=before, after=after, method=method,
+                 class_names=names, before=before, after=after, method=method,
                  calibrator=cal, calibrator_text=_describe(cal) if cal is not None else "", thresholds=thr,
                  findings=findings, notes=notes, n_fit=n_fit, n_eval=int(es.shape[0]), source=source,
                  seconds=time.perf_counter() - t0)
@@ -575,6 +585,7 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
             raise ValueError("streaming reads rows along the first axis, so the class axis cannot be axis 0; "
                              "save the scores as (samples, classes) or drop --chunk-rows")
     C = 1 if task == "binary" else int(first.shape[axis % ndim])
+    names = _names(class_names, C, task)
     per_row = max(C, 1) * int(np.prod(first.shape[1:]) // max(C, 1) or 1) * 8 * 12
     if chunk_rows is None:
         chunk_rows = int(max(256, min(65536, memory_budget // per_row)))
@@ -650,11 +661,9 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
                 bar.advance(s.shape[0])
             after = side2.view(chosen=thr)
     if thr is not None and task != "multiclass":
-        notes.append("F1 after calibration uses the tuned thresholds ("
-                     + ", ".join(f"{v:.2f}" for v in np.atleast_1d(thr)[:8]) + ("..." if np.size(thr) > 8 else "")
-                     + "); before, 0.5.")
+        notes.append(_threshold_note(thr, names))
     return Report(title=title or f"{task} calibration report", task=task, space=space, n_classes=C,
-                  class_names=_names(class_names, C, task), before=before, after=after, method=method,
+                  class_names=names, before=before, after=after, method=method,
                   calibrator=cal, calibrator_text=_describe(cal) if cal is not None else "", thresholds=thr,
                   findings=findings, notes=notes, n_fit=n_fit, n_eval=side.rows,
                   source=os.fspath(scores_path), streamed=True, seconds=time.perf_counter() - t0)
