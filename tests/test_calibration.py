@@ -84,6 +84,22 @@ def test_temperature_keeps_argmax_and_lowers_nll(backend, rng):
     assert_close(ts.predict_proba(zb), scipy_special.softmax(3 * z / ts.temperature, axis=1), "float64")
 
 
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 10.0), shift=st.floats(-50.0, 50.0))
+def test_temperature_properties(seed, scale, shift):
+    rng = np.random.default_rng(seed)
+    z, y = _sample_multiclass(rng, 200, c=4)
+    zs = scale * z
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separable draws warn
+        ts = C.TemperatureScaling().fit(zs, y)
+        # softmax is shift-invariant per row, so the fitted temperature is too
+        shifted = C.TemperatureScaling().fit(zs + shift * rng.uniform(size=(200, 1)), y)
+    assert ts.temperature > 0
+    assert_close(shifted.temperature, ts.temperature, "float64", factor=1e5)
+    np.testing.assert_array_equal(np.argmax(ts.transform(zs), axis=1), np.argmax(zs, axis=1))
+    assert ts.info_["nll_after"] <= ts.info_["nll_before"] + 1e-12
+
+
 @pytest.mark.parametrize("task", ["binary", "multilabel"])
 def test_sigmoid_temperatures_match_scipy(rng, task):
     shape = (2000,) if task == "binary" else (2000, 3)
