@@ -125,6 +125,7 @@ def test_class_axis_first():
     (dict(fit_fraction=0.0), "fit_fraction must be in (0, 1]"),
     (dict(space="probz"), "unknown space 'probz'"),
     (dict(class_names=["a"]), "class_names has 1 names but the scores have 3"),
+    (dict(labels=np.eye(3)[np.arange(10) % 3]), "for one-hot rows give labels.argmax(axis)"),
 ])
 def test_bad_input_is_one_clear_error(kwargs, message):
     z = np.zeros((10, 3))

@@ -223,8 +223,15 @@ def _rows(scores: np.ndarray, task: str, axis: int) -> np.ndarray:
 
 def _label_rows(labels: np.ndarray, task: str, axis: int, ndim: int) -> np.ndarray:
     if task == "multilabel":
-        y = np.moveaxis(labels, axis % ndim, -1) if labels.ndim == ndim else labels
+        if labels.ndim != ndim:
+            raise ValueError(f"multilabel labels must be multi-hot rows shaped like the scores ({ndim} dimensions), "
+                             f"got shape {labels.shape}; for one class index per sample use task='multiclass'")
+        y = np.moveaxis(labels, axis % ndim, -1)
         return y.reshape(-1, y.shape[-1])
+    if task == "multiclass" and labels.ndim == ndim and ndim > 1:
+        raise ValueError(f"multiclass labels must be class indices, one per sample, but they have the scores' "
+                         f"{ndim} dimensions (shape {labels.shape}): for one-hot rows give labels.argmax(axis), "
+                         "for multi-hot rows use task='multilabel'")
     return labels.reshape(-1)
 
 
