@@ -851,8 +851,9 @@ class Calibrator:
     Attributes (after :meth:`fit`):
         task: the task. method: the scaler's name (or ``None``). scaler: the fitted scaler (or ``None``).
         thresholds: NumPy array of probability thresholds (0-d for binary, ``(C,)`` for multilabel) or
-            ``None``; pass it as ``threshold=`` to :func:`sigmax.interpret.interpret` on
-            :meth:`transform`'s logits, or to :func:`sigmax.metrics.summary` on :meth:`predict_proba`.
+            ``None``; pass it as ``threshold=`` to :mod:`sigmax.metrics` (any scores), and as
+            ``threshold=thresholds.tolist()`` to :func:`sigmax.interpret.interpret` on :meth:`transform`'s
+            logits (a float or a list works for every array library; :meth:`predict` does this).
 
     Example:
         >>> import numpy as np
