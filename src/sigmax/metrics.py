@@ -633,7 +633,7 @@ def _bin_sums(conf: np.ndarray, outcome: np.ndarray, n_bins: int, binning: str
     return edges, count, sconf, sacc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: compare with np.array_equal, not ==
 class Reliability:
     r"""Reliability-diagram data: per-bin mean confidence, observed accuracy (frequency) and count.
 
