@@ -14,6 +14,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from sigmax.testing import assert_close  # noqa: E402
 from sigmax.torch import linear_cross_entropy  # noqa: E402
+from sigmax.torch._reference import reference_cross_entropy  # noqa: E402
 
 IGNORE = -100
 
@@ -28,30 +29,9 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def reference(h, W, y, *, bias=None, class_weight=None, ignore_index=IGNORE, label_smoothing=0.0,
-              reduction="mean", z_loss=0.0, softcap=None, return_lse=False):
+def reference(h, W, y, *, bias=None, **opts):
     """Plain PyTorch, materializing the logits; the documented formulas for z_loss and softcap."""
-    z = F.linear(h, W, bias)
-    if softcap is not None:
-        z = softcap * torch.tanh(z / softcap)
-    z2, y1 = z.reshape(-1, z.shape[-1]), y.reshape(-1)
-    lse = torch.logsumexp(z2, -1)
-    kw = dict(weight=class_weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
-    if not z_loss:
-        loss = F.cross_entropy(z2, y1, reduction=reduction, **kw)
-    else:
-        valid = y1 != ignore_index
-        tok = F.cross_entropy(z2, y1, reduction="none", **kw) + torch.where(valid, z_loss * lse**2, 0.0)
-        if reduction == "none":
-            loss = tok
-        elif reduction == "sum":
-            loss = tok.sum()
-        else:
-            w_t = valid.to(tok.dtype) if class_weight is None else class_weight[y1.clamp(min=0)] * valid
-            loss = tok.sum() / w_t.sum()
-    if reduction == "none":
-        loss = loss.reshape(y.shape)
-    return (loss, lse.reshape(y.shape)) if return_lse else loss
+    return reference_cross_entropy(F.linear(h, W, bias), y, **opts)
 
 
 def make(n=37, d=16, v=53, dtype=torch.float32, *, bias=False, class_weight=False, seed=0, ignore_every=5,
