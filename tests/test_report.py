@@ -97,6 +97,24 @@ def test_fit_on_a_separate_calibration_set_and_a_given_calibrator():
     again = calibration_report(zt, yt, "multiclass", calibrator=rep.calibrator, check=False)
     _assert_metrics_close(again.after.metrics, rep.after.metrics)
     assert again.n_fit == 0 and "already fitted" in " ".join(again.notes)
+    with pytest.raises(ValueError, match="fitted for task='multiclass' but the report is for task='multilabel'"):
+        calibration_report(zt, (zt > 0).astype(float), "multilabel", calibrator=rep.calibrator, check=False)
+    with pytest.raises(ValueError, match="fitted on 5 classes but the scores have 4"):
+        calibration_report(zt[:, :4], yt % 4, "multiclass", calibrator=rep.calibrator, check=False)
+
+
+def test_streamed_report_with_a_given_calibrator_reads_the_file_once(tmp_path):
+    zc, yc = _data("multilabel", 400, c=3, seed=1)
+    zt, yt = _data("multilabel", 300, c=3, seed=2)
+    cal = calibration_report(zc, yc, "multilabel", check=False).calibrator
+    np.save(tmp_path / "s.npy", zt)
+    np.save(tmp_path / "y.npy", yt)
+    mem = calibration_report(zt, yt, "multilabel", calibrator=cal, check=False)
+    st = stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.npy", "multilabel", calibrator=cal,
+                                   chunk_rows=50, check=False)
+    assert st.n_eval == mem.n_eval == 300
+    _assert_metrics_close(st.after.metrics, mem.after.metrics, rtol=1e-9)
+    _assert_metrics_close(st.before.metrics, mem.before.metrics, rtol=1e-9)
 
 
 def test_probability_scores_and_torch_tensors():

@@ -357,6 +357,19 @@ def _describe(cal: Any) -> str:
     return name
 
 
+def _check_calibrator(cal: Any, task: str, n_classes: int) -> None:
+    if cal is None:
+        return
+    ctask = getattr(cal, "task", None)
+    if ctask is not None and ctask != task:
+        raise ValueError(f"the calibrator was fitted for task={ctask!r} but the report is for task={task!r}; "
+                         f"use task={ctask!r} or fit a calibrator for {task!r}")
+    fitted = getattr(getattr(cal, "scaler", None), "n_classes_", None)
+    if fitted is not None and task != "binary" and fitted != n_classes:
+        raise ValueError(f"the calibrator was fitted on {fitted} classes but the scores have {n_classes}; "
+                         "use the calibrator of the same model")
+
+
 def _thresholds(cal: Any) -> Any:
     t = getattr(cal, "thresholds", None) if cal is not None else None
     if t is None:
@@ -460,6 +473,7 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
     notes: list[str] = []
     n_fit = 0
     if calibrator is not None:
+        _check_calibrator(calibrator, task, C)
         cal, ev = calibrator, np.ones(s.shape[0], dtype=bool)
         method = getattr(calibrator, "method", method)
         notes.append("Calibrator given (already fitted): every row is evaluated.")
@@ -603,7 +617,10 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
     fitting = method is not None and calibrator is None
     frac = fit_fraction if fitting else 0.0
     keep = min(1.0, max_fit_rows / max(frac * n_rows, 1.0)) if fitting else 0.0
-    passes = 2 if (fitting or calibrator is not None) else 1
+    passes = 2 if fitting else 1  # a given calibrator is applied in the same pass
+    _check_calibrator(calibrator, task, C)
+    thr = _thresholds(calibrator)
+    side2 = _Side(task, "logits", C, n_bins, thr) if calibrator is not None else None
     notes: list[str] = [f"Streamed from disk in chunks of {chunk_rows:,} rows (memory-mapped)."]
     findings: list[dict] | None = []
     side = _Side(task, space, C, n_bins)
@@ -638,6 +655,8 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
                     fit_y.append(yr[take])
             if ev.any():
                 side.add(sr[ev], yr[ev])
+                if side2 is not None:
+                    side2.add(_transform(calibrator, sr[ev], space), yr[ev])
             bar.advance(s.shape[0])
         cal = calibrator
         n_fit = 0
@@ -652,12 +671,18 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
             del fs, fy
             sample = f"a uniform sample of {n_fit:,} of the {n_fit_rows:,} fitting rows" if n_fit < n_fit_rows \
                 else f"{n_fit:,} rows"
-            notes.append(f"Rows split at random (seed {seed}): the calibrator was fitted on {sample}; "
-                         f"{side.rows:,} held out for evaluation.")
+            if frac >= 1:
+                notes.append(f"In-sample: the calibrator was fitted on {sample} of the rows it is evaluated on; "
+                             "the 'after' numbers are optimistic.")
+            else:
+                notes.append(f"Rows split at random (seed {seed}): the calibrator was fitted on {sample}; "
+                             f"{side.rows:,} held out for evaluation.")
+        elif calibrator is not None:
+            notes.append("Calibrator given (already fitted): every row is evaluated.")
         before = side.view()
         after = None
-        thr = _thresholds(cal)
-        if cal is not None:
+        if fitting:
+            thr = _thresholds(cal)
             side2 = _Side(task, "logits", C, n_bins, thr)
             for start, s, y in _pairs(scores_path, labels_path, chunk_rows, scores_key, labels_key):
                 sr, yr, u = rows_of(start, s, y)
@@ -666,6 +691,7 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
                     z = _transform(cal, sr[ev], space)
                     side2.add(z, yr[ev])
                 bar.advance(s.shape[0])
+        if side2 is not None:
             after = side2.view(chosen=thr)
     if thr is not None and task != "multiclass":
         notes.append(_threshold_note(thr, names))
