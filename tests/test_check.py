@@ -206,3 +206,20 @@ def test_module_and_function_share_the_name():
     imod = importlib.import_module("sigmax.interpret")
     assert to_numpy(imod(LOGITS, "multiclass").predictions).tolist() == LOGITS.argmax(1).tolist()
     assert sigmax.check is mod.check and sigmax.interpret is imod.interpret
+
+
+def test_cuda_scores_and_guard():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = torch.as_tensor(LOGITS, device="cuda")
+    y = torch.as_tensor(Y_IDX, device="cuda")
+    assert not check(x, y, task="multiclass")
+    assert check(torch.softmax(x, 1), Y_IDX, task="multiclass").codes == ["double-softmax"]  # numpy targets
+    assert check(x, y + 1, task="multiclass").codes == ["target-out-of-range"]
+    from sigmax.torch import guard
+
+    g = guard(torch.nn.CrossEntropyLoss(), warn=False)
+    z = x.clone().requires_grad_(True)
+    g(torch.softmax(z, dim=1), y).backward()
+    assert [f.code for f in g.findings] == ["double-softmax"] and z.grad.device == x.device

@@ -313,3 +313,24 @@ def test_batch_split_invariance_property(n, cuts, seed):
             continue
         for task, kw in _OPTIONS[1::2]:
             _check_split(backend, x, task, kw, sizes)
+
+
+def test_cuda_device_kept():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = torch.tensor(np.random.default_rng(0).normal(size=(64, 5)) * 4, device="cuda")
+    for task, kw in _OPTIONS:
+        xs = x if task != "binary" else x[:, 0]
+        r = interpret(xs, task, **kw)
+        for k, v in _fields(r).items():
+            assert getattr(r, k).device == x.device, k
+        ref = interpret(xs.cpu(), task, **kw)
+        np.testing.assert_array_equal(to_numpy(r.predictions), to_numpy(ref.predictions))
+        assert_close(r.probs, ref.probs)
+        assert_close(r.entropy, ref.entropy)
+        # batch-split invariance on the device too
+        whole = _fields(r)
+        parts = [_fields(interpret(xs[i:i + 1], task, **kw)) for i in range(xs.shape[0])]
+        for k, v in whole.items():
+            np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), v, err_msg=f"cuda {task} {k}")
