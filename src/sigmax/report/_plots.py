@@ -136,7 +136,8 @@ def _hist_panel(ax, hist: Histogram, title: str, color: str, binary_like: bool) 
     if np.isfinite(hist.mean_confidence):
         ax.axvline(hist.mean_confidence, color=color, lw=2.2, label=f"mean confidence {hist.mean_confidence:.3f}")
     if np.isfinite(hist.accuracy):
-        ax.axvline(hist.accuracy, color="#111827", lw=1.6, ls="--", label=f"accuracy {hist.accuracy:.3f}")
+        ax.axvline(hist.accuracy, color="#111827", lw=1.6, ls="--",
+                   label=("accuracy of p > 0.5" if binary_like else "accuracy") + f" {hist.accuracy:.3f}")
     ax.set_xlim(0.5 if binary_like else 0, 1)
     ax.set_xlabel("confidence" + (" max(p, 1-p)" if binary_like else " (top-label probability)"))
     ax.set_ylabel("fraction of " + ("decisions" if binary_like else "samples") + " (log scale)")

@@ -586,6 +586,17 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
     Returns:
         A :class:`Report` whose metrics equal those of :func:`calibration_report` on the same rows
         (up to floating-point summation order) when the fitting sample is all the fitting rows.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from sigmax.datasets import digits_scores
+        >>> d, tmp = digits_scores("multiclass"), tempfile.mkdtemp()
+        >>> np.save(os.path.join(tmp, "s.npy"), d.test_logits); np.save(os.path.join(tmp, "y.npy"), d.test_labels)
+        >>> rep = stream_calibration_report(os.path.join(tmp, "s.npy"), os.path.join(tmp, "y.npy"), "multiclass",
+        ...                                 chunk_rows=100, check=False)
+        >>> rep.streamed, rep.n_fit + rep.n_eval
+        (True, 697)
     """
     from .. import io as sio
 
