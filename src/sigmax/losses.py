@@ -234,7 +234,7 @@ def _check_indices(xp, t, c: int, ignore_index: int, *, fn: str) -> None:
     bounds', or a device-side assert on CUDA)."""
     if _is_traced(t) or 0 in tuple(t.shape):
         return
-    lo, hi = (int(v) for v in _run(xp, _min_max_core, t))
+    lo, hi = _two_numbers(xp, _run(xp, _min_max_core, t))
     if lo >= 0 and hi < c:
         return  # the common case, from two read-only reductions
     if bool(_run(xp, _bad_index_core, t, c=c, ignore_index=ignore_index)):
@@ -261,8 +261,17 @@ def _in_unit_interval(xp, t) -> bool:
     """All values in [0, 1] (NaN is not), from two read-only reductions."""
     if _is_traced(t) or 0 in tuple(t.shape):
         return True
-    lo, hi = (float(v) for v in _run(xp, _min_max_core, t))
+    lo, hi = _two_numbers(xp, _run(xp, _min_max_core, t))
     return lo >= 0 and hi <= 1
+
+
+def _two_numbers(xp, pair):
+    """Two 0-d arrays as Python numbers, with a single device synchronisation on PyTorch."""
+    if is_torch(xp):
+        import torch
+
+        return torch.stack(list(pair)).tolist()
+    return [v.item() if hasattr(v, "item") else v for v in pair]
 
 
 def _bad_index_core(xp, t, *, c, ignore_index):
@@ -455,8 +464,37 @@ def _rows(shape, ax: int) -> float:
 
 def _ce_indices_core(xp, x, t, w, *, ax, ignore_index, smoothing, reduction, from_logits):
     logp = log_softmax(x, axis=ax) if from_logits else x  # the one log-softmax (shift by the max inside)
+    if is_torch(xp):
+        return _nll_indices_torch(logp, t, ax, w, ignore_index, smoothing, reduction)
     per, denom = _nll_indices(xp, logp, t, ax, w, ignore_index, smoothing)
     return _reduce(xp, per, reduction, denom)
+
+
+def _nll_indices_torch(logp, t, ax, w, ignore_index, smoothing, reduction):
+    """:func:`_nll_indices` and its reduction on PyTorch tensors: the selection of ``log p[n, y_n]``
+    and PyTorch's weighted mean are ``torch.nn.functional.nll_loss`` (one kernel with its own backward
+    instead of a dozen small operations; the indices were checked before), and label smoothing adds
+    PyTorch's smoothing term exactly as ``cross_entropy`` does in ATen."""
+    import torch
+    import torch.nn.functional as F
+
+    lp = torch.movedim(logp, ax, 1) if logp.ndim > 1 and ax != 1 else logp  # nll_loss's class axis is 1
+    nll = F.nll_loss(lp, t, weight=w, ignore_index=ignore_index, reduction=reduction)
+    if smoothing == 0:
+        return nll
+    c = logp.shape[ax]
+    valid = t != ignore_index
+    smooth = -(logp if w is None else logp * _along(torch, w, logp.ndim, ax)).sum(dim=ax)
+    smooth = torch.where(valid, smooth, 0.0)  # ignored entries add nothing
+    if reduction == "sum":
+        smooth = smooth.sum()
+    elif reduction == "mean":  # PyTorch divides by the summed weight of the kept targets
+        if w is None:
+            denom = valid.sum()
+        else:
+            denom = torch.where(valid, w[torch.where(valid, t, 0)], 0.0).sum()
+        smooth = smooth.sum() / denom
+    return (1.0 - smoothing) * nll + (smoothing / c) * smooth
 
 
 def _ce_probs_core(xp, x, t, w, *, ax, smoothing, reduction):
