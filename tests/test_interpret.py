@@ -175,6 +175,18 @@ def test_half_precision_kept(np_torch, dtype):
     assert to_numpy(r.predictions).tolist() == [0, 2]
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_half_precision_probs_accepted(np_torch, dtype):
+    # softmax outputs of half-precision logits sum to 1 only within the half dtype's rounding
+    if dtype == "bfloat16" and np_torch.name == "numpy":
+        pytest.skip("NumPy has no bfloat16")
+    x = np_torch.asarray(np.random.default_rng(0).normal(size=(50, 30)) * 3, dtype=dtype)
+    for space, conv in (("probs", sigmax.softmax), ("log_probs", sigmax.log_softmax)):
+        r = interpret(conv(x), "multiclass", space=space)
+        assert str(r.probs.dtype).endswith(dtype)
+        np.testing.assert_array_equal(to_numpy(r.predictions), to_numpy(interpret(x, "multiclass").predictions))
+
+
 def test_autograd_flows(rng):
     torch = pytest.importorskip("torch")
     x = torch.tensor(rng.normal(size=(4, 3)), requires_grad=True)

@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import array_api_compat
 import numpy as np
@@ -578,10 +578,6 @@ def _check_targets(add, xp, x, t, tkind, task, ax, c, classed, ignore_index) -> 
         f"class indices of shape {index_shape} or multi-hot/probability rows of shape {shape}.",
         "check the batch size (drop_last?), the class axis (axis=/dim=), and that targets and scores come from the "
         "same samples.")
-
-
-def _iter_codes() -> Iterable[str]:  # for the README table and tests
-    return iter(CODES)
 
 
 class _CallableModule(__import__("types").ModuleType):

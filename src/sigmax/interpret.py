@@ -430,10 +430,11 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
     ax = normalize_axis(axis, x.ndim) if task != "binary" else None
     if temperature is not None and space != "logits":
         raise ValueError(f"temperature divides logits, but space={space!r}; pass logits or drop temperature")
+    # validate the caller's array, not the float32 copy of half input: the tolerance follows its dtype
     if validate and space == "probs":
-        validate_probs(x, task, axis=-1 if ax is None else ax)
+        validate_probs(scores, task, axis=-1 if ax is None else ax)
     elif validate and space == "log_probs":
-        validate_log_probs(x, task, axis=-1 if ax is None else ax)
+        validate_log_probs(scores, task, axis=-1 if ax is None else ax)
     if top_k is not None:
         if task == "binary":
             raise ValueError("top_k needs several classes; task='binary' has one score per sample")
