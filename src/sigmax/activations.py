@@ -7,6 +7,13 @@ NumPy). Results keep the input's array type, device and floating dtype; float16 
 computed in float32; integer input is promoted to the library's default float.
 
 Every numerical trick is commented on the line that uses it.
+
+Speed: sigmoid, log_sigmoid, softplus, softmax, log_softmax and logsumexp first offer the call to
+:mod:`sigmax._kernels` (compiled C kernels for float32/float64 NumPy arrays and CPU torch tensors,
+built at install time, optional); when it declines (JAX, CUDA, half precision, masks, ...) the generic
+code below runs. The generic code is the reference: the kernels give the same results within the
+tested tolerances. These six functions also take ``out=``, an array of the result's library, shape and
+dtype to write into (no fresh allocation when the kernel runs; not with autograd, as in PyTorch).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
 from ._array import (
     as_mask,
     like,
@@ -71,13 +79,15 @@ def _log1p_exp_neg_abs(xp, x):
 
 
 @_quiet
-def sigmoid(x: Any) -> Any:
+def sigmoid(x: Any, *, out: Any = None) -> Any:
     r"""The logistic sigmoid, elementwise.
 
     .. math:: \sigma(x) = \frac{1}{1 + e^{-x}} = \frac{e^{x}}{1 + e^{x}}
 
     Args:
         x: logits, any shape.
+        out: optional array to write the result into (keyword-only): same library, shape and dtype
+            as the result, writable; not with autograd (as in PyTorch). Returned.
 
     Returns:
         Probabilities in [0, 1], same shape, array type, device and floating dtype as ``x``.
@@ -94,16 +104,19 @@ def sigmoid(x: Any) -> Any:
         >>> float(sigmax.sigmoid(np.float32(-100)))
         3.783505853677006e-44
     """
+    fast = _kernels.elementwise("sigmoid", x, out)  # compiled kernel, same results (or NotImplemented)
+    if fast is not NotImplemented:
+        return fast
     p = prepare(x)
-    xp, x = p.xp, p.x
-    e = xp.exp(_neg_abs(xp, x))  # exp(-|x|) <= 1: no overflow for either sign
+    xp, xv = p.xp, p.x
+    e = xp.exp(_neg_abs(xp, xv))  # exp(-|x|) <= 1: no overflow for either sign
     # x >= 0: 1 / (1 + e^-x); x < 0: e^x / (1 + e^x). The second form keeps tiny results exact
     # instead of computing 1 / (1 + huge) = 0.
-    return finish(p, xp.where(x > 0, 1.0, e) / (1.0 + e))
+    return _kernels.write_out(finish(p, xp.where(xv > 0, 1.0, e) / (1.0 + e)), out, x)
 
 
 @_quiet
-def log_sigmoid(x: Any) -> Any:
+def log_sigmoid(x: Any, *, out: Any = None) -> Any:
     r"""The log of the sigmoid, elementwise, without forming the sigmoid.
 
     .. math:: \log\sigma(x) = -\operatorname{softplus}(-x) = \min(x, 0) - \log(1 + e^{-|x|})
@@ -112,6 +125,8 @@ def log_sigmoid(x: Any) -> Any:
 
     Args:
         x: logits, any shape.
+        out: optional array to write the result into (keyword-only): same library, shape and dtype
+            as the result, writable; not with autograd (as in PyTorch). Returned.
 
     Returns:
         Values in (-inf, 0], same shape, array type, device and dtype as ``x``.
@@ -125,21 +140,26 @@ def log_sigmoid(x: Any) -> Any:
         >>> sigmax.log_sigmoid([-1000.0, -1.0, 0.0, 40.0])
         array([-1.00000000e+03, -1.31326169e+00, -6.93147181e-01, -4.24835426e-18])
     """
+    fast = _kernels.elementwise("log_sigmoid", x, out)
+    if fast is not NotImplemented:
+        return fast
     p = prepare(x)
-    xp, x = p.xp, p.x
+    xp, xv = p.xp, p.x
     # min(x, 0) as a where (gradient 1 at x == 0, matching _neg_abs); both terms are <= 0, so the
     # subtraction below never cancels.
-    return finish(p, xp.where(x > 0, 0.0, x) - _log1p_exp_neg_abs(xp, x))
+    return _kernels.write_out(finish(p, xp.where(xv > 0, 0.0, xv) - _log1p_exp_neg_abs(xp, xv)), out, x)
 
 
 @_quiet
-def softplus(x: Any) -> Any:
+def softplus(x: Any, *, out: Any = None) -> Any:
     r"""The softplus function, elementwise: a smooth ``max(x, 0)``.
 
     .. math:: \operatorname{softplus}(x) = \log(1 + e^{x}) = \max(x, 0) + \log(1 + e^{-|x|})
 
     Args:
         x: any shape.
+        out: optional array to write the result into (keyword-only): same library, shape and dtype
+            as the result, writable; not with autograd (as in PyTorch). Returned.
 
     Returns:
         Values in [0, inf), same shape, array type, device and dtype as ``x``.
@@ -153,10 +173,13 @@ def softplus(x: Any) -> Any:
         >>> sigmax.softplus([-50.0, 0.0, 1.0, 50.0])
         array([1.92874985e-22, 6.93147181e-01, 1.31326169e+00, 5.00000000e+01])
     """
+    fast = _kernels.elementwise("softplus", x, out)
+    if fast is not NotImplemented:
+        return fast
     p = prepare(x)
-    xp, x = p.xp, p.x
+    xp, xv = p.xp, p.x
     # max(x, 0) + log1p(exp(-|x|)): both terms >= 0, exp never overflows.
-    return finish(p, xp.where(x > 0, x, 0.0) + _log1p_exp_neg_abs(xp, x))
+    return _kernels.write_out(finish(p, xp.where(xv > 0, xv, 0.0) + _log1p_exp_neg_abs(xp, xv)), out, x)
 
 
 @_quiet
@@ -275,7 +298,7 @@ def _prepare_rows(x, axis, dim, temperature, where, *, name="x"):
 
 @_quiet
 def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None,
-            dim: int | None = None) -> Any:
+            dim: int | None = None, out: Any = None) -> Any:
     r"""The softmax along ``axis``: one probability distribution per row.
 
     .. math:: \operatorname{softmax}(x)_i = \frac{e^{x_i / T}}{\sum_j e^{x_j / T}}
@@ -290,6 +313,8 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
             ``x``, e.g. one temperature per class).
         where: boolean mask broadcastable to ``x``; ``False`` entries get probability 0 and the rest
             are renormalised.
+        out: optional array to write the result into (keyword-only): same library, shape and dtype
+            as the result, writable; not with autograd (as in PyTorch). Returned.
 
     Returns:
         Probabilities, same shape, array type, device and dtype as ``x``; rows sum to 1.
@@ -309,18 +334,21 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
         array([[0.5987, 0.4013],
                [0.8581, 0.1419]])
     """
+    fast = _kernels.softmax("softmax", x, axis, dim, temperature, where, out)  # compiled kernel, same results
+    if fast is not NotImplemented:
+        return fast
     p, xp, xv, ax = _prepare_rows(x, axis, dim, temperature, where)
     m = xp.max(xv, axis=ax, keepdims=True)
     z, _, _ = _shift(xp, xv, m, _any_nonfinite(xp, m))
     e = xp.exp(z)
     s = xp.sum(e, axis=ax, keepdims=True)
     # An all -inf row has s == 0: divide by 1 instead, giving 0 (not 0/0 = NaN) and zero gradient.
-    return finish(p, e / xp.where(s == 0, 1.0, s))
+    return _kernels.write_out(finish(p, e / xp.where(s == 0, 1.0, s)), out, x)
 
 
 @_quiet
 def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None,
-                dim: int | None = None) -> Any:
+                dim: int | None = None, out: Any = None) -> Any:
     r"""The log of the softmax along ``axis``, computed without forming the softmax.
 
     .. math:: \operatorname{log\_softmax}(x)_i = x_i - \operatorname{logsumexp}(x)
@@ -334,6 +362,8 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
         axis: the class axis (``dim=`` is an alias). Default: last.
         temperature: divide the logits by ``T > 0`` first.
         where: boolean mask; ``False`` entries give ``-inf``.
+        out: optional array to write the result into (keyword-only): same library, shape and dtype
+            as the result, writable; not with autograd (as in PyTorch). Returned.
 
     Returns:
         Log-probabilities, same shape, array type, device and dtype as ``x``.
@@ -349,19 +379,22 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
         >>> sigmax.log_softmax(np.array([0.0, 1e4], dtype=np.float32))
         array([-10000.,      0.], dtype=float32)
     """
+    fast = _kernels.softmax("log_softmax", x, axis, dim, temperature, where, out)
+    if fast is not NotImplemented:
+        return fast
     p, xp, xv, ax = _prepare_rows(x, axis, dim, temperature, where)
     m = xp.max(xv, axis=ax, keepdims=True)
     edge = _any_nonfinite(xp, m)
     z, _, empty = _shift(xp, xv, m, edge)
-    out = z - _log_sum_exp_shifted(xp, z, ax, empty)
+    res = z - _log_sum_exp_shifted(xp, z, ax, empty)
     if edge:
-        out = xp.where(empty, -_INF, out)  # all -inf rows: -inf with zero gradient
-    return finish(p, out)
+        res = xp.where(empty, -_INF, res)  # all -inf rows: -inf with zero gradient
+    return _kernels.write_out(finish(p, res), out, x)
 
 
 @_quiet
 def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
-              return_sign: bool = False, where: Any = None, dim: Any = None) -> Any:
+              return_sign: bool = False, where: Any = None, dim: Any = None, out: Any = None) -> Any:
     r"""The log of the sum of exponentials along ``axis``, without overflow.
 
     .. math:: \operatorname{logsumexp}(x) = \log \sum_i b_i e^{x_i} = m + \log \sum_i b_i e^{x_i - m},
@@ -376,6 +409,9 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         return_sign: also return the sign of the sum (``+1``, ``-1``, or ``0`` for a zero sum); then
             the first result is ``log|sum|``. Without it, a negative sum gives NaN (as in SciPy).
         where: boolean mask; only ``True`` entries are summed.
+        out: optional array to write the result into (keyword-only): same library, shape and dtype
+            as the result, writable; not with autograd (as in PyTorch), nor with
+            ``return_sign``. Returned.
 
     Returns:
         ``lse``, or ``(lse, sign)`` with ``return_sign=True``; the array type, device and dtype of ``x``.
@@ -394,6 +430,11 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         >>> float(lse), float(sign)
         (1.5413248546129181, -1.0)
     """
+    if out is not None and return_sign:
+        raise TypeError("out= is not supported with return_sign=True (two results); call without out=")
+    fast = _kernels.logsumexp(x, axis, dim, b, keepdims, return_sign, where, out)  # compiled kernel
+    if fast is not NotImplemented:
+        return fast
     p = prepare(x)
     xp, xv = p.xp, p.x
     ax = normalize_axis(resolve_axis(axis, dim), xv.ndim, allow_tuple=True, allow_none=True) \
@@ -444,7 +485,7 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         sign = xp.squeeze(sign, axis=squeeze) if squeeze else sign
     if return_sign:
         return finish(p, lse), finish(p, sign)
-    return finish(p, lse)
+    return _kernels.write_out(finish(p, lse), out, x)
 
 
 # --------------------------------------------------------------------------------------------

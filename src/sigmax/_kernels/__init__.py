@@ -1,0 +1,442 @@
+"""Fast CPU paths for the core functions, and the ``out=`` plumbing they share with the generic code.
+
+The generic Array-API code in :mod:`sigmax.activations` is the reference and the fallback; this module
+only decides, per call, whether a compiled kernel (``_ck``, built from C at install time by
+``setup.py``; optional) can give the same results faster, and runs it. It can when:
+
+* ``x`` is a NumPy array, or a PyTorch tensor on the CPU (with or without autograd: the row
+  functions get a ``torch.autograd.Function`` whose backward also runs a kernel), of dtype float32 or
+  float64, C-contiguous and not empty;
+* the call uses no mask (``where``), no temperature, no weights ``b``, no ``return_sign``, and one
+  reduction axis (any axis: non-last axes run a column kernel, without a transpose).
+
+Everything else (JAX, CUDA, half precision, integers, masks, tuple axes, other layouts, torch.compile
+tracing, functorch transforms) returns ``NotImplemented`` and the generic code runs. Results agree with
+the generic code within the tolerances of :mod:`sigmax.testing` and the 4-ulp accuracy bound, edge
+cases included (all ``-inf`` rows, ``+inf`` entries, NaN rows, subnormals).
+
+Switches: ``SIGMAX_DISABLE_KERNELS=1`` in the environment (read at import) or :func:`set_enabled`
+force the generic path; ``SIGMAX_NUM_THREADS`` caps the threads (default: the CPUs this process may
+run on). Nothing is compiled at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+try:  # the compiled kernels are optional: without a compiler at install time, generic code only
+    from . import _ck
+except ImportError:  # pragma: no cover - depends on the build
+    _ck = None
+
+__all__ = ["AVAILABLE", "enabled", "set_enabled", "use_kernels", "num_threads", "variant", "check_out",
+           "write_out", "elementwise", "softmax", "logsumexp"]
+
+#: whether the compiled kernels were built and import
+AVAILABLE = _ck is not None
+
+_ENABLED = AVAILABLE and os.environ.get("SIGMAX_DISABLE_KERNELS", "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def _default_threads() -> int:
+    env = os.environ.get("SIGMAX_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_THREADS = _default_threads()
+
+_EW = {"sigmoid": 0, "log_sigmoid": 1, "softplus": 2}
+_OP_LSE, _OP_SOFTMAX, _OP_LOG_SOFTMAX = 0, 1, 2
+_ROW_OPS = {"softmax": _OP_SOFTMAX, "log_softmax": _OP_LOG_SOFTMAX}
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def enabled() -> bool:
+    """Whether calls may take the compiled path (built, and not switched off)."""
+    return _ENABLED
+
+
+def set_enabled(flag: bool) -> bool:
+    """Switch the compiled path on or off for this process; returns the previous setting."""
+    global _ENABLED
+    previous = _ENABLED
+    _ENABLED = bool(flag) and AVAILABLE
+    return previous
+
+
+@contextlib.contextmanager
+def use_kernels(flag: bool):
+    """``with use_kernels(False): ...`` runs the generic code (tests compare the two paths)."""
+    previous = set_enabled(flag)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+def num_threads(n: int | None = None) -> int:
+    """The number of threads the kernels use; ``num_threads(n)`` sets it (returns the old value)."""
+    global _THREADS
+    old = _THREADS
+    if n is not None:
+        _THREADS = max(1, int(n))
+    return old
+
+
+def variant() -> str | None:
+    """The instruction-set variant of the kernels in use (``"avx2"``, ``"base"``), ``None`` if not built."""
+    return _ck.variant() if _ck is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# which inputs the kernels take
+# --------------------------------------------------------------------------------------------
+
+
+def _torch():
+    return sys.modules.get("torch")
+
+
+def _dtype_code(dtype) -> int:
+    if dtype == _F32:
+        return 0
+    if dtype == _F64:
+        return 1
+    return -1
+
+
+class _In:
+    """A kernel-ready view of ``x``: the library, the dtype code, a pointer source."""
+
+    __slots__ = ("kind", "x", "code", "ptr", "grad")
+
+    def __init__(self, kind, x, code, ptr, grad):
+        self.kind, self.x, self.code, self.ptr, self.grad = kind, x, code, ptr, grad
+
+
+def _accept(x) -> _In | None:
+    """``x`` as an :class:`_In` if a kernel can read it, else ``None``."""
+    if type(x) is np.ndarray:
+        code = _dtype_code(x.dtype)
+        if code < 0 or not x.flags.c_contiguous or x.size == 0 or x.ndim == 0 or not x.dtype.isnative:
+            return None  # (0-d: NumPy's own operations return a scalar there, the generic code too)
+        return _In("numpy", x, code, x, False)
+    torch = _torch()
+    if torch is None or not isinstance(x, torch.Tensor):
+        return None
+    if type(x) is not torch.Tensor and type(x) is not torch.nn.Parameter:
+        return None  # subclasses (FakeTensor, DTensor, ...) have their own semantics
+    if x.device.type != "cpu" or x.layout is not torch.strided or x.numel() == 0:
+        return None
+    if x.dtype is torch.float32:
+        code = 0
+    elif x.dtype is torch.float64:
+        code = 1
+    else:
+        return None
+    if not x.is_contiguous() or _in_transform(torch):
+        return None
+    grad = x.requires_grad and torch.is_grad_enabled()
+    return _In("torch", x, code, None, grad)
+
+
+def _in_transform(torch) -> bool:
+    """Inside torch.compile tracing or a functorch transform (vmap, grad): no raw pointers there."""
+    try:
+        if torch.compiler.is_compiling():
+            return True
+    except AttributeError:  # pragma: no cover - old torch
+        pass
+    try:
+        return torch._C._functorch.maybe_current_level() is not None
+    except AttributeError:  # pragma: no cover
+        return False
+
+
+def _ptr(a):
+    """What the C module accepts for an array: the NumPy array itself (buffer protocol) or an address."""
+    return a if type(a) is np.ndarray else a.data_ptr()
+
+
+def _empty(inp: _In, shape):
+    if inp.kind == "numpy":
+        return np.empty(shape, dtype=inp.x.dtype)
+    torch = _torch()
+    return torch.empty(shape, dtype=inp.x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# out=
+# --------------------------------------------------------------------------------------------
+
+
+def check_out(out, *, like, shape, dtype, x=None) -> None:
+    """Validate ``out=``: the result's array library, shape and dtype, writable, and not under autograd."""
+    torch = _torch()
+    lib = type(like).__module__.split(".")[0]
+    if isinstance(like, np.ndarray) or lib == "numpy":
+        if type(out) is not np.ndarray:
+            raise TypeError(f"out must be a NumPy array (the result is one), got {type(out).__module__}."
+                            f"{type(out).__name__}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only; give a writable array")
+    elif torch is not None and isinstance(like, torch.Tensor):
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"out must be a torch.Tensor (the result is one), got {type(out).__name__}")
+        if out.device != like.device:
+            raise ValueError(f"out is on {out.device} but the result is on {like.device}; give out on "
+                             f"{like.device}")
+        if torch.is_grad_enabled() and (out.requires_grad or (x is not None and getattr(x, "requires_grad", False))):
+            raise ValueError("out= does not support autograd (as in PyTorch): call without out=, or under "
+                             "torch.no_grad() with an out that does not require grad")
+    else:
+        raise TypeError(f"out= is not supported for {lib} arrays (they are immutable or foreign); "
+                        "call without out= and use the returned array")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)} but the result has shape {tuple(shape)}; "
+                         "give an out of the result's shape")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype} but the result has dtype {dtype}; give an out of "
+                        "the result's dtype (no casting is done)")
+
+
+def write_out(result, out, x=None):
+    """Copy a generic-path ``result`` into a validated ``out`` and return ``out`` (``out=None``: result)."""
+    if out is None:
+        return result
+    check_out(out, like=result, shape=tuple(result.shape), dtype=result.dtype, x=x)
+    if isinstance(out, np.ndarray):
+        np.copyto(out, result)
+    else:
+        torch = _torch()
+        with torch.no_grad():
+            out.copy_(result)
+    return out
+
+
+def _kernel_out(inp: _In, out, shape):
+    """The array the kernel writes: ``out`` if given (validated) and usable, else a fresh one.
+
+    Returns ``(target, copy_back)``: when ``out`` overlaps ``x`` other than exactly, or is not
+    contiguous, the kernel writes a fresh array that is then copied into ``out``.
+    """
+    if out is None:
+        return _empty(inp, shape), None
+    check_out(out, like=inp.x, shape=shape, dtype=inp.x.dtype, x=inp.x)
+    if inp.kind == "numpy":
+        ok = out.flags.c_contiguous and (out is inp.x or not np.may_share_memory(out, inp.x)
+                                         or (out.ctypes.data == inp.x.ctypes.data and out.shape == inp.x.shape))
+    else:
+        ok = out.is_contiguous() and (not _overlaps(out, inp.x) or
+                                      (out.data_ptr() == inp.x.data_ptr() and out.shape == inp.x.shape))
+    return (out, None) if ok else (_empty(inp, shape), out)
+
+
+def _overlaps(a, b) -> bool:
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    a1 = a0 + a.numel() * a.element_size()
+    b1 = b0 + b.numel() * b.element_size()
+    return a0 < b1 and b0 < a1
+
+
+def _finish_out(target, copy_back):
+    if copy_back is None:
+        return target
+    if isinstance(copy_back, np.ndarray):
+        np.copyto(copy_back, target)
+    else:
+        copy_back.copy_(target)
+    return copy_back
+
+
+# --------------------------------------------------------------------------------------------
+# elementwise: sigmoid, log_sigmoid, softplus
+# --------------------------------------------------------------------------------------------
+
+
+def elementwise(name: str, x: Any, out: Any = None):
+    """``sigmoid`` / ``log_sigmoid`` / ``softplus`` of ``x`` by a kernel, or ``NotImplemented``."""
+    if not _ENABLED:
+        return NotImplemented
+    inp = _accept(x)
+    if inp is None or inp.grad:
+        return NotImplemented  # autograd: the generic code's graph (its gradients are exact at 0)
+    shape = tuple(x.shape)
+    target, copy_back = _kernel_out(inp, out, shape)
+    _ck.elementwise(_EW[name], inp.code, _ptr(x), _ptr(target), int(np.prod(shape, dtype=np.int64)), _THREADS)
+    return _finish_out(target, copy_back)
+
+
+# --------------------------------------------------------------------------------------------
+# row functions: softmax, log_softmax, logsumexp
+# --------------------------------------------------------------------------------------------
+
+
+def _split(shape, ax):
+    """(A, C, B): the sizes before, along and after axis ``ax``."""
+    A = int(np.prod(shape[:ax], dtype=np.int64))
+    B = int(np.prod(shape[ax + 1:], dtype=np.int64))
+    return A, int(shape[ax]), B
+
+
+def _run_rows(op, code, x, target, shape, ax, flags):
+    A, C, B = _split(shape, ax)
+    fl = flags if flags is not None else None
+    if B == 1:
+        _ck.rows(op, code, _ptr(x), _ptr(target), A, C, _THREADS, fl)
+    else:
+        _ck.cols(op, code, _ptr(x), _ptr(target), A, C, B, _THREADS, fl)
+
+
+def _int_axis(axis, ndim):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or ndim == 0:
+        return None
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        return None  # the generic code raises the error
+    return axis % ndim
+
+
+def softmax(name: str, x: Any, axis: Any, dim: Any, temperature: Any, where: Any, out: Any):
+    """``softmax`` / ``log_softmax`` by a kernel, or ``NotImplemented``."""
+    if not _ENABLED or where is not None:
+        return NotImplemented
+    if dim is not None:
+        if axis != -1 and axis != dim:
+            return NotImplemented  # the generic code raises the error
+        axis = dim
+    if not (temperature is None or (type(temperature) in (int, float) and temperature == 1)):
+        return NotImplemented
+    inp = _accept(x)
+    if inp is None:
+        return NotImplemented
+    shape = tuple(x.shape)
+    ax = _int_axis(axis, len(shape))
+    if ax is None or shape[ax] >= 1 << 24:
+        return NotImplemented
+    op = _ROW_OPS[name]
+    if inp.grad:
+        if out is not None:
+            check_out(out, like=x, shape=shape, dtype=x.dtype, x=x)  # raises: autograd with out=
+        return _torch_row_function().apply(x, op, ax)
+    target, copy_back = _kernel_out(inp, out, shape)
+    _run_rows(op, inp.code, x, target, shape, ax, None)
+    return _finish_out(target, copy_back)
+
+
+def logsumexp(x: Any, axis: Any, dim: Any, b: Any, keepdims: bool, return_sign: bool, where: Any, out: Any):
+    """``logsumexp`` by a kernel (one axis or all, no weights/sign/mask), or ``NotImplemented``."""
+    if not _ENABLED or where is not None or b is not None or return_sign:
+        return NotImplemented
+    if dim is not None:
+        if axis != -1 and axis != dim:
+            return NotImplemented
+        axis = dim
+    inp = _accept(x)
+    if inp is None:
+        return NotImplemented
+    shape = tuple(x.shape)
+    if axis is None:
+        if len(shape) == 0:
+            return NotImplemented
+        xs, ax = (x.reshape(-1), 0)  # a contiguous reshape is a view
+        rshape = (1,) * len(shape) if keepdims else ()
+    else:
+        ax = _int_axis(axis, len(shape))
+        if ax is None:
+            return NotImplemented
+        xs = x
+        rshape = shape[:ax] + ((1,) if keepdims else ()) + shape[ax + 1:]
+    if tuple(xs.shape)[ax] >= 1 << 24:
+        return NotImplemented
+    if inp.grad:
+        if out is not None:
+            check_out(out, like=x, shape=rshape, dtype=x.dtype, x=x)
+        res = _torch_row_function().apply(xs, _OP_LSE, ax)
+        return res.reshape(rshape)
+    target, copy_back = _kernel_out(inp, out, rshape)
+    _run_rows(_OP_LSE, inp.code, xs, target, tuple(xs.shape), ax, None)
+    return _finish_out(target, copy_back)
+
+
+# --------------------------------------------------------------------------------------------
+# autograd (PyTorch): forward and backward by kernels; double backward through torch operations
+# --------------------------------------------------------------------------------------------
+
+_ROW_FUNCTION = None
+
+
+def _torch_row_function():
+    """The ``torch.autograd.Function`` of the row kernels (built on first use: torch is optional)."""
+    global _ROW_FUNCTION
+    if _ROW_FUNCTION is not None:
+        return _ROW_FUNCTION
+    import torch
+
+    class RowFunction(torch.autograd.Function):
+        """softmax / log_softmax / logsumexp (reduced axis kept out of the result for logsumexp).
+
+        Backward: softmax ``p * (g - sum(g p))``, log_softmax ``g - exp(y) sum(g)``, logsumexp
+        ``g exp(x - lse)``; rows whose maximum is infinite (all ``-inf``, or ``+inf`` entries) get a
+        zero gradient, as the generic code's graph gives (their result does not depend on finite
+        changes of x).
+        """
+
+        @staticmethod
+        def forward(ctx, x, op, ax):
+            shape = tuple(x.shape)
+            A, C, B = _split(shape, ax)
+            rshape = shape[:ax] + shape[ax + 1:] if op == _OP_LSE else shape
+            out = torch.empty(rshape, dtype=x.dtype)
+            flags = np.empty(A * B, dtype=np.uint8)
+            _run_rows(op, 0 if x.dtype is torch.float32 else 1, x, out, shape, ax, flags)
+            ctx.op, ctx.ax, ctx.shape = op, ax, shape
+            ctx.flags = flags if flags.any() else None
+            ctx.save_for_backward(x if op == _OP_LSE else out, out if op == _OP_LSE else None)
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            a, lse = ctx.saved_tensors
+            op, ax, shape = ctx.op, ctx.ax, ctx.shape
+            A, C, B = _split(shape, ax)
+            fast = (B == 1 and not torch.is_grad_enabled() and g.dtype == a.dtype and g.device.type == "cpu"
+                    and type(g) is torch.Tensor)
+            if fast:
+                g = g.contiguous()
+                grad = torch.empty(shape, dtype=a.dtype)
+                code = 0 if a.dtype is torch.float32 else 1
+                if op == _OP_LSE:
+                    _ck.rows_bwd(op, code, a.data_ptr(), None, lse.contiguous().data_ptr(), g.data_ptr(),
+                                 grad.data_ptr(), A, C, _THREADS, ctx.flags)
+                else:
+                    _ck.rows_bwd(op, code, a.data_ptr(), g.data_ptr(), None, None, grad.data_ptr(), A, C,
+                                 _THREADS, ctx.flags)
+                return grad, None, None
+            # the same formulas in torch operations (any layout; differentiable for double backward)
+            if op == _OP_SOFTMAX:
+                grad = a * (g - (g * a).sum(ax, keepdim=True))
+            elif op == _OP_LOG_SOFTMAX:
+                grad = g - torch.exp(a) * g.sum(ax, keepdim=True)
+            else:
+                grad = g.unsqueeze(ax) * torch.exp(a - lse.unsqueeze(ax))
+            if ctx.flags is not None:
+                zero_rows = torch.from_numpy(ctx.flags.astype(bool)).reshape(shape[:ax] + (1,) + shape[ax + 1:])
+                grad = torch.where(zero_rows, torch.zeros((), dtype=grad.dtype), grad)
+            return grad, None, None
+
+    _ROW_FUNCTION = RowFunction
+    return _ROW_FUNCTION

@@ -1,0 +1,441 @@
+/* sigmax._kernels._ck: fast CPU kernels for the core functions (float32/float64, contiguous).
+ *
+ * Built at install time by setup.py as an optional extension: without a C compiler sigmax installs
+ * and runs the generic Array-API code. Python (sigmax/_kernels/__init__.py) validates every argument
+ * (dtype, contiguity, sizes) before calling in here; this module only checks that buffers are big
+ * enough. Arrays are passed as buffer-protocol objects (NumPy) or as integer addresses (PyTorch
+ * data_ptr()). The GIL is released while computing; work is split over threads with pthreads.
+ *
+ * The kernels are compiled twice on x86-64 (AVX2+FMA, and the SSE2 baseline) and the best one for
+ * the running CPU is chosen at import. No -ffast-math: IEEE infinities, NaN and subnormals hold.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "vec.h"
+
+#define PASTE_(a, b) a##b
+#define PASTE(a, b) PASTE_(a, b)
+#define PASTE3_(a, b, c) a##b##c
+#define PASTE3(a, b, c) PASTE3_(a, b, c)
+
+enum { EW_SIGMOID = 0, EW_LOG_SIGMOID = 1, EW_SOFTPLUS = 2 };
+enum { OP_LSE = 0, OP_SOFTMAX = 1, OP_LOG_SOFTMAX = 2 };
+enum { ROW_FINITE = 0, ROW_EMPTY = 1, ROW_POSINF = 2, ROW_NAN = 3 };
+
+typedef struct {
+    double m;   /* the row maximum */
+    double arg; /* rest + (k - 1): log-sum-exp = m + log1p(arg); k for +inf rows */
+    double s;   /* rest + k: the sum of exp(x - m) */
+    int kind;   /* ROW_* */
+} rowstat;
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIGMAX_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define VSUF _avx2
+#include "kern.h"
+#undef VSUF
+#pragma GCC pop_options
+#endif
+
+#define VSUF _base
+#include "kern.h"
+#undef VSUF
+
+/* ------------------------------------------------------------------------------------------------
+ * the variant table
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    void (*ew32)(int, const float *, float *, ptrdiff_t, int);
+    void (*ew64)(int, const double *, double *, ptrdiff_t, int);
+    void (*rows32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
+    void (*rows64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
+    void (*bwd32)(int, const float *, const float *, const float *, const float *, float *, ptrdiff_t, ptrdiff_t,
+                  ptrdiff_t, const uint8_t *);
+    void (*bwd64)(int, const double *, const double *, const double *, const double *, double *, ptrdiff_t,
+                  ptrdiff_t, ptrdiff_t, const uint8_t *);
+    void (*cols32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
+    void (*cols64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
+} variant;
+
+#define VARIANT(sfx)                                                                                     \
+    {#sfx + 1,           PASTE(elementwise_f32, sfx), PASTE(elementwise_f64, sfx), PASTE(rows_f32, sfx),   \
+     PASTE(rows_f64, sfx), PASTE(rows_bwd_f32, sfx),  PASTE(rows_bwd_f64, sfx),    PASTE(cols_f32, sfx),   \
+     PASTE(cols_f64, sfx)}
+
+static const variant v_base = VARIANT(_base);
+#ifdef SIGMAX_AVX2
+static const variant v_avx2 = VARIANT(_avx2);
+#endif
+static const variant *K = &v_base;
+
+/* ------------------------------------------------------------------------------------------------
+ * threads: [0, n) split into nth contiguous ranges, the calling thread takes the first
+ * ---------------------------------------------------------------------------------------------- */
+
+#define MAX_THREADS 64
+typedef void (*range_fn)(void *ctx, ptrdiff_t i0, ptrdiff_t i1);
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    ptrdiff_t i0, i1;
+} job;
+
+static void *job_main(void *p) {
+    job *j = (job *)p;
+    j->fn(j->ctx, j->i0, j->i1);
+    return NULL;
+}
+
+static void parallel(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t grain) {
+    if (grain < 1) grain = 1;
+    if (nth > MAX_THREADS) nth = MAX_THREADS;
+    if ((ptrdiff_t)nth > (n + grain - 1) / grain) nth = (int)((n + grain - 1) / grain);
+    if (nth <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    job jobs[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    int started[MAX_THREADS];
+    ptrdiff_t units = (n + grain - 1) / grain;
+    for (int t = 0; t < nth; t++) {
+        ptrdiff_t u0 = units * t / nth, u1 = units * (t + 1) / nth;
+        jobs[t].fn = fn;
+        jobs[t].ctx = ctx;
+        jobs[t].i0 = u0 * grain < n ? u0 * grain : n;
+        jobs[t].i1 = u1 * grain < n ? u1 * grain : n;
+    }
+    for (int t = 1; t < nth; t++) started[t] = pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0;
+    job_main(&jobs[0]);
+    for (int t = 1; t < nth; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            job_main(&jobs[t]); /* no thread (resource limits): do it here */
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * large outputs: transparent huge pages for fresh buffers (512x fewer page faults than 4 KiB
+ * pages: PyTorch's allocator does not ask for them, NumPy's does), and streaming stores
+ * ---------------------------------------------------------------------------------------------- */
+
+#define BIG_OUTPUT ((Py_ssize_t)8 << 20) /* beyond the caches of a few cores */
+
+static int big_output(Py_ssize_t nbytes) { return nbytes >= BIG_OUTPUT; }
+
+static void advise_huge(void *p, Py_ssize_t nbytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + (uintptr_t)nbytes) & ~(huge - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: failure changes nothing */
+#else
+    (void)p;
+    (void)nbytes;
+#endif
+}
+
+static void stream_fence(int nt) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (nt) _mm_sfence(); /* streaming stores are weakly ordered: publish them before returning */
+#else
+    (void)nt;
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * arguments
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    void *ptr;
+    Py_buffer view;
+    int has_view;
+} ptrarg;
+
+/* o: an int address, None (NULL, when allowed) or a C-contiguous buffer of at least nbytes */
+static int get_ptr(PyObject *o, Py_ssize_t nbytes, int writable, int allow_none, ptrarg *pa) {
+    pa->has_view = 0;
+    pa->ptr = NULL;
+    if (o == Py_None) {
+        if (allow_none) return 0;
+        PyErr_SetString(PyExc_TypeError, "sigmax._kernels: missing array");
+        return -1;
+    }
+    if (PyLong_Check(o)) {
+        pa->ptr = PyLong_AsVoidPtr(o);
+        if (pa->ptr == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "sigmax._kernels: null address");
+            return -1;
+        }
+        return 0;
+    }
+    if (PyObject_GetBuffer(o, &pa->view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
+    pa->has_view = 1;
+    if (pa->view.len < nbytes) {
+        PyBuffer_Release(&pa->view);
+        pa->has_view = 0;
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels: buffer smaller than the given shape");
+        return -1;
+    }
+    pa->ptr = pa->view.buf;
+    return 0;
+}
+
+static void release(ptrarg *pa) {
+    if (pa->has_view) PyBuffer_Release(&pa->view);
+    pa->has_view = 0;
+}
+
+static int itemsize_of(int dt) {
+    if (dt == 0) return 4;
+    if (dt == 1) return 8;
+    PyErr_SetString(PyExc_ValueError, "sigmax._kernels: dtype code must be 0 (float32) or 1 (float64)");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * elementwise(op, dt, x, out, n, nthreads)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int op, dt, nt;
+    const void *x;
+    void *out;
+} ew_ctx;
+
+static void ew_range(void *p, ptrdiff_t i0, ptrdiff_t i1) {
+    ew_ctx *c = (ew_ctx *)p;
+    if (c->dt == 0)
+        K->ew32(c->op, (const float *)c->x + i0, (float *)c->out + i0, i1 - i0, c->nt);
+    else
+        K->ew64(c->op, (const double *)c->x + i0, (double *)c->out + i0, i1 - i0, c->nt);
+    stream_fence(c->nt);
+}
+
+static PyObject *py_elementwise(PyObject *self, PyObject *args) {
+    int op, dt, nth;
+    PyObject *xo, *oo;
+    Py_ssize_t n;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiOOni", &op, &dt, &xo, &oo, &n, &nth)) return NULL;
+    int isz = itemsize_of(dt);
+    if (!isz) return NULL;
+    if (op < 0 || op > 2 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels.elementwise: bad op or size");
+        return NULL;
+    }
+    ptrarg x, o;
+    if (get_ptr(xo, n * isz, 0, 0, &x) < 0) return NULL;
+    if (get_ptr(oo, n * isz, 1, 0, &o) < 0) {
+        release(&x);
+        return NULL;
+    }
+    ew_ctx c = {op, dt, big_output(n * isz), x.ptr, o.ptr};
+    if (c.nt) advise_huge(o.ptr, n * isz);
+    Py_BEGIN_ALLOW_THREADS parallel(ew_range, &c, n, nth, 4096);
+    Py_END_ALLOW_THREADS release(&x);
+    release(&o);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * rows(op, dt, x, out, N, V, nthreads, flags) and cols(op, dt, x, out, A, C, B, nthreads, flags)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int op, dt, nt;
+    const void *x;
+    void *out;
+    ptrdiff_t A, C, B; /* rows: N = A, V = C */
+    uint8_t *flags;
+} red_ctx;
+
+static void rows_range(void *p, ptrdiff_t r0, ptrdiff_t r1) {
+    red_ctx *c = (red_ctx *)p;
+    if (c->dt == 0)
+        K->rows32(c->op, (const float *)c->x, (float *)c->out, r0, r1, c->C, c->flags, c->nt);
+    else
+        K->rows64(c->op, (const double *)c->x, (double *)c->out, r0, r1, c->C, c->flags, c->nt);
+    stream_fence(c->nt);
+}
+
+static void cols_range(void *p, ptrdiff_t j0, ptrdiff_t j1) {
+    red_ctx *c = (red_ctx *)p;
+    if (c->dt == 0)
+        K->cols32(c->op, (const float *)c->x, (float *)c->out, c->A, c->C, c->B, j0, j1, c->flags);
+    else
+        K->cols64(c->op, (const double *)c->x, (double *)c->out, c->A, c->C, c->B, j0, j1, c->flags);
+}
+
+static PyObject *reduce_common(PyObject *args, int columns) {
+    int op, dt, nth;
+    PyObject *xo, *oo, *fo;
+    Py_ssize_t A, C, B = 1;
+    if (columns) {
+        if (!PyArg_ParseTuple(args, "iiOOnnniO", &op, &dt, &xo, &oo, &A, &C, &B, &nth, &fo)) return NULL;
+    } else {
+        if (!PyArg_ParseTuple(args, "iiOOnniO", &op, &dt, &xo, &oo, &A, &C, &nth, &fo)) return NULL;
+    }
+    int isz = itemsize_of(dt);
+    if (!isz) return NULL;
+    if (op < 0 || op > 2 || A < 0 || C < 1 || B < 1) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels: bad op or shape");
+        return NULL;
+    }
+    Py_ssize_t nin = A * C * B, nout = op == OP_LSE ? A * B : nin;
+    ptrarg x, o, f;
+    if (get_ptr(xo, nin * isz, 0, 0, &x) < 0) return NULL;
+    if (get_ptr(oo, nout * isz, 1, 0, &o) < 0) {
+        release(&x);
+        return NULL;
+    }
+    if (get_ptr(fo, A * B, 1, 1, &f) < 0) {
+        release(&x);
+        release(&o);
+        return NULL;
+    }
+    red_ctx c = {op, dt, !columns && big_output(nout * isz), x.ptr, o.ptr, A, C, B, (uint8_t *)f.ptr};
+    if (big_output(nout * isz)) advise_huge(o.ptr, nout * isz);
+    Py_BEGIN_ALLOW_THREADS if (columns) {
+        const ptrdiff_t LB = dt == 0 ? 16 : 8, nb = (B + LB - 1) / LB;
+        ptrdiff_t items = A * nb, per = C * LB;
+        parallel(cols_range, &c, items, nth, per >= 65536 ? 1 : (65536 + per - 1) / per);
+    }
+    else {
+        parallel(rows_range, &c, A, nth, C >= 65536 ? 1 : (65536 + C - 1) / C);
+    }
+    Py_END_ALLOW_THREADS release(&x);
+    release(&o);
+    release(&f);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    return reduce_common(args, 0);
+}
+
+static PyObject *py_cols(PyObject *self, PyObject *args) {
+    (void)self;
+    return reduce_common(args, 1);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int op, dt;
+    const void *a, *g, *lse, *gr;
+    void *out;
+    ptrdiff_t V;
+    const uint8_t *flags;
+} bwd_ctx;
+
+static void bwd_range(void *p, ptrdiff_t r0, ptrdiff_t r1) {
+    bwd_ctx *c = (bwd_ctx *)p;
+    if (c->dt == 0)
+        K->bwd32(c->op, (const float *)c->a, (const float *)c->g, (const float *)c->lse, (const float *)c->gr,
+                 (float *)c->out, r0, r1, c->V, c->flags);
+    else
+        K->bwd64(c->op, (const double *)c->a, (const double *)c->g, (const double *)c->lse, (const double *)c->gr,
+                 (double *)c->out, r0, r1, c->V, c->flags);
+}
+
+static PyObject *py_rows_bwd(PyObject *self, PyObject *args) {
+    int op, dt, nth;
+    PyObject *ao, *go, *lo, *gro, *oo, *fo;
+    Py_ssize_t N, V;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiOOOOOnniO", &op, &dt, &ao, &go, &lo, &gro, &oo, &N, &V, &nth, &fo)) return NULL;
+    int isz = itemsize_of(dt);
+    if (!isz) return NULL;
+    if (op < 0 || op > 2 || N < 0 || V < 1) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels.rows_bwd: bad op or shape");
+        return NULL;
+    }
+    int lse = op == OP_LSE;
+    ptrarg a, g, l, gr, o, f;
+    int ok = get_ptr(ao, N * V * isz, 0, 0, &a) == 0;
+    if (ok) ok = get_ptr(go, N * V * isz, 0, lse, &g) == 0; else g.has_view = 0;
+    if (ok) ok = get_ptr(lo, N * isz, 0, !lse, &l) == 0; else l.has_view = 0;
+    if (ok) ok = get_ptr(gro, N * isz, 0, !lse, &gr) == 0; else gr.has_view = 0;
+    if (ok) ok = get_ptr(oo, N * V * isz, 1, 0, &o) == 0; else o.has_view = 0;
+    if (ok) ok = get_ptr(fo, N, 0, 1, &f) == 0; else f.has_view = 0;
+    if (ok) {
+        bwd_ctx c = {op, dt, a.ptr, g.ptr, l.ptr, gr.ptr, o.ptr, V, (const uint8_t *)f.ptr};
+        Py_BEGIN_ALLOW_THREADS parallel(bwd_range, &c, N, nth, V >= 65536 ? 1 : (65536 + V - 1) / V);
+        Py_END_ALLOW_THREADS
+    }
+    release(&a);
+    release(&g);
+    release(&l);
+    release(&gr);
+    release(&o);
+    release(&f);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_variant(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    return PyUnicode_FromString(K->name);
+}
+
+/* set_variant("base"|"avx2"): for tests that compare the instruction-set variants */
+static PyObject *py_set_variant(PyObject *self, PyObject *args) {
+    const char *name;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    if (strcmp(name, "base") == 0) {
+        K = &v_base;
+        Py_RETURN_NONE;
+    }
+#ifdef SIGMAX_AVX2
+    if (strcmp(name, "avx2") == 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            K = &v_avx2;
+            Py_RETURN_NONE;
+        }
+    }
+#endif
+    PyErr_Format(PyExc_ValueError, "sigmax._kernels: variant %s is not available on this machine", name);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"elementwise", py_elementwise, METH_VARARGS, "elementwise(op, dt, x, out, n, nthreads)"},
+    {"rows", py_rows, METH_VARARGS, "rows(op, dt, x, out, N, V, nthreads, flags)"},
+    {"cols", py_cols, METH_VARARGS, "cols(op, dt, x, out, A, C, B, nthreads, flags)"},
+    {"rows_bwd", py_rows_bwd, METH_VARARGS, "rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)"},
+    {"variant", py_variant, METH_NOARGS, "the instruction-set variant in use"},
+    {"set_variant", py_set_variant, METH_VARARGS, "choose the instruction-set variant (tests)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_ck", "sigmax's fast CPU kernels", -1, methods,
+                                       NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__ck(void) {
+#ifdef SIGMAX_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) K = &v_avx2;
+#endif
+    return PyModule_Create(&moduledef);
+}

@@ -1,0 +1,489 @@
+/* kern_t.h: the kernels for one floating type T and one instruction-set variant.
+ *
+ * Included by kern.h with T (float/double), VT (its vector), VI (the mask vector), W (lanes) and
+ * TX(name) (the name with type and variant suffixes) defined. The semantics are those of the generic
+ * Array-API code in sigmax/activations.py, which stays the reference:
+ *
+ *   row kind  | softmax       | log_softmax                  | logsumexp | gradient
+ *   ----------+---------------+------------------------------+-----------+---------
+ *   finite    | e / sum e     | (x - m) - log1p(rest + k-1)  | m + log1p | formula
+ *   all -inf  | 0             | -inf                         | -inf      | 0
+ *   has +inf  | 1/k on the k  | -log(k) on the +inf entries, | +inf      | 0
+ *             | +inf entries  | -inf elsewhere               |           |
+ *   has NaN   | NaN           | NaN                          | NaN       | NaN
+ *
+ * with m the row maximum, k the number of entries equal to m and rest the sum of exp(x - m) over the
+ * others: log1p(rest + k - 1) keeps the digits of a tiny rest that log(1 + rest) would round away.
+ */
+
+#define BLK ((ptrdiff_t)(16384 / sizeof(T))) /* a block of a row, in L1: max, then exp-sum */
+
+/* ------------------------------------------------------------------------------------------------
+ * elementwise: sigmoid, log_sigmoid, softplus (the formulas of activations.py, lane by lane)
+ * ---------------------------------------------------------------------------------------------- */
+
+ALWAYS_INLINE VT TX(sigmoid_v)(VT x) {
+    VT e = TX(exp_neg)(TX(nabs)(x)); /* exp(-|x|) <= 1: no overflow for either sign */
+    VT one = TX(splat)((T)1);
+    /* x > 0: 1 / (1 + e^-x); otherwise e^x / (1 + e^x), which keeps tiny results exact */
+    return TX(sel)(x > (T)0, one, e) / (one + e);
+}
+
+ALWAYS_INLINE VT TX(log_sigmoid_v)(VT x) {
+    VT e = TX(exp_neg)(TX(nabs)(x));
+    /* min(x, 0) - log1p(exp(-|x|)): both terms <= 0, no cancellation */
+    return TX(sel)(x > (T)0, TX(splat)((T)0), x) - TX(log1p01)(e);
+}
+
+ALWAYS_INLINE VT TX(softplus_v)(VT x) {
+    VT e = TX(exp_neg)(TX(nabs)(x));
+    /* max(x, 0) + log1p(exp(-|x|)): both terms >= 0 */
+    return TX(sel)(x > (T)0, x, TX(splat)((T)0)) + TX(log1p01)(e);
+}
+
+/* nt: stream the stores past the cache (large outputs; only where out is 32-byte aligned) */
+#define EW_LOOP(F)                                                                                 \
+    do {                                                                                           \
+        ptrdiff_t i = 0;                                                                           \
+        if (nt && ((uintptr_t)out & 31) == 0)                                                      \
+            for (; i + W <= n; i += W) TX(stnt)(out + i, F(TX(ld)(x + i)));                        \
+        for (; i + W <= n; i += W) TX(st)(out + i, F(TX(ld)(x + i)));                              \
+        if (i < n) TX(stp)(out + i, F(TX(ldp)(x + i, n - i, (T)0)), n - i);                        \
+    } while (0)
+
+static void TX(elementwise)(int op, const T *x, T *out, ptrdiff_t n, int nt) {
+    switch (op) {
+    case EW_SIGMOID: EW_LOOP(TX(sigmoid_v)); break;
+    case EW_LOG_SIGMOID: EW_LOOP(TX(log_sigmoid_v)); break;
+    case EW_SOFTPLUS: EW_LOOP(TX(softplus_v)); break;
+    }
+}
+#undef EW_LOOP
+
+/* ------------------------------------------------------------------------------------------------
+ * rows (the reduced axis is the last one, contiguous)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Statistics of one row in one pass over memory: the row is read block by block (each block stays in
+ * L1 for its second look); the running maximum M only grows, and when a block raises it the sum so
+ * far is rescaled by exp(M_old - M_new) (an online log-sum-exp, once per block, not per element). */
+static void TX(row_stats)(const T *x, ptrdiff_t n, rowstat *st) {
+    const T inf = (T)__builtin_inf();
+    const VT ninf = TX(splat)(-inf), one = TX(splat)((T)1);
+    T M = -inf;
+    double rest = 0.0, cnt = 0.0;
+    int nan = 0;
+    for (ptrdiff_t b0 = 0; b0 < n; b0 += BLK) {
+        ptrdiff_t bn = n - b0 < BLK ? n - b0 : BLK, i = 0;
+        const T *xb = x + b0;
+        VT m0 = ninf, m1 = ninf;
+        VI vn = {0};
+        for (; i + 2 * W <= bn; i += 2 * W) {
+            VT a = TX(ld)(xb + i), b = TX(ld)(xb + i + W);
+            vn |= (a != a) | (b != b);
+            m0 = TX(vmax)(m0, a);
+            m1 = TX(vmax)(m1, b);
+        }
+        for (; i < bn; i += W) {
+            VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
+            vn |= a != a;
+            m0 = TX(vmax)(m0, a);
+        }
+        if (TX(any)(vn)) { /* NaN anywhere makes the row NaN: nothing else matters */
+            nan = 1;
+            break;
+        }
+        T bm = TX(hmax)(TX(vmax)(m0, m1));
+        if (bm > M) {
+            if (M != -inf && bm != inf) { /* the old maximum entries join the rest, rescaled */
+                rest = (rest + cnt) * exp((double)M - (double)bm);
+                cnt = 0.0;
+            }
+            M = bm;
+        }
+        if (M == inf || M == -inf) continue; /* +inf: only a NaN can still change the row; all -inf so far */
+        const VT vM = TX(splat)(M);
+        vd r0 = {0}, r1 = {0};
+        VT vc = TX(splat)((T)0);
+        for (i = 0; i + 2 * W <= bn; i += 2 * W) { /* two vectors per step: ILP, one widening */
+            VT v = TX(ld)(xb + i), u = TX(ld)(xb + i + W);
+            VT e = TX(exp_neg)(v - vM), f = TX(exp_neg)(u - vM); /* x - M <= 0: no overflow */
+            /* 1 at the maximum entries, where e == 1 exactly: they count in k, not in rest */
+            VT k = (VT)((VI)(v == vM) & (VI)one), l = (VT)((VI)(u == vM) & (VI)one);
+            vc += k + l;
+            TX(acc)(&r0, &r1, (e - k) + (f - l)); /* one rounding in T per pair: rest's terms stay exact-ish */
+        }
+        for (; i < bn; i += W) {
+            VT v = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf); /* exp(-inf) = 0 */
+            VT e = TX(exp_neg)(v - vM);
+            VT k = (VT)((VI)(v == vM) & (VI)one);
+            vc += k;
+            TX(acc)(&r0, &r1, e - k);
+        }
+        rest += VN(hsum_vd)(r0 + r1);
+        cnt += TX(hsum)(vc);
+    }
+    st->m = (double)M;
+    st->arg = st->s = 0.0;
+    if (nan) {
+        st->kind = ROW_NAN;
+    } else if (M == inf) {
+        double k = 0;
+        for (ptrdiff_t i = 0; i < n; i++) k += x[i] == inf;
+        st->kind = ROW_POSINF;
+        st->arg = k;
+    } else if (M == -inf) {
+        st->kind = ROW_EMPTY;
+    } else {
+        st->kind = ROW_FINITE;
+        st->arg = rest + (cnt - 1.0); /* exact cnt - 1: log1p keeps a tiny rest */
+        st->s = rest + cnt;
+    }
+}
+
+static inline T TX(lse_of)(const rowstat *st) {
+    switch (st->kind) {
+    case ROW_FINITE: return (T)(st->m + log1p(st->arg));
+    case ROW_EMPTY: return (T)-__builtin_inf();
+    case ROW_POSINF: return (T)__builtin_inf();
+    default: return (T)__builtin_nan("");
+    }
+}
+
+/* The outputs of softmax / log_softmax for one row (x read again, from cache for rows up to L2). */
+static void TX(row_out)(int op, const T *x, ptrdiff_t n, T *out, const rowstat *st, int nt) {
+    const T inf = (T)__builtin_inf();
+    ptrdiff_t i = 0;
+    nt = nt && ((uintptr_t)out & 31) == 0;
+    if (st->kind == ROW_FINITE) {
+        const VT vM = TX(splat)((T)st->m);
+        if (op == OP_SOFTMAX) {
+            const T inv = (T)(1.0 / st->s); /* s >= 1 (the maximum contributes 1) */
+            if (nt)
+                for (; i + W <= n; i += W) TX(stnt)(out + i, TX(exp_neg)(TX(ld)(x + i) - vM) * inv);
+            for (; i + W <= n; i += W) TX(st)(out + i, TX(exp_neg)(TX(ld)(x + i) - vM) * inv);
+            if (i < n) TX(stp)(out + i, TX(exp_neg)(TX(ldp)(x + i, n - i, (T)0) - vM) * inv, n - i);
+        } else {
+            const T L = (T)log1p(st->arg);
+            if (nt)
+                for (; i + W <= n; i += W) TX(stnt)(out + i, (TX(ld)(x + i) - vM) - L);
+            for (; i + W <= n; i += W) TX(st)(out + i, (TX(ld)(x + i) - vM) - L);
+            if (i < n) TX(stp)(out + i, (TX(ldp)(x + i, n - i, (T)0) - vM) - L, n - i);
+        }
+        return;
+    }
+    if (st->kind == ROW_POSINF) { /* the limit: equal mass on the +inf entries, none elsewhere */
+        T k = (T)st->arg;
+        T on = op == OP_SOFTMAX ? (T)1 / k : -(T)log1p((double)(k - 1));
+        T off = op == OP_SOFTMAX ? (T)0 : -inf;
+        for (; i < n; i++) out[i] = x[i] == inf ? on : off;
+        return;
+    }
+    T v = st->kind == ROW_EMPTY ? (op == OP_SOFTMAX ? (T)0 : -inf) : (T)__builtin_nan("");
+    for (; i < n; i++) out[i] = v;
+}
+
+/* softmax of one row with one exp per entry: per block, the max, then e = exp(x - M) written to out
+ * and summed; M only grows, and a block written under an older M is rescaled in the final pass
+ * (out *= exp(M_block - M) / s, from cache for rows up to L2). Returns 0 if the row needs the
+ * general path (special rows, or too many blocks to remember). */
+#define SOFTMAX_MAX_BLOCKS 512
+static int TX(row_softmax)(const T *x, ptrdiff_t n, T *out, int nt) {
+    const T inf = (T)__builtin_inf();
+    const VT ninf = TX(splat)(-inf);
+    T bms[SOFTMAX_MAX_BLOCKS]; /* the M each block was written under (-inf: not written, all -inf) */
+    ptrdiff_t nb = (n + BLK - 1) / BLK;
+    if (nb > SOFTMAX_MAX_BLOCKS) return 0;
+    T M = -inf;
+    double s = 0.0;
+    for (ptrdiff_t b = 0; b < nb; b++) {
+        ptrdiff_t b0 = b * BLK, bn = n - b0 < BLK ? n - b0 : BLK, i = 0;
+        const T *xb = x + b0;
+        T *ob = out + b0;
+        VT m0 = ninf, m1 = ninf;
+        VI vn = {0};
+        for (; i + 2 * W <= bn; i += 2 * W) {
+            VT a = TX(ld)(xb + i), c = TX(ld)(xb + i + W);
+            vn |= (a != a) | (c != c);
+            m0 = TX(vmax)(m0, a);
+            m1 = TX(vmax)(m1, c);
+        }
+        for (; i < bn; i += W) {
+            VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
+            vn |= a != a;
+            m0 = TX(vmax)(m0, a);
+        }
+        T bm = TX(hmax)(TX(vmax)(m0, m1));
+        if (TX(any)(vn) || bm == inf) return 0; /* NaN or +inf: the general path */
+        if (bm > M) {
+            if (M != -inf) s *= exp((double)M - (double)bm);
+            M = bm;
+        }
+        bms[b] = M;
+        if (M == -inf) continue; /* all -inf so far: written as 0 at the end */
+        const VT vM = TX(splat)(M);
+        vd r0 = {0}, r1 = {0};
+        for (i = 0; i + 2 * W <= bn; i += 2 * W) {
+            VT e = TX(exp_neg)(TX(ld)(xb + i) - vM), f = TX(exp_neg)(TX(ld)(xb + i + W) - vM); /* <= 1 */
+            TX(st)(ob + i, e);
+            TX(st)(ob + i + W, f);
+            TX(acc)(&r0, &r1, e + f);
+        }
+        for (; i < bn; i += W) {
+            VT e = TX(exp_neg)((bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf)) - vM);
+            if (bn - i >= W)
+                TX(st)(ob + i, e);
+            else
+                TX(stp)(ob + i, e, bn - i);
+            TX(acc)(&r0, &r1, e);
+        }
+        s += VN(hsum_vd)(r0 + r1);
+    }
+    if (M == -inf) return 0; /* an all -inf row */
+    nt = nt && ((uintptr_t)out & 31) == 0 && (BLK * sizeof(T)) % 32 == 0;
+    for (ptrdiff_t b = 0; b < nb; b++) {
+        ptrdiff_t b0 = b * BLK, bn = n - b0 < BLK ? n - b0 : BLK, i = 0;
+        T *ob = out + b0;
+        /* 1/s, times the rescaling of a block written under an older maximum (s >= 1) */
+        const T q = bms[b] == -inf ? (T)0 : (T)(exp((double)bms[b] - (double)M) / s);
+        if (bms[b] == -inf) {
+            for (; i < bn; i++) ob[i] = (T)0;
+            continue;
+        }
+        if (nt)
+            for (; i + W <= bn; i += W) TX(stnt)(ob + i, TX(ld)(ob + i) * q);
+        for (; i + W <= bn; i += W) TX(st)(ob + i, TX(ld)(ob + i) * q);
+        for (; i < bn; i++) ob[i] = ob[i] * q;
+    }
+    return 1;
+}
+
+/* rows [r0, r1) of an (N, V) array: logsumexp (out has one entry per row), softmax, log_softmax.
+ * flags (optional, one byte per row): 1 where the row's gradient is 0 (all -inf, or +inf entries). */
+static void TX(rows)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V, uint8_t *flags, int nt) {
+    rowstat st;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const T *xr = x + r * V;
+        if (op == OP_SOFTMAX && TX(row_softmax)(xr, V, out + r * V, nt)) { /* finite row: gradient by formula */
+            if (flags) flags[r] = 0;
+            continue;
+        }
+        TX(row_stats)(xr, V, &st);
+        if (flags) flags[r] = st.kind == ROW_EMPTY || st.kind == ROW_POSINF;
+        if (op == OP_LSE)
+            out[r] = TX(lse_of)(&st);
+        else
+            TX(row_out)(op, xr, V, out + r * V, &st, nt);
+    }
+}
+
+/* Gradients of rows [r0, r1), from the saved forward results:
+ *   softmax:     a = p,  out = p * (g - sum(g * p))
+ *   log_softmax: a = y,  out = g - exp(y) * sum(g)
+ *   logsumexp:   a = x,  out = gr * exp(x - lse)   (lse and gr: one value per row)
+ * rows flagged by the forward pass get 0. */
+static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *gr, T *out, ptrdiff_t r0,
+                         ptrdiff_t r1, ptrdiff_t V, const uint8_t *flags) {
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const T *ar = a + r * V;
+        T *orow = out + r * V;
+        ptrdiff_t i = 0;
+        if (flags && flags[r]) {
+            memset(orow, 0, (size_t)V * sizeof(T));
+            continue;
+        }
+        if (op == OP_LSE) {
+            const VT vl = TX(splat)(lse[r]);
+            const T gv = gr[r];
+            for (; i + W <= V; i += W) TX(st)(orow + i, TX(exp_neg)(TX(ld)(ar + i) - vl) * gv);
+            if (i < V) TX(stp)(orow + i, TX(exp_neg)(TX(ldp)(ar + i, V - i, (T)0) - vl) * gv, V - i);
+            continue;
+        }
+        const T *gw = g + r * V;
+        vd s0 = {0}, s1 = {0};
+        for (; i + W <= V; i += W) {
+            VT gv = TX(ld)(gw + i);
+            TX(acc)(&s0, &s1, op == OP_SOFTMAX ? gv * TX(ld)(ar + i) : gv);
+        }
+        if (i < V) {
+            VT gv = TX(ldp)(gw + i, V - i, (T)0);
+            TX(acc)(&s0, &s1, op == OP_SOFTMAX ? gv * TX(ldp)(ar + i, V - i, (T)0) : gv);
+        }
+        const T s = (T)VN(hsum_vd)(s0 + s1);
+        for (i = 0; i + W <= V; i += W) {
+            VT av = TX(ld)(ar + i), gv = TX(ld)(gw + i);
+            TX(st)(orow + i, op == OP_SOFTMAX ? av * (gv - s) : gv - TX(exp_neg)(av) * s);
+        }
+        if (i < V) {
+            VT av = TX(ldp)(ar + i, V - i, (T)0), gv = TX(ldp)(gw + i, V - i, (T)0);
+            TX(stp)(orow + i, op == OP_SOFTMAX ? av * (gv - s) : gv - TX(exp_neg)(av) * s, V - i);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * columns: an (A, C, B) array reduced over C (axis 0 of a matrix, or any non-last axis); the B
+ * entries of a C-slice are contiguous, so 2W neighbouring columns are processed as vectors while
+ * walking down C. Three walks (max, exp-sum, output) over a C x 2W tile that stays in cache.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* one column (stride apart), scalar: the rare columns with NaN or infinite entries */
+static void TX(col_scalar)(int op, const T *x, ptrdiff_t stride, ptrdiff_t n, T *out, ptrdiff_t ostride,
+                           uint8_t *flag) {
+    const T inf = (T)__builtin_inf();
+    T M = -inf;
+    int nan = 0;
+    for (ptrdiff_t c = 0; c < n; c++) {
+        T v = x[c * stride];
+        nan |= v != v;
+        M = v > M ? v : M;
+    }
+    rowstat st = {(double)M, 0.0, 0.0, ROW_FINITE};
+    if (nan) {
+        st.kind = ROW_NAN;
+    } else if (M == inf) {
+        st.kind = ROW_POSINF;
+        for (ptrdiff_t c = 0; c < n; c++) st.arg += x[c * stride] == inf;
+    } else if (M == -inf) {
+        st.kind = ROW_EMPTY;
+    } else {
+        double rest = 0.0, cnt = 0.0;
+        for (ptrdiff_t c = 0; c < n; c++) {
+            T v = x[c * stride];
+            if (v == M) cnt += 1.0;
+            else rest += (double)(T)exp((double)(v - M));
+        }
+        st.arg = rest + (cnt - 1.0);
+        st.s = rest + cnt;
+    }
+    if (flag) *flag = st.kind == ROW_EMPTY || st.kind == ROW_POSINF;
+    if (op == OP_LSE) {
+        *out = TX(lse_of)(&st);
+        return;
+    }
+    for (ptrdiff_t c = 0; c < n; c++) {
+        T v = x[c * stride], o;
+        switch (st.kind) {
+        case ROW_FINITE:
+            o = op == OP_SOFTMAX ? (T)exp((double)(v - (T)st.m)) * (T)(1.0 / st.s)
+                                 : (v - (T)st.m) - (T)log1p(st.arg);
+            break;
+        case ROW_POSINF:
+            o = v == inf ? (op == OP_SOFTMAX ? (T)1 / (T)st.arg : -(T)log1p(st.arg - 1.0))
+                         : (op == OP_SOFTMAX ? (T)0 : -inf);
+            break;
+        case ROW_EMPTY: o = op == OP_SOFTMAX ? (T)0 : -inf; break;
+        default: o = (T)__builtin_nan("");
+        }
+        out[c * ostride] = o;
+    }
+}
+
+ALWAYS_INLINE void TX(ld2)(const T *p, ptrdiff_t nl, VT *a, VT *b) {
+    if (nl == 2 * W) {
+        *a = TX(ld)(p);
+        *b = TX(ld)(p + W);
+    } else if (nl > W) {
+        *a = TX(ld)(p);
+        *b = TX(ldp)(p + W, nl - W, (T)0);
+    } else {
+        *a = nl == W ? TX(ld)(p) : TX(ldp)(p, nl, (T)0);
+        *b = TX(splat)((T)0);
+    }
+}
+
+ALWAYS_INLINE void TX(st2)(T *p, ptrdiff_t nl, VT a, VT b) {
+    if (nl == 2 * W) {
+        TX(st)(p, a);
+        TX(st)(p + W, b);
+    } else if (nl > W) {
+        TX(st)(p, a);
+        TX(stp)(p + W, b, nl - W);
+    } else if (nl == W) {
+        TX(st)(p, a);
+    } else {
+        TX(stp)(p, a, nl);
+    }
+}
+
+/* nl (<= 2W) neighbouring columns starting at x, C entries each, stride B */
+static void TX(col_block)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags) {
+    const T inf = (T)__builtin_inf();
+    const VT ninf = TX(splat)(-inf), one = TX(splat)((T)1);
+    VT m0 = ninf, m1 = ninf, a, b;
+    VI vn = {0};
+    for (ptrdiff_t c = 0; c < C; c++) {
+        TX(ld2)(x + c * B, nl, &a, &b);
+        vn |= (a != a) | (b != b);
+        m0 = TX(vmax)(m0, a);
+        m1 = TX(vmax)(m1, b);
+    }
+    T mx[2 * W];
+    TX(st)(mx, m0);
+    TX(st)(mx + W, m1);
+    int special = TX(any)(vn);
+    for (ptrdiff_t l = 0; l < nl; l++) special |= mx[l] == inf || mx[l] == -inf;
+    if (special) {
+        for (ptrdiff_t l = 0; l < nl; l++)
+            TX(col_scalar)(op, x + l, B, C, op == OP_LSE ? out + l : out + l, B, flags ? flags + l : NULL);
+        return;
+    }
+    vd r[4] = {{0}, {0}, {0}, {0}};
+    VT k0 = TX(splat)((T)0), k1 = k0;
+    for (ptrdiff_t c = 0; c < C; c++) {
+        TX(ld2)(x + c * B, nl, &a, &b);
+        VT ea = TX(exp_neg)(a - m0), eb = TX(exp_neg)(b - m1);
+        VT ka = (VT)((VI)(a == m0) & (VI)one), kb = (VT)((VI)(b == m1) & (VI)one);
+        k0 += ka;
+        k1 += kb;
+        TX(acc)(&r[0], &r[1], ea - ka);
+        TX(acc)(&r[2], &r[3], eb - kb);
+    }
+    /* per-lane rest (lanes in order: r[0..1] hold vector a for float32, r[0] for float64) */
+    double rest[2 * W], cnt[2 * W];
+    if (W == 8) {
+        memcpy(rest, &r[0], 4 * sizeof(double));
+        memcpy(rest + 4, &r[1], 4 * sizeof(double));
+        memcpy(rest + 8, &r[2], 4 * sizeof(double));
+        memcpy(rest + 12, &r[3], 4 * sizeof(double));
+    } else {
+        memcpy(rest, &r[0], 4 * sizeof(double));
+        memcpy(rest + 4, &r[2], 4 * sizeof(double));
+    }
+    T kk[2 * W];
+    TX(st)(kk, k0);
+    TX(st)(kk + W, k1);
+    for (ptrdiff_t l = 0; l < 2 * W; l++) cnt[l] = (double)kk[l];
+    if (flags)
+        for (ptrdiff_t l = 0; l < nl; l++) flags[l] = 0;
+    if (op == OP_LSE) {
+        for (ptrdiff_t l = 0; l < nl; l++) out[l] = (T)((double)mx[l] + log1p(rest[l] + (cnt[l] - 1.0)));
+        return;
+    }
+    T q[2 * W];
+    for (ptrdiff_t l = 0; l < 2 * W; l++)
+        q[l] = op == OP_SOFTMAX ? (T)(1.0 / (rest[l] + cnt[l])) : (T)log1p(rest[l] + (cnt[l] - 1.0));
+    VT q0 = TX(ld)(q), q1 = TX(ld)(q + W);
+    for (ptrdiff_t c = 0; c < C; c++) {
+        TX(ld2)(x + c * B, nl, &a, &b);
+        if (op == OP_SOFTMAX)
+            TX(st2)(out + c * B, nl, TX(exp_neg)(a - m0) * q0, TX(exp_neg)(b - m1) * q1);
+        else
+            TX(st2)(out + c * B, nl, (a - m0) - q0, (b - m1) - q1);
+    }
+}
+
+/* work items [j0, j1) of an (A, C, B) array: item j is column block j % nb of slice j / nb */
+static void TX(cols)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdiff_t B, ptrdiff_t j0, ptrdiff_t j1,
+                     uint8_t *flags) {
+    (void)A;
+    const ptrdiff_t LB = 2 * W, nb = (B + LB - 1) / LB;
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        ptrdiff_t s = j / nb, b0 = (j % nb) * LB, nl = B - b0 < LB ? B - b0 : LB;
+        const T *xs = x + s * C * B + b0;
+        T *os = op == OP_LSE ? out + s * B + b0 : out + s * C * B + b0;
+        TX(col_block)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
+    }
+}
+
+#undef BLK

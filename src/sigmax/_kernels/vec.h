@@ -1,0 +1,22 @@
+/* Portable SIMD types for sigmax's kernels: GCC/Clang vector extensions, 32 bytes wide.
+ *
+ * On x86-64 the kernels are compiled twice (see _ck.c): once for AVX2+FMA and once for the baseline
+ * (SSE2, where GCC splits each 32-byte operation in two); the best one is picked at import time.
+ * Other targets (aarch64, ...) get the baseline compilation for their own vector unit.
+ */
+#ifndef SIGMAX_VEC_H
+#define SIGMAX_VEC_H
+
+#include <stdint.h>
+#include <string.h>
+#include <stddef.h>
+
+typedef float vf __attribute__((vector_size(32)));     /* 8 float32 */
+typedef double vd __attribute__((vector_size(32)));    /* 4 float64 */
+typedef int32_t vi __attribute__((vector_size(32)));                /* masks and integers of vf */
+typedef int64_t vl __attribute__((vector_size(32)));                /* masks and integers of vd */
+typedef float vf4 __attribute__((vector_size(16)));                 /* half a vf, for widening */
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+#endif
