@@ -113,7 +113,8 @@ def _is_traced(a: Any) -> bool:
 def _to_numpy(a: Any) -> np.ndarray:
     """Values for an error message (only ever called on the error path)."""
     if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        return (a.float() if a.dtype.is_floating_point and a.element_size() == 2 else a).numpy()
     return np.asarray(a)
 
 
@@ -130,6 +131,11 @@ def _array_of(xp, value: Any, ref: Any, *, name: str, fn: str):
     converted; NumPy arrays are accepted for JAX input; other mixes are an error."""
     if array_api_compat.is_array_api_obj(value):
         vxp = namespace(value)
+        if vxp is xp and is_torch(xp) and value.device != ref.device:
+            raise ValueError(
+                f"{fn}: {name} is on {value.device} but input is on {ref.device}; move it first "
+                f"({name}.to(input.device))"
+            )
         if vxp is xp or (is_numpy(vxp) and is_numpy(xp)):
             return value
         if is_jax(xp) and is_numpy(vxp):
@@ -725,9 +731,15 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
               = -w\,\bigl[(1 + (p_w - 1) y) \log\sigma(|x|) - c\,|x|\bigr]
 
     with ``c = 1 - y`` for ``x > 0`` and ``c = p_w y`` otherwise: every term has the same sign, so the
-    loss keeps its relative accuracy for any logit (``|x|`` up to 1e4 and beyond in float32), where
-    ``log(sigmoid(x))`` gives ``-inf``. Values and gradients are those of
+    loss keeps its relative accuracy for any finite logit (``|x|`` up to 1e4 and beyond in float32),
+    where ``log(sigmoid(x))`` gives ``-inf``. Values and gradients are those of
     ``torch.nn.functional.binary_cross_entropy_with_logits``. Use it for binary and multi-label tasks.
+
+    On PyTorch tensors without ``pos_weight`` the first term is computed as ``max(x, 0) - x y`` (as
+    many passes over memory as PyTorch's own): still exact for 0/1 targets at any logit, while for a
+    soft target the product ``x y`` rounds, a relative error of about ``eps y / (1 - y)`` (PyTorch's
+    formula has the same). When only the logits need a gradient, autograd records one node whose
+    backward is the analytic ``w ((1 + (p_w - 1) y) sigmoid(x) - p_w y)`` (twice differentiable).
 
     Args:
         input: logits, any shape.
@@ -743,9 +755,8 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
         The loss: a scalar, or input's shape for ``reduction="none"``.
 
     Note:
-        Infinite logits give 0 where right and inf where wrong, except NaN where a target weight is
-        exactly 0 next to an infinite logit (``0 * inf``), as in PyTorch. Targets outside [0, 1] raise
-        a ``ValueError``.
+        Infinite logits are outside the domain: like PyTorch's, the result can be NaN (``0 * inf``).
+        Targets outside [0, 1] raise a ``ValueError``.
 
     Example:
         >>> import numpy as np, sigmax
