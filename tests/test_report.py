@@ -268,6 +268,9 @@ def test_html_is_self_contained_with_every_figure(tmp_path):
     assert "<script" not in text and "http://" not in text and "https://" not in text
     assert "some &lt;probs&gt; are 1" in text and "Fix: use logits" in text  # escaped
     assert "cat" in text and "ECE" in text
+    headers, rows = rep.calibrator_table()
+    assert headers == ["class", "temperature", "threshold"] and [r[0] for r in rows] == ["cat", "dog", "bird"]
+    assert "<td>bird</td>" in text
 
 
 def test_progress_is_silent_when_not_a_terminal_and_drawn_when_asked():

@@ -136,7 +136,7 @@ def run_apply(args: argparse.Namespace) -> int:
     spath, skey = split_key(args.scores, "SCORES")
 
     def convert(block: np.ndarray) -> np.ndarray:
-        z = np.asarray(cal.transform(np.asarray(block, dtype=np.float64), space=args.space))
+        z = np.asarray(cal.transform(np.asarray(block), space=args.space))  # keeps the stored float dtype
         return np.asarray(to_probs(z, task, space="logits")) if args.probs else z
 
     t0 = time.perf_counter()
@@ -148,7 +148,7 @@ def run_apply(args: argparse.Namespace) -> int:
             for block in iter_chunks(spath, args.chunk_rows):
                 z = convert(block)
                 if mm is None:
-                    mm = np.lib.format.open_memmap(out, mode="w+", dtype=np.float64, shape=(n,) + z.shape[1:])
+                    mm = np.lib.format.open_memmap(out, mode="w+", dtype=z.dtype, shape=(n,) + z.shape[1:])
                 mm[done:done + z.shape[0]] = z
                 done += z.shape[0]
             if mm is not None:

@@ -65,6 +65,7 @@ td.b { color: var(--before); } td.a { color: var(--after); font-weight: 600; }
 code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; background: #f3f4f6;
        padding: 1px 5px; border-radius: 4px; }
 .fix { color: var(--muted); font-size: 13.5px; margin-left: 76px; }
+.stack { display: flex; flex-direction: column; gap: 16px; }
 .notes { color: var(--muted); font-size: 13.5px; margin: 4px 0 0 18px; padding: 0; }
 footer { color: var(--muted); font-size: 12.5px; text-align: center; padding: 10px 0 30px; }
 @media (min-width: 980px) { .grid.two { grid-template-columns: 1fr 1fr; } }
@@ -145,6 +146,20 @@ def _section(rep: "Report", figures: dict[str, tuple[str, str, bytes]], anchor: 
     if rep.notes:
         out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in rep.notes) + "</ul>")
     out.append("</div>")
+    out.append('<div class="stack">')
+    if rep.after is not None:
+        out.append(f'<div class="card"><h3>Calibrator</h3><p class="how">{html.escape(rep.calibrator_text)}; '
+                   f'fitted on {rep.n_fit:,} rows, evaluated on {rep.n_eval:,} others.</p>')
+        ch, crows = rep.calibrator_table()
+        if crows:
+            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in ch) + "</tr></thead><tbody>")
+            for row in crows:
+                out.append("<tr>" + f"<td>{html.escape(str(row[0]))}</td>"
+                           + "".join(f"<td>{v:.3f}</td>" for v in row[1:]) + "</tr>")
+            out.append("</tbody></table>")
+            if len(crows) < rep.n_classes:
+                out.append(f'<p class="how">The first {len(crows)} of {rep.n_classes} classes.</p>')
+        out.append("</div>")
     out.append('<div class="card"><h3>Checks</h3><p class="how">What <code>sigmax.check()</code> found in the '
                'scores and labels (warnings only: nothing was changed).</p><ul class="findings">')
     if rep.findings is None:
@@ -159,7 +174,7 @@ def _section(rep: "Report", figures: dict[str, tuple[str, str, bytes]], anchor: 
         if f.get("fix"):
             out.append(f'<div class="fix">Fix: {html.escape(str(f["fix"]))}</div>')
         out.append("</li>")
-    out.append("</ul></div></div>")
+    out.append("</ul></div></div></div>")
     # figures
     out.append('<div class="grid">')
     for key, (title, caption, png) in figures.items():

@@ -123,6 +123,31 @@ class Report:
             "findings": self.findings, "notes": self.notes, "streamed": self.streamed,
         }
 
+    def calibrator_table(self, most: int = 20) -> tuple[list[str], list[list[Any]]]:
+        """Per-class parameters of the calibrator and the tuned thresholds: ``(headers, rows)``
+        (empty when there is no calibrator or nothing per class to show)."""
+        cal = self.calibrator
+        if cal is None:
+            return [], []
+        scaler = getattr(cal, "scaler", None)
+        cols: dict[str, np.ndarray] = {}
+        t = getattr(scaler, "temperature", None) if getattr(cal, "method", None) == "temperature" else None
+        if t is not None:
+            cols["temperature"] = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        for attr, name in (("weight_", "weight"), ("bias_", "bias")):
+            v = getattr(scaler, attr, None) if getattr(cal, "method", None) == "platt" else None
+            if v is not None:
+                cols[name] = np.atleast_1d(np.asarray(v, dtype=np.float64))
+        if self.thresholds is not None:
+            cols["threshold"] = np.atleast_1d(np.asarray(self.thresholds, dtype=np.float64))
+        cols = {k: v for k, v in cols.items() if v.size in (1, self.n_classes)}
+        if not cols or (self.n_classes > 1 and all(v.size == 1 for v in cols.values())):
+            return [], []  # one number for all classes: the one-line description says it
+        rows = []
+        for i, name in enumerate(self.class_names[:most]):
+            rows.append([name] + [float(v[i] if v.size > 1 else v[0]) for v in cols.values()])
+        return ["class"] + list(cols), rows
+
     def n_figures(self) -> int:
         """How many figures :meth:`figures` draws."""
         return 2 + (self.before.classwise_ece is not None and self.n_classes > 1) + \
