@@ -126,8 +126,10 @@ class PlotAccumulator:
         if self.task == "multiclass":
             y = np.asarray(labels).astype(np.int64).reshape(-1)
             pc = probs
-            onehot = np.zeros_like(probs)
-            onehot[np.arange(n), y] = 1.0
+            onehot = None
+            if self.classwise:  # (n, C) only where per-class data is kept (not for huge vocabularies)
+                onehot = np.zeros_like(probs)
+                onehot[np.arange(n), y] = 1.0
             pred = np.argmax(probs, axis=1)
             conf = probs[np.arange(n), pred]
             hit = pred == y
@@ -143,8 +145,11 @@ class PlotAccumulator:
         h = np.clip((conf * self.hist_bins).astype(np.int64), 0, self.hist_bins - 1)
         self.hist_right += np.bincount(h[hit], minlength=self.hist_bins)
         self.hist_wrong += np.bincount(h[~hit], minlength=self.hist_bins)
-        self.support += onehot.sum(axis=0).astype(np.int64)
         nc = pc.shape[1]
+        if onehot is None:
+            self.support += np.bincount(y, minlength=nc)
+            return
+        self.support += onehot.sum(axis=0).astype(np.int64)
         if self.classwise:
             bi = (bin_index(pc, self.n_bins) + (np.arange(nc) * self.n_bins)[None, :]).ravel()
             size = nc * self.n_bins

@@ -532,7 +532,7 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
     es, ey = s[ev], y[ev]
     thr = _thresholds(cal)
     n_steps = es.shape[0] * (2 if cal is not None else 1)
-    chunk = max(1024, min(65536, (1 << 24) // max(C, 1)))
+    chunk = max(16, min(65536, (1 << 22) // max(C, 1)))  # about 32 MB per float64 temporary
     with _progress(n_steps + 4, "report", enabled=show_progress) as bar:
         side = _Side(task, space, C, n_bins)
         side.add(es, ey, chunk, bar)
@@ -645,7 +645,7 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
     names = _names(class_names, C, task)
     per_row = max(C, 1) * int(np.prod(first.shape[1:]) // max(C, 1) or 1) * 8 * 12
     if chunk_rows is None:
-        chunk_rows = int(max(256, min(65536, memory_budget // per_row)))
+        chunk_rows = int(max(16, min(65536, memory_budget // per_row)))
     if not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     if method is not None and calibrator is None and not 0 < fit_fraction <= 1:
