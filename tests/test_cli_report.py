@@ -128,3 +128,16 @@ def test_help_lists_the_commands(capsys):
         main(["report", "a.npy", "b.npy"])
     assert e.value.code == 2
     assert "--task" in capsys.readouterr().err
+
+
+def test_check_findings_come_first_with_their_fix(files, capsys):
+    d, z, y = files
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    np.save(d / "p.npy", p / p.sum(axis=1, keepdims=True))
+    code, out, err = _run(capsys, "report", d / "p.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--out", d / "rep")
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("check: error double-softmax") and "\n  fix: " in out
+    html = (d / "rep" / "index.html").read_text()
+    assert '<span class="sev error">error</span><code>double-softmax</code>' in html

@@ -97,7 +97,14 @@ def tune_value(arg: str) -> Any:
 
 
 def print_report(rep, *, stream=None) -> None:
-    """The before/after table of one report, and its notes (rich in a terminal, plain when piped)."""
+    """The findings of check() (first: they may make the numbers meaningless), the before/after table
+    and its notes; rich in a terminal, plain text when piped."""
+    for f in rep.findings or ():
+        sev = str(f.get("severity", "info"))
+        print_note(f"check: {sev} {f.get('code', '')}: {f.get('message', '')}", stream=stream,
+                   style="bold red" if sev == "error" else "yellow")
+        if f.get("fix"):
+            print_note(f"  fix: {f['fix']}", stream=stream)
     headers, rows = rep.table()
     ece_row = [i for i, r in enumerate(rows) if r[0] == "ECE"]
     print_table(headers, rows, title=f"{rep.title} · {rep.n_eval:,} held-out rows", highlight_rows=ece_row,
@@ -109,9 +116,6 @@ def print_report(rep, *, stream=None) -> None:
                    style="bold green" if a < b else "bold red")
     for n in rep.notes:
         print_note("  " + n, stream=stream)
-    for f in rep.findings or ():
-        print_note(f"  check: {f.get('severity', 'info')} {f.get('code', '')}: {f.get('message', '')}", stream=stream,
-                   style="yellow")
 
 
 def figure_count(out_dir) -> int:
