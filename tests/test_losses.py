@@ -487,7 +487,11 @@ def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, redu
 
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1, 2.0), (0.6, 0.0), (0.25, 0.5), (0.9, 3.0)])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_sigmoid_focal_loss_matches_torchvision(backend, alpha, gamma, reduction, rng):
+def test_sigmoid_focal_loss_matches_torchvision(np_torch, alpha, gamma, reduction, rng):
+    _check_sigmoid_focal(np_torch, alpha, gamma, reduction, rng)
+
+
+def _check_sigmoid_focal(backend, alpha, gamma, reduction, rng):
     x = rng.normal(scale=4.0, size=(6, 5))
     for y in [(rng.uniform(size=x.shape) < 0.3).astype(np.float64), rng.uniform(size=x.shape)]:
         out = sigmax.sigmoid_focal_loss(native(backend, x), native(backend, y), alpha=alpha, gamma=gamma,
@@ -532,7 +536,20 @@ def _ref_softmax_focal(x, t, alpha, gamma, reduction, ignore_index=-100):
 @pytest.mark.parametrize("alpha", [None, [0.5, 1.0, 2.0, 0.25]])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_softmax_focal_loss_matches_reference(backend, alpha, gamma, reduction, rng):
+def test_softmax_focal_loss_matches_reference(np_torch, alpha, gamma, reduction, rng):
+    _check_softmax_focal(np_torch, alpha, gamma, reduction, rng)
+
+
+@needs_jax
+def test_focal_losses_on_jax(rng):
+    """A few option combinations on JAX (each compiles; the full grid runs on NumPy and PyTorch)."""
+    for alpha, gamma, reduction in [(0.25, 2.0, "none"), (-1, 0.5, "sum")]:
+        _check_sigmoid_focal(JAX, alpha, gamma, reduction, rng)
+    for alpha, gamma, reduction in [(None, 2.0, "mean"), ([0.5, 1.0, 2.0, 0.25], 0.5, "sum")]:
+        _check_softmax_focal(JAX, alpha, gamma, reduction, rng)
+
+
+def _check_softmax_focal(backend, alpha, gamma, reduction, rng):
     x = rng.normal(scale=3.0, size=(7, 4, 2))
     t = rng.integers(0, 4, size=(7, 2))
     t[0, 0] = -100
