@@ -201,11 +201,11 @@ def test_loss_given_as_torch_function_or_class():
 def test_module_and_function_share_the_name():
     import importlib
 
+    # importing the submodules again (as tools do) leaves the package's names bound to the functions
     mod = importlib.import_module("sigmax.check")
-    assert callable(mod) and mod(sigmax.softmax(LOGITS)).codes == ["double-softmax"]
     imod = importlib.import_module("sigmax.interpret")
-    assert to_numpy(imod(LOGITS, "multiclass").predictions).tolist() == LOGITS.argmax(1).tolist()
     assert sigmax.check is mod.check and sigmax.interpret is imod.interpret
+    assert sigmax.check(sigmax.softmax(LOGITS)).codes == ["double-softmax"]
 
 
 def test_cuda_scores_and_guard():

@@ -578,15 +578,3 @@ def _check_targets(add, xp, x, t, tkind, task, ax, c, classed, ignore_index) -> 
         f"class indices of shape {index_shape} or multi-hot/probability rows of shape {shape}.",
         "check the batch size (drop_last?), the class axis (axis=/dim=), and that targets and scores come from the "
         "same samples.")
-
-
-class _CallableModule(__import__("types").ModuleType):
-    """``sigmax.check`` is both this module and the function ``check`` re-exported by ``sigmax``. Tools that
-    import this file directly (pytest's ``--import-mode=importlib`` collecting doctests) rebind the
-    package attribute to the module; making the module callable keeps ``sigmax.check(...)`` working."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return check(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule

@@ -518,15 +518,3 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
         confidence=finish(p, conf), margin=finish(p, margin), entropy=finish(p, entropy),
         abstained=abstained, topk_indices=topk_idx, topk_probs=topk_probs, threshold=th_out,
     )
-
-
-class _CallableModule(__import__("types").ModuleType):
-    """``sigmax.interpret`` is both this module and the function ``interpret`` re-exported by ``sigmax``. Tools that
-    import this file directly (pytest's ``--import-mode=importlib`` collecting doctests) rebind the
-    package attribute to the module; making the module callable keeps ``sigmax.interpret(...)`` working."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return interpret(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule
