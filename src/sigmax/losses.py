@@ -484,8 +484,15 @@ def _nll_indices_torch(logp, t, ax, w, ignore_index, smoothing, reduction):
     import torch
     import torch.nn.functional as F
 
-    lp = torch.movedim(logp, ax, 1) if logp.ndim > 1 and ax != 1 else logp  # nll_loss's class axis is 1
-    nll = F.nll_loss(lp, t, weight=w, ignore_index=ignore_index, reduction=reduction)
+    if logp.ndim > 2 and ax == logp.ndim - 1:
+        # (batch, sequence, vocabulary): rows of a 2-D view, no copy (a moved axis would be copied)
+        nll = F.nll_loss(logp.reshape(-1, logp.shape[ax]), t.reshape(-1), weight=w,
+                         ignore_index=ignore_index, reduction=reduction)
+        if reduction == "none":
+            nll = nll.reshape(t.shape)
+    else:
+        lp = torch.movedim(logp, ax, 1) if logp.ndim > 1 and ax != 1 else logp  # nll_loss's class axis: 1
+        nll = F.nll_loss(lp, t, weight=w, ignore_index=ignore_index, reduction=reduction)
     if smoothing == 0:
         return nll
     c = logp.shape[ax]
