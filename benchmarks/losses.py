@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-import sigmax  # noqa: E402
+import sigmax
 
 FULL = {"cross_entropy": [(8192, 1000), (4096, 32000), (1024, 128256)], "bce_with_logits": [(65536, 1000)]}
 QUICK = {"cross_entropy": [(256, 100), (128, 1000), (64, 4000)], "bce_with_logits": [(1024, 100)]}

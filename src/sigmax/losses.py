@@ -46,18 +46,29 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._array import _device, _is_integer, finish, is_floating, is_jax, is_numpy, is_torch, namespace, \
-    normalize_axis, prepare, resolve_axis
+from ._array import (
+    _device,
+    _is_integer,
+    finish,
+    is_floating,
+    is_jax,
+    is_numpy,
+    is_torch,
+    namespace,
+    normalize_axis,
+    prepare,
+    resolve_axis,
+)
 from .activations import log_sigmoid, log_softmax, sigmoid
 
 __all__ = [
-    "nll_loss",
-    "cross_entropy",
+    "REDUCTIONS",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "nll_loss",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
-    "REDUCTIONS",
 ]
 
 #: The accepted values of ``reduction``.
