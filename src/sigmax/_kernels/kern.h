@@ -12,20 +12,36 @@
  * ---------------------------------------------------------------------------------------------- */
 
 ALWAYS_INLINE vf VN(splat_f32)(float a) { return (vf){a, a, a, a, a, a, a, a}; }
+ALWAYS_INLINE vf VN(sel_f32)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 ALWAYS_INLINE vf VN(ld_f32)(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 ALWAYS_INLINE void VN(st_f32)(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* the first n (< 8) lanes from p, the others `fill` (a neutral value: -inf for max and exp) */
+#ifdef __AVX2__
+ALWAYS_INLINE vi VN(lanes_f32)(ptrdiff_t n) { /* -1 in the first n lanes */
+    const vi idx = {0, 1, 2, 3, 4, 5, 6, 7};
+    return idx < (vi){(int)n, (int)n, (int)n, (int)n, (int)n, (int)n, (int)n, (int)n};
+}
+#endif
 ALWAYS_INLINE vf VN(ldp_f32)(const float *p, ptrdiff_t n, float fill) {
+#ifdef __AVX2__
+    vi m = VN(lanes_f32)(n);
+    vf v = (vf)_mm256_maskload_ps(p, (__m256i)m); /* touches only the n lanes */
+    return VN(sel_f32)(m, v, VN(splat_f32)(fill));
+#else
     float buf[8];
     for (int i = 0; i < 8; i++) buf[i] = i < n ? p[i] : fill;
     return VN(ld_f32)(buf);
+#endif
 }
 ALWAYS_INLINE void VN(stp_f32)(float *p, vf v, ptrdiff_t n) {
+#ifdef __AVX2__
+    _mm256_maskstore_ps(p, (__m256i)VN(lanes_f32)(n), (__m256)v);
+#else
     float buf[8];
     VN(st_f32)(buf, v);
     for (ptrdiff_t i = 0; i < n; i++) p[i] = buf[i];
+#endif
 }
-ALWAYS_INLINE vf VN(sel_f32)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 ALWAYS_INLINE float VN(hmax_f32)(vf v) {
     float m = v[0];
     for (int i = 1; i < 8; i++) m = v[i] > m ? v[i] : m;
@@ -116,24 +132,62 @@ ALWAYS_INLINE vf VN(log1p01_f32)(vf u) {
     return s * (hfsq + R) + (dk * 9.0580006145e-06f + cw) - hfsq + f + dk * 6.9313812256e-01f;
 }
 
+/* log(1 + u) for any u >= 0 (or NaN, inf), float32, < 1 ulp: musl's log1pf with the general
+ * reduction (any exponent k); used once per row by the small-row kernels. */
+ALWAYS_INLINE vf VN(log1p_f32)(vf u) {
+    const vf zero = VN(splat_f32)(0.0f);
+    vf w = u + 1.0f;
+    vi iu = (vi)w + (0x3f800000 - 0x3f3504f3);
+    vi k = (iu >> 23) - 0x7f;
+    vf fk = VN(sel_f32)(k == 0, u, (vf)((iu & 0x007fffff) + 0x3f3504f3) - 1.0f); /* k == 0: f = u exactly */
+    /* rounding error of w = 1 + u, relative to w (musl: 1 - (w - u) for k >= 2, u - (w - 1) for k = 1) */
+    vf c = VN(sel_f32)(k >= 2, 1.0f - (w - u), u - (w - 1.0f)) / w;
+    c = VN(sel_f32)((k == 0) | (k >= 25), zero, c);
+    vf dk = __builtin_convertvector(k, vf);
+    vf s = fk / (2.0f + fk);
+    vf z = s * s, ww = z * z;
+    vf t1 = ww * (0.40000972152f + ww * 0.24279078841f);
+    vf t2 = z * (0.66666662693f + ww * 0.28498786688f);
+    vf R = t2 + t1;
+    vf hfsq = 0.5f * fk * fk;
+    vf res = s * (hfsq + R) + (dk * 9.0580006145e-06f + c) - hfsq + fk + dk * 6.9313812256e-01f;
+    return VN(sel_f32)((u == __builtin_inff()) | (u != u), u, res); /* inf and NaN pass through */
+}
+
 /* ------------------------------------------------------------------------------------------------
  * float64 (4 lanes)
  * ---------------------------------------------------------------------------------------------- */
 
 ALWAYS_INLINE vd VN(splat_f64)(double a) { return (vd){a, a, a, a}; }
+ALWAYS_INLINE vd VN(sel_f64)(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
 ALWAYS_INLINE vd VN(ld_f64)(const double *p) { vd v; memcpy(&v, p, sizeof v); return v; }
 ALWAYS_INLINE void VN(st_f64)(double *p, vd v) { memcpy(p, &v, sizeof v); }
+#ifdef __AVX2__
+ALWAYS_INLINE vl VN(lanes_f64)(ptrdiff_t n) {
+    const vl idx = {0, 1, 2, 3};
+    return idx < (vl){n, n, n, n};
+}
+#endif
 ALWAYS_INLINE vd VN(ldp_f64)(const double *p, ptrdiff_t n, double fill) {
+#ifdef __AVX2__
+    vl m = VN(lanes_f64)(n);
+    vd v = (vd)_mm256_maskload_pd(p, (__m256i)m);
+    return VN(sel_f64)(m, v, VN(splat_f64)(fill));
+#else
     double buf[4];
     for (int i = 0; i < 4; i++) buf[i] = i < n ? p[i] : fill;
     return VN(ld_f64)(buf);
+#endif
 }
 ALWAYS_INLINE void VN(stp_f64)(double *p, vd v, ptrdiff_t n) {
+#ifdef __AVX2__
+    _mm256_maskstore_pd(p, (__m256i)VN(lanes_f64)(n), (__m256d)v);
+#else
     double buf[4];
     VN(st_f64)(buf, v);
     for (ptrdiff_t i = 0; i < n; i++) p[i] = buf[i];
+#endif
 }
-ALWAYS_INLINE vd VN(sel_f64)(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
 ALWAYS_INLINE double VN(hmax_f64)(vd v) {
     double m = v[0];
     for (int i = 1; i < 4; i++) m = v[i] > m ? v[i] : m;

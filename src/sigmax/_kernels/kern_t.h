@@ -258,10 +258,106 @@ static int TX(row_softmax)(const T *x, ptrdiff_t n, T *out, int nt) {
     return 1;
 }
 
+/* Rows of at most SMALLV entries (V = 10 classes, ...): the per-row work of the general path (a
+ * horizontal max and sum, a log1p call) would cost more than the row itself, so W rows at a time are
+ * transposed into a V x W tile and reduced lane by lane. Tiles holding a special row (NaN, +inf, all
+ * -inf) and the last rows go through the general path. */
+#define SMALLV 32
+static void TX(row_general)(int op, const T *xr, ptrdiff_t V, T *out, ptrdiff_t r, uint8_t *flags, int nt) {
+    rowstat st;
+    if (op == OP_SOFTMAX && TX(row_softmax)(xr, V, out + r * V, nt)) {
+        if (flags) flags[r] = 0;
+        return;
+    }
+    TX(row_stats)(xr, V, &st);
+    if (flags) flags[r] = st.kind == ROW_EMPTY || st.kind == ROW_POSINF;
+    if (op == OP_LSE)
+        out[r] = TX(lse_of)(&st);
+    else
+        TX(row_out)(op, xr, V, out + r * V, &st, nt);
+}
+
+static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V, uint8_t *flags) {
+    const T inf = (T)__builtin_inf();
+    const VT one = TX(splat)((T)1);
+    T tile[SMALLV][W];
+    ptrdiff_t r = r0;
+    for (; r + W <= r1; r += W) {
+        const T *xr = x + r * V;
+        for (ptrdiff_t l = 0; l < W; l++)
+            for (ptrdiff_t j = 0; j < V; j++) tile[j][l] = xr[l * V + j];
+        VT m = TX(splat)(-inf);
+        VI nan = {0};
+        for (ptrdiff_t j = 0; j < V; j++) {
+            VT t = TX(ld)(tile[j]);
+            nan |= t != t;
+            m = TX(vmax)(m, t);
+        }
+        if (TX(any)(nan | (m == inf) | (m == -inf))) {
+            for (ptrdiff_t l = 0; l < W; l++) TX(row_general)(op, xr + l * V, V, out, r + l, flags, 0);
+            continue;
+        }
+        if (flags)
+            for (ptrdiff_t l = 0; l < W; l++) flags[r + l] = 0;
+        vd a0 = {0}, a1 = {0};
+        VT cnt = TX(splat)((T)0);
+        for (ptrdiff_t j = 0; j < V; j++) {
+            VT t = TX(ld)(tile[j]);
+            VT e = TX(exp_neg)(t - m);
+            VT k = (VT)((VI)(t == m) & (VI)one); /* the maximum entries: e == 1, counted apart */
+            cnt += k;
+            TX(acc)(&a0, &a1, e - k);
+            if (op == OP_SOFTMAX) TX(st)(tile[j], e);
+        }
+        double rest[W], arg[W], mm[W], L[W];
+        T kk[W], mx[W];
+        memcpy(rest, &a0, 4 * sizeof(double));
+        if (W == 8) memcpy(rest + 4, &a1, 4 * sizeof(double));
+        TX(st)(kk, cnt);
+        TX(st)(mx, m);
+        for (ptrdiff_t l = 0; l < W; l++) {
+            arg[l] = rest[l] + ((double)kk[l] - 1.0); /* log-sum-exp = m + log1p(arg) */
+            mm[l] = (double)mx[l];
+        }
+        if (op == OP_SOFTMAX) {
+            T q[W];
+            for (ptrdiff_t l = 0; l < W; l++) q[l] = (T)(1.0 / (arg[l] + 1.0));
+            VT vq = TX(ld)(q);
+            for (ptrdiff_t j = 0; j < V; j++) TX(st)(tile[j], TX(ld)(tile[j]) * vq);
+        } else {
+#if W == 8
+            float af[8];
+            for (int l = 0; l < 8; l++) af[l] = (float)arg[l];
+            float lf[8];
+            VN(st_f32)(lf, VN(log1p_f32)(VN(ld_f32)(af))); /* 8 rows' log1p at once */
+            for (int l = 0; l < 8; l++) L[l] = lf[l];
+#else
+            for (ptrdiff_t l = 0; l < W; l++) L[l] = log1p(arg[l]);
+#endif
+            if (op == OP_LSE) {
+                for (ptrdiff_t l = 0; l < W; l++) out[r + l] = (T)(mm[l] + L[l]);
+                continue;
+            }
+            T q[W];
+            for (ptrdiff_t l = 0; l < W; l++) q[l] = (T)L[l];
+            VT vq = TX(ld)(q);
+            for (ptrdiff_t j = 0; j < V; j++) TX(st)(tile[j], (TX(ld)(tile[j]) - m) - vq);
+        }
+        T *orow = out + r * V;
+        for (ptrdiff_t l = 0; l < W; l++)
+            for (ptrdiff_t j = 0; j < V; j++) orow[l * V + j] = tile[j][l];
+    }
+    for (; r < r1; r++) TX(row_general)(op, x + r * V, V, out, r, flags, 0);
+}
+
 /* rows [r0, r1) of an (N, V) array: logsumexp (out has one entry per row), softmax, log_softmax.
  * flags (optional, one byte per row): 1 where the row's gradient is 0 (all -inf, or +inf entries). */
 static void TX(rows)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V, uint8_t *flags, int nt) {
     rowstat st;
+    if (V <= SMALLV) {
+        TX(rows_small)(op, x, out, r0, r1, V, flags);
+        return;
+    }
     for (ptrdiff_t r = r0; r < r1; r++) {
         const T *xr = x + r * V;
         if (op == OP_SOFTMAX && TX(row_softmax)(xr, V, out + r * V, nt)) { /* finite row: gradient by formula */
