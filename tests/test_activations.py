@@ -311,9 +311,11 @@ def test_clear_errors(np_torch):
         sigmax.softmax([[1.0, 2.0], [3.0]])
 
 
-def test_mixed_libraries_are_refused():
+def test_mixed_libraries():
+    # NumPy parameters are host data, moved to the input's library; a tensor for a NumPy input is refused
+    assert_close(sigmax.logsumexp(torch.zeros(3, dtype=torch.float64), b=np.ones(3)), math.log(3), "float64")
     with pytest.raises(TypeError, match="same kind of array"):
-        sigmax.logsumexp(torch.zeros(3), b=np.ones(3))
+        sigmax.logsumexp(np.zeros(3), b=torch.ones(3))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -309,7 +309,9 @@ def _prf(p, y, t):
 
 def _all_cuts(p):
     u = np.unique(p)
-    return np.r_[u, u[0] / 2, -1.0]  # p > u_k for every k, and everything positive
+    # p > u_k for every k, and everything positive (p > u_0 / 2; a probability of exactly 0 can never be
+    # positive under p > t with t in [0, 1], so no cut below 0 is offered)
+    return np.r_[u, u[0] / 2]
 
 
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 60), ties=st.booleans())

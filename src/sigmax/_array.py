@@ -165,9 +165,10 @@ def finish(p: Prepared, out: Any) -> Any:
 
 
 def like(xp, value: Any, ref: Any, *, name: str):
-    """``value`` (an array of ``ref``'s library, a list or a number) as an array of ``ref``'s
-    library, device and dtype."""
-    if array_api_compat.is_array_api_obj(value):
+    """``value`` (an array of ``ref``'s library, a NumPy array, a list or a number) as an array of
+    ``ref``'s library, device and dtype. NumPy values are host data (thresholds, weights) and are
+    moved to ``ref``'s library; an array of a third library is refused."""
+    if array_api_compat.is_array_api_obj(value) and not isinstance(value, (np.ndarray, np.generic)):
         if namespace(value) is not xp:
             raise TypeError(
                 f"{name} is a {type(value).__module__.split('.')[0]} array but x is a "

@@ -312,6 +312,8 @@ def _class_shape(ndim: int, ax: int, c: int) -> tuple[int, ...]:
 
 def _threshold(xp, threshold, x, task, ax):
     """The threshold as a float or as an array broadcast along the class axis (multilabel only)."""
+    if getattr(threshold, "ndim", None) == 0 and getattr(threshold, "size", 1) == 1:
+        threshold = float(threshold)  # a 0-d array (NumPy, torch, JAX) is one number
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         return _number_in_unit(threshold, "threshold")
     if task == "binary":
