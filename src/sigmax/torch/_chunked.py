@@ -57,9 +57,12 @@ CHUNK_ELEMENTS = 2**21
 
 #: But never fewer rows than this: every chunk reads and writes the whole V x d weight-gradient
 #: accumulator once (``dW += g^T h``), so with C rows that update does C/4 flops per byte and stays
-#: memory-bound below C ~ 64-128. Measured (1 thread, fwd+bwd, (N, d, V) = (512, 512, 64000)):
-#: 16 rows 3.3 s, 32 rows 2.0 s, 128 rows 1.7 s, 256 rows 1.9 s of CPU time.
-MIN_CHUNK_ROWS = 128
+#: memory-bound for small C, and small products run below the BLAS peak. Measured (1 thread, process
+#: CPU time, fwd+bwd): at (N, d, V) = (512, 512, 64000), 16 rows 3.3 s, 32 rows 2.0 s, 128 rows 1.7 s;
+#: at (1024, 1024, 32000), 128 rows 3.3 s, 256 rows 2.9-3.2 s, 1024 rows 2.9 s (plain PyTorch 3.0-3.2 s).
+#: 256 rows of a 128k vocabulary are 128 MiB of float32 logits, ~1% of plain PyTorch's N x V buffers
+#: at 8192 tokens.
+MIN_CHUNK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class LinearSource:
         """Allocate the gradient accumulators that are needed (in the compute dtype: float32 for
         half input, so the weight gradient is summed over all chunks in float32)."""
         n, d = self.h.shape
-        self.gh = torch.zeros(n, d, dtype=self.cdt, device=self.device) if hidden else None
+        # every row of hidden's gradient is written by exactly one chunk: no zero fill needed
+        self.gh = torch.empty(n, d, dtype=self.cdt, device=self.device) if hidden else None
         # The weight gradient is accumulated as d x V for small d: there the skinny V x d update
         # (V x C times C x d) is 5-25x slower in BLAS than its transpose (measured at d = 2-8, C = 256,
         # V = 32769); for d >= 64 both take the same time and V x d needs no transposing copy at the end.

@@ -249,7 +249,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
         return_lse: also return :math:`\operatorname{lse}` per token (shape of ``target``, float32 for
             half input; the accumulator's precision is kept on purpose). It is differentiable.
         chunk_size: tokens per chunk; default: about 2**21 logits per chunk (8 MiB in float32), at
-            least 128 tokens (see ``sigmax.torch._chunked.MIN_CHUNK_ROWS``).
+            least 256 tokens (see ``sigmax.torch._chunked.MIN_CHUNK_ROWS``).
 
     Returns:
         The loss in ``hidden``'s dtype (a scalar, or per token for ``"none"``), and with
