@@ -68,7 +68,7 @@ def _browser(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)  # asserted by the callers
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_every_plot_is_decoded_laid_out_and_not_blank(report_dir, tmp_path):
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE + "</body>"))
     res = _browser(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()], tmp_path)
-    m = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, flags=re.S)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, flags=re.DOTALL)
     assert m, f"the browser did not run the page (exit {res.returncode}): {res.stderr[-2000:]}"
     images = json.loads(html.unescape(m.group(1)))
     assert len(images) == n_figures, images

@@ -17,7 +17,7 @@ def test_demo_lowers_ece_on_held_out_digits_and_writes_the_report(tmp_path, caps
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "digits, multiclass" in out and "digits, multilabel" in out
-    eces = [(float(a), float(b)) for a, b in re.findall(r"^\*?\s*ECE\s+(\d\.\d+)\s+(\d\.\d+)", out, flags=re.M)]
+    eces = [(float(a), float(b)) for a, b in re.findall(r"^\*?\s*ECE\s+(\d\.\d+)\s+(\d\.\d+)", out, flags=re.MULTILINE)]
     assert len(eces) == 2
     for before, after in eces:
         assert after < before

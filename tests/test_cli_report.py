@@ -31,7 +31,7 @@ def _run(capsys, *argv):
 
 
 def test_report_prints_the_table_writes_html_and_saves_the_calibrator(files, capsys):
-    d, z, y = files
+    d, z, _y = files
     code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
                           "--out", d / "rep", "--save-calibrator", d / "cal.json", "--bins", "10")
     assert code == 0, err
@@ -112,7 +112,7 @@ def test_calibrate_fit_for_multilabel_probabilities_from_csv(tmp_path, capsys):
 def test_bad_input_is_one_line_with_the_fix(files, capsys, argv, message):
     d, _, _ = files
     np.save(d / "bad.npy", np.zeros(5, dtype=int))
-    code, out, err = _run(capsys, *[a.format(d=d) for a in argv])
+    code, _out, err = _run(capsys, *[a.format(d=d) for a in argv])
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert message.format(d=d) in err, err
@@ -131,7 +131,7 @@ def test_help_lists_the_commands(capsys):
 
 
 def test_check_findings_come_first_with_their_fix(files, capsys):
-    d, z, y = files
+    d, z, _y = files
     p = np.exp(z - z.max(axis=1, keepdims=True))
     np.save(d / "p.npy", p / p.sum(axis=1, keepdims=True))
     code, out, err = _run(capsys, "report", d / "p.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",

@@ -43,8 +43,8 @@ def _data(task: str, n: int, c: int = 5, seed: int = 0, scale: float = 5.0):
 
 def _assert_metrics_close(a: dict, b: dict, rtol: float = 1e-9) -> None:
     assert set(a) == set(b)
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-12, err_msg=k)
+    for k, v in a.items():
+        np.testing.assert_allclose(v, b[k], rtol=rtol, atol=1e-12, err_msg=k)
 
 
 # ------------------------------------------------------------------------------- in memory
@@ -136,14 +136,14 @@ def test_class_axis_first():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(labels=np.zeros(7, dtype=int)), "labels have 7 rows but the scores have 10"),
-    (dict(labels=np.full(10, 5)), "class index 5, outside [0, 2]"),
-    (dict(tune="f1"), "threshold tuning is for binary and multilabel"),
-    (dict(method="isotonic"), "unknown calibration method 'isotonic'"),
-    (dict(fit_fraction=0.0), "fit_fraction must be in (0, 1]"),
-    (dict(space="probz"), "unknown space 'probz'"),
-    (dict(class_names=["a"]), "class_names has 1 names but the scores have 3"),
-    (dict(labels=np.eye(3)[np.arange(10) % 3]), "for one-hot rows give labels.argmax(axis)"),
+    ({"labels": np.zeros(7, dtype=int)}, "labels have 7 rows but the scores have 10"),
+    ({"labels": np.full(10, 5)}, "class index 5, outside [0, 2]"),
+    ({"tune": "f1"}, "threshold tuning is for binary and multilabel"),
+    ({"method": "isotonic"}, "unknown calibration method 'isotonic'"),
+    ({"fit_fraction": 0.0}, "fit_fraction must be in (0, 1]"),
+    ({"space": "probz"}, "unknown space 'probz'"),
+    ({"class_names": ["a"]}, "class_names has 1 names but the scores have 3"),
+    ({"labels": np.eye(3)[np.arange(10) % 3]}, "for one-hot rows give labels.argmax(axis)"),
 ])
 def test_bad_input_is_one_clear_error(kwargs, message):
     z = np.zeros((10, 3))

@@ -66,7 +66,14 @@ def _no_action(args: argparse.Namespace) -> int:
 def run_fit(args: argparse.Namespace) -> int:
     from ..io import ScoreFileError, load_labels, load_scores
     from ..metrics import summary
-    from ..report._report import DEFAULT_METHOD, _describe, _fit, _label_rows, _rows, _validate_labels
+    from ..report._report import (
+        DEFAULT_METHOD,
+        _describe,
+        _fit,
+        _label_rows,
+        _rows,
+        _validate_labels,
+    )
 
     t0 = time.perf_counter()
     if args.method == "none":

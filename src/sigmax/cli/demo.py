@@ -10,7 +10,6 @@ report with the plots is written.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 

@@ -143,9 +143,10 @@ def run(args: argparse.Namespace) -> int:
     stream = args.chunk_rows is not None or (
         spath.lower().endswith(".npy") and skey is None and os.path.getsize(spath) > STREAM_BYTES)
     show = None if is_terminal(sys.stderr) else False
-    common = dict(task=args.task, space=args.space, axis=args.axis, calibrator=cal, method=args.method,
-                  tune=tune_value(args.tune), fit_fraction=args.fit_fraction, seed=args.seed, n_bins=args.bins,
-                  class_names=class_names(args.class_names), check=not args.no_check, show_progress=show)
+    common = {"task": args.task, "space": args.space, "axis": args.axis, "calibrator": cal, "method": args.method,
+              "tune": tune_value(args.tune), "fit_fraction": args.fit_fraction, "seed": args.seed,
+              "n_bins": args.bins, "class_names": class_names(args.class_names), "check": not args.no_check,
+              "show_progress": show}
     try:
         if stream:
             if not spath.lower().endswith(".npy"):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Histogram", "ThresholdCurves", "View", "PlotAccumulator", "bin_index"]
+__all__ = ["Histogram", "PlotAccumulator", "ThresholdCurves", "View", "bin_index"]
 
 
 def bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:

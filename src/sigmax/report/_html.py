@@ -11,8 +11,9 @@ import html
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from ._plots import COLORS
 
@@ -22,54 +23,54 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["render_html", "write_html"]
 
 _CSS = """
-:root { --before: %(before)s; --after: %(after)s; --good: %(good)s; --bad: %(bad)s; --ink: #111827;
-        --muted: #6b7280; --line: #e5e7eb; --card: #ffffff; --bg: #f5f6f8; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--ink);
-       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-header { background: linear-gradient(120deg, #1f2a44 0%%, #2a7ab0 100%%); color: white; padding: 28px 40px 22px; }
-header h1 { margin: 0 0 4px; font-size: 26px; letter-spacing: .2px; }
-header p { margin: 0; opacity: .85; }
-nav { margin-top: 14px; display: flex; gap: 8px; flex-wrap: wrap; }
-nav a { color: white; text-decoration: none; background: rgba(255,255,255,.14); padding: 4px 12px;
-        border-radius: 999px; font-size: 13px; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; }
-section.task { margin-bottom: 44px; }
-h2 { font-size: 21px; margin: 8px 0 2px; }
-h3 { font-size: 16px; margin: 0 0 6px; }
-.sub { color: var(--muted); margin: 0 0 16px; }
-.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin: 14px 0 18px; }
-.kpi { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 12px 14px; }
-.kpi.main { border: 2px solid var(--after); box-shadow: 0 2px 10px rgba(42,122,176,.12); }
-.kpi .name { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .6px; }
-.kpi .vals { font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
-.kpi .vals .arrow { color: var(--muted); font-weight: 400; margin: 0 4px; }
-.kpi .delta { font-size: 12.5px; font-weight: 600; }
-.better { color: var(--good); } .worse { color: var(--bad); } .same { color: var(--muted); }
-.grid { display: grid; grid-template-columns: 1fr; gap: 16px; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 16px 18px; }
-.card img { max-width: 100%%; height: auto; display: block; margin: 6px auto 4px; }
-.how { color: var(--muted); font-size: 13.5px; margin: 0 0 4px; }
-table { border-collapse: collapse; width: 100%%; font-variant-numeric: tabular-nums; font-size: 14px; }
-th, td { padding: 7px 10px; border-bottom: 1px solid var(--line); text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { color: var(--muted); font-weight: 600; font-size: 12.5px; text-transform: uppercase; letter-spacing: .5px; }
-td.b { color: var(--before); } td.a { color: var(--after); font-weight: 600; }
-.findings { list-style: none; padding: 0; margin: 0; }
-.findings li { padding: 9px 0; border-bottom: 1px solid var(--line); }
-.findings li:last-child { border-bottom: 0; }
-.sev { display: inline-block; min-width: 64px; text-align: center; font-size: 11.5px; font-weight: 700;
-       text-transform: uppercase; border-radius: 6px; padding: 1px 6px; margin-right: 8px; color: white; }
-.sev.error { background: var(--bad); } .sev.warning { background: #d97706; } .sev.info { background: #6b7280; }
-.sev.ok { background: var(--good); }
-code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; background: #f3f4f6;
-       padding: 1px 5px; border-radius: 4px; }
-.fix { color: var(--muted); font-size: 13.5px; margin-left: 76px; }
-.stack { display: flex; flex-direction: column; gap: 16px; }
-.notes { color: var(--muted); font-size: 13.5px; margin: 4px 0 0 18px; padding: 0; }
-footer { color: var(--muted); font-size: 12.5px; text-align: center; padding: 10px 0 30px; }
-@media (min-width: 980px) { .grid.two { grid-template-columns: 1fr 1fr; } }
-""" % COLORS
+:root {{ --before: {before}; --after: {after}; --good: {good}; --bad: {bad}; --ink: #111827;
+        --muted: #6b7280; --line: #e5e7eb; --card: #ffffff; --bg: #f5f6f8; }}
+* {{ box-sizing: border-box; }}
+body {{ margin: 0; background: var(--bg); color: var(--ink);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }}
+header {{ background: linear-gradient(120deg, #1f2a44 0%, #2a7ab0 100%); color: white; padding: 28px 40px 22px; }}
+header h1 {{ margin: 0 0 4px; font-size: 26px; letter-spacing: .2px; }}
+header p {{ margin: 0; opacity: .85; }}
+nav {{ margin-top: 14px; display: flex; gap: 8px; flex-wrap: wrap; }}
+nav a {{ color: white; text-decoration: none; background: rgba(255,255,255,.14); padding: 4px 12px;
+        border-radius: 999px; font-size: 13px; }}
+main {{ max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; }}
+section.task {{ margin-bottom: 44px; }}
+h2 {{ font-size: 21px; margin: 8px 0 2px; }}
+h3 {{ font-size: 16px; margin: 0 0 6px; }}
+.sub {{ color: var(--muted); margin: 0 0 16px; }}
+.kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin: 14px 0 18px; }}
+.kpi {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 12px 14px; }}
+.kpi.main {{ border: 2px solid var(--after); box-shadow: 0 2px 10px rgba(42,122,176,.12); }}
+.kpi .name {{ color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .6px; }}
+.kpi .vals {{ font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }}
+.kpi .vals .arrow {{ color: var(--muted); font-weight: 400; margin: 0 4px; }}
+.kpi .delta {{ font-size: 12.5px; font-weight: 600; }}
+.better {{ color: var(--good); }} .worse {{ color: var(--bad); }} .same {{ color: var(--muted); }}
+.grid {{ display: grid; grid-template-columns: 1fr; gap: 16px; }}
+.card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 16px 18px; }}
+.card img {{ max-width: 100%; height: auto; display: block; margin: 6px auto 4px; }}
+.how {{ color: var(--muted); font-size: 13.5px; margin: 0 0 4px; }}
+table {{ border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; font-size: 14px; }}
+th, td {{ padding: 7px 10px; border-bottom: 1px solid var(--line); text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+th {{ color: var(--muted); font-weight: 600; font-size: 12.5px; text-transform: uppercase; letter-spacing: .5px; }}
+td.b {{ color: var(--before); }} td.a {{ color: var(--after); font-weight: 600; }}
+.findings {{ list-style: none; padding: 0; margin: 0; }}
+.findings li {{ padding: 9px 0; border-bottom: 1px solid var(--line); }}
+.findings li:last-child {{ border-bottom: 0; }}
+.sev {{ display: inline-block; min-width: 64px; text-align: center; font-size: 11.5px; font-weight: 700;
+       text-transform: uppercase; border-radius: 6px; padding: 1px 6px; margin-right: 8px; color: white; }}
+.sev.error {{ background: var(--bad); }} .sev.warning {{ background: #d97706; }} .sev.info {{ background: #6b7280; }}
+.sev.ok {{ background: var(--good); }}
+code {{ font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; background: #f3f4f6;
+       padding: 1px 5px; border-radius: 4px; }}
+.fix {{ color: var(--muted); font-size: 13.5px; margin-left: 76px; }}
+.stack {{ display: flex; flex-direction: column; gap: 16px; }}
+.notes {{ color: var(--muted); font-size: 13.5px; margin: 4px 0 0 18px; padding: 0; }}
+footer {{ color: var(--muted); font-size: 12.5px; text-align: center; padding: 10px 0 30px; }}
+@media (min-width: 980px) {{ .grid.two {{ grid-template-columns: 1fr 1fr; }} }}
+""".format(**COLORS)
 
 #: metrics shown as KPI cards, with the direction that is better
 _KPIS = (("ece", "ECE", -1), ("nll", "NLL", -1), ("brier", "Brier", -1), ("accuracy", "Accuracy", +1),
@@ -106,7 +107,7 @@ def slug(text: str) -> str:
     return s or "report"
 
 
-def _section(rep: "Report", figures: dict[str, tuple[str, str, bytes]], anchor: str) -> str:
+def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: str) -> str:
     out = [f'<section class="task" id="{anchor}">', f"<h2>{html.escape(rep.title)}</h2>"]
     out.append(f'<p class="sub">{html.escape(rep.subtitle())}</p>')
     # KPI cards
@@ -184,7 +185,7 @@ def _section(rep: "Report", figures: dict[str, tuple[str, str, bytes]], anchor: 
     return "\n".join(out)
 
 
-def render_html(reports: Sequence["Report"], figures: Sequence[dict[str, tuple[str, str, bytes]]], *,
+def render_html(reports: Sequence[Report], figures: Sequence[dict[str, tuple[str, str, bytes]]], *,
                 title: str = "sigmax calibration report", anchors: Sequence[str] | None = None) -> str:
     """The HTML text of a report page with one section per :class:`Report`."""
     from .. import __version__
@@ -197,8 +198,8 @@ def render_html(reports: Sequence["Report"], figures: Sequence[dict[str, tuple[s
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-             f"<header><h1>{html.escape(title)}</h1><p>Are the probabilities honest? Before and after calibration, "
-             f"on held-out data.</p>{nav}</header><main>"]
+             (f"<header><h1>{html.escape(title)}</h1><p>Are the probabilities honest? Before and after calibration, "
+             f"on held-out data.</p>{nav}</header><main>")]
     for rep, figs, anchor in zip(reports, figures, anchors):
         parts.append(_section(rep, figs, anchor))
     parts.append(f"</main><footer>sigmax {__version__} · {now} · self-contained: no scripts, no network"
@@ -206,7 +207,7 @@ def render_html(reports: Sequence["Report"], figures: Sequence[dict[str, tuple[s
     return "\n".join(parts)
 
 
-def write_html(reports: Sequence["Report"], out_dir: str | os.PathLike, *, title: str = "sigmax calibration report",
+def write_html(reports: Sequence[Report], out_dir: str | os.PathLike, *, title: str = "sigmax calibration report",
                filename: str = "index.html", show_progress: bool | None = None) -> Path:
     """Draw every figure, write them as PNG files into ``out_dir`` and the page as ``out_dir/filename``.
 

@@ -7,13 +7,13 @@ HTML can inline them and the same bytes can be written beside it.
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ._data import Histogram, ThresholdCurves
 
-__all__ = ["reliability_png", "histogram_png", "classwise_png", "threshold_curves_png", "COLORS"]
+__all__ = ["COLORS", "classwise_png", "histogram_png", "reliability_png", "threshold_curves_png"]
 
 #: one palette for the whole report (also used by the HTML)
 COLORS = {
@@ -87,7 +87,7 @@ def _reliability_panel(ax, cax, rel, title: str, color: str, xlabel: str, lo_x: 
     ax.tick_params(labelbottom=False)
     ax.text(0.04, 0.95, f"ECE {rel.ece:.4f}\nMCE {rel.mce:.4f}", transform=ax.transAxes, va="top", ha="left",
             fontsize=10, family="DejaVu Sans Mono",
-            bbox=dict(boxstyle="round,pad=0.35", fc="white", ec="#d1d5db"))
+            bbox={"boxstyle": "round,pad=0.35", "fc": "white", "ec": "#d1d5db"})
     # how many samples each bin holds (log scale): a bin of 3 samples says little
     cax.bar(centers[ok], rel.count[ok], width=width * 0.92, color=color, alpha=0.55)
     cax.set_yscale("log")

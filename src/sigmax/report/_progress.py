@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["progress", "Progress"]
+__all__ = ["Progress", "progress"]
 
 
 class Progress:
@@ -41,13 +41,18 @@ class Progress:
         self._last = 0.0
         self._start = time.perf_counter()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:  # noqa: PYI034 (typing.Self needs Python 3.11)
         if not self.enabled or not self.use_rich:
             return self
         try:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, \
-                TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._rich = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -85,7 +90,7 @@ class Progress:
         if self.enabled and self._rich is not None:
             self._rich.update(self._task, description=description)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.enabled:
             return
         if self._rich is not None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,14 @@ from ..interpret import to_probs, validate_space, validate_task
 from ._data import PlotAccumulator, View
 from ._progress import progress as _progress
 
-__all__ = ["Report", "calibration_report", "stream_calibration_report", "split_mask", "METRIC_NAMES",
-           "DEFAULT_METHOD"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "METRIC_NAMES",
+    "Report",
+    "calibration_report",
+    "split_mask",
+    "stream_calibration_report",
+]
 
 #: rows of the metrics table, in order, with their display names and whether lower is better
 METRIC_NAMES = {
@@ -165,17 +172,17 @@ class Report:
                 "the confidence of the predicted class against how often it is right")
         figs["reliability"] = (
             "Reliability diagram",
-            f"Bars show, per confidence bin, {what}; a calibrated model sits on the dashed diagonal. "
+            (f"Bars show, per confidence bin, {what}; a calibrated model sits on the dashed diagonal. "
             "Shaded: the gap between claimed and observed confidence. ECE is the count-weighted mean gap "
-            "(the table's ECE).",
+            "(the table's ECE)."),
             _plots.reliability_png(self.before.reliability, after.reliability if after else None,
                                    binary_like=binary_like))
         _tick(progress)
         figs["confidence"] = (
             "Confidence histogram",
-            "How confident the decisions are, split into right (green) and wrong (red). When the mean "
+            ("How confident the decisions are, split into right (green) and wrong (red). When the mean "
             "confidence line sits right of the accuracy line the model is over-confident; calibration "
-            "moves them together.",
+            "moves them together."),
             _plots.histogram_png(self.before.histogram, after.histogram if after else None,
                                  binary_like=binary_like))
         _tick(progress)
@@ -559,8 +566,7 @@ def _label_chunks(path: Any, chunk_rows: int, key: str | None) -> Iterator[np.nd
     from .. import io as sio
 
     if str(path).lower().endswith(".npy") and key is None:
-        for block in sio.iter_chunks(path, chunk_rows):
-            yield block
+        yield from sio.iter_chunks(path, chunk_rows)
         return
     y = sio.load_labels(path, key=key)
     for i in range(0, y.shape[0], chunk_rows):
