@@ -313,6 +313,25 @@ def test_jax_grad_matches_pytorch(rng):
     assert_close(gb, xt.grad, "float64")
 
 
+def test_jax_forward_mode_and_hessian_match_pytorch(rng):
+    """The JAX selection has a custom JVP (a one-hot masked sum): forward mode and second derivatives
+    still work and agree with PyTorch."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = rng.normal(size=(3, 4))
+    y = np.array([1, 0, -100])
+    f = lambda v: sigmax.cross_entropy(v, jnp.asarray(y), weight=jnp.asarray([1.0, 2.0, 0.5, 1.0]))  # noqa: E731
+    h = jax.hessian(f)(jnp.asarray(x))
+    ref = torch.autograd.functional.hessian(
+        lambda v: F.cross_entropy(v, t64(y), weight=t64([1.0, 2.0, 0.5, 1.0])), t64(x))
+    assert_close(h, ref, "float64")
+    d = rng.normal(size=(3, 4))
+    _, tangent = jax.jvp(f, (jnp.asarray(x),), (jnp.asarray(d),))
+    xt = t64(x).requires_grad_(True)
+    F.cross_entropy(xt, t64(y), weight=t64([1.0, 2.0, 0.5, 1.0])).backward()
+    assert_close(tangent, float((xt.grad * t64(d)).sum()), "float64")
+
+
 def test_jax_jit_with_traced_target(rng):
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
