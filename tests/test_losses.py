@@ -320,7 +320,7 @@ def test_jax_forward_mode_and_hessian_match_pytorch(rng):
     jnp = jax.numpy
     x = rng.normal(size=(3, 4))
     y = np.array([1, 0, -100])
-    f = lambda v: sigmax.cross_entropy(v, jnp.asarray(y), weight=jnp.asarray([1.0, 2.0, 0.5, 1.0]))  # noqa: E731
+    f = lambda v: sigmax.cross_entropy(v, jnp.asarray(y), weight=jnp.asarray([1.0, 2.0, 0.5, 1.0]))
     h = jax.hessian(f)(jnp.asarray(x))
     ref = torch.autograd.functional.hessian(
         lambda v: F.cross_entropy(v, t64(y), weight=t64([1.0, 2.0, 0.5, 1.0])), t64(x))

@@ -450,7 +450,7 @@ def _pick(xp, logp, idx, ax: int):
     return xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(idx, axis=ax), axis=ax), axis=ax)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jax_pick(ax: int):
     import jax
     import jax.numpy as jnp
