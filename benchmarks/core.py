@@ -342,7 +342,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per cell (default 5, quick 2)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles for minutes)")
     ap.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    ap.add_argument("--functions", default=None,
+                    help="comma-separated subset of: " + ", ".join(FUNCTIONS))
+    ap.add_argument("--no-sweep", action="store_true", help="leave the V sweep (table 2) out")
     args = ap.parse_args()
+    if args.functions:
+        chosen = [f.strip() for f in args.functions.split(",")]
+        unknown = sorted(set(chosen) - set(FUNCTIONS))
+        if unknown:
+            ap.error(f"unknown functions {unknown}; choose from {FUNCTIONS}")
+        FUNCTIONS[:] = [f for f in FUNCTIONS if f in chosen]
 
     # before anything else: the first call of a new shape against its second
     overhead = first_call_overhead()
@@ -372,7 +381,8 @@ def main():
           f"{bandwidth / 1e9:.1f} GB/s; median of {repeats} calls per cell; ratios are peer time / sigmax time")
     print()
     table1(shapes, repeats, peers, bandwidth)
-    table2(2 ** 20 if args.quick else 2 ** 25, repeats)
+    if not args.no_sweep:
+        table2(2 ** 20 if args.quick else 2 ** 25, repeats)
     print()
     print("first call of a new shape, minus its second call (ms): " +
           ", ".join(f"{k} {v * 1e3:+.2f}" for k, v in overhead))

@@ -23,6 +23,7 @@ run on). Nothing is compiled at run time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from typing import Any
@@ -153,17 +154,22 @@ def _accept(x) -> _In | None:
     return _In("torch", x, code, None, grad)
 
 
+_TRANSFORM_CHECKS = None
+
+
 def _in_transform(torch) -> bool:
     """Inside torch.compile tracing or a functorch transform (vmap, grad): no raw pointers there."""
-    try:
-        if torch.compiler.is_compiling():
-            return True
-    except AttributeError:  # pragma: no cover - old torch
-        pass
-    try:
-        return torch._C._functorch.maybe_current_level() is not None
-    except AttributeError:  # pragma: no cover
-        return False
+    global _TRANSFORM_CHECKS
+    if _TRANSFORM_CHECKS is None:
+        checks = []
+        compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+        if compiling is not None:
+            checks.append(compiling)
+        level = getattr(getattr(torch._C, "_functorch", None), "maybe_current_level", None)
+        if level is not None:
+            checks.append(lambda: level() is not None)
+        _TRANSFORM_CHECKS = tuple(checks)
+    return any(check() for check in _TRANSFORM_CHECKS)
 
 
 def _ptr(a):
@@ -276,7 +282,7 @@ def elementwise(name: str, x: Any, out: Any = None):
         return NotImplemented  # autograd: the generic code's graph (its gradients are exact at 0)
     shape = tuple(x.shape)
     target, copy_back = _kernel_out(inp, out, shape)
-    _ck.elementwise(_EW[name], inp.code, _ptr(x), _ptr(target), int(np.prod(shape, dtype=np.int64)), _THREADS)
+    _ck.elementwise(_EW[name], inp.code, _ptr(x), _ptr(target), math.prod(shape), _THREADS)
     return _finish_out(target, copy_back)
 
 
@@ -287,9 +293,7 @@ def elementwise(name: str, x: Any, out: Any = None):
 
 def _split(shape, ax):
     """(A, C, B): the sizes before, along and after axis ``ax``."""
-    A = int(np.prod(shape[:ax], dtype=np.int64))
-    B = int(np.prod(shape[ax + 1:], dtype=np.int64))
-    return A, int(shape[ax]), B
+    return math.prod(shape[:ax]), int(shape[ax]), math.prod(shape[ax + 1:])
 
 
 def _run_rows(op, code, x, target, shape, ax, flags):
@@ -440,3 +444,153 @@ def _torch_row_function():
 
     _ROW_FUNCTION = RowFunction
     return _ROW_FUNCTION
+
+
+# --------------------------------------------------------------------------------------------
+# cross-entropy with class-index targets (classes on the last, contiguous axis): one pass over the
+# logits forward (the log-sum-exp kernel, split as (m, log1p(rest + k - 1)) so that a confident
+# row's loss L - (x_t - m) keeps its digits), and one backward pass writing exp(x - lse) scaled,
+# minus the target entries; no (N, C) log-probabilities are formed
+# --------------------------------------------------------------------------------------------
+
+_OP_LSE_PARTS = 3
+
+
+def cross_entropy_indices(x: Any, target: Any, ax: int, ignore_index: int, reduction: str):
+    """``cross_entropy(x, target)`` for class indices, no weight, no smoothing, or ``NotImplemented``.
+
+    ``target`` is assumed validated (indices in range or ``ignore_index``) by the caller.
+    """
+    if not _ENABLED or reduction not in ("none", "mean", "sum"):
+        return NotImplemented
+    inp = _accept(x)
+    if inp is None or x.ndim < 1 or ax != x.ndim - 1:
+        return NotImplemented
+    shape = tuple(x.shape)
+    C = shape[-1]
+    N = math.prod(shape[:-1])
+    if C >= 1 << 24 or tuple(getattr(target, "shape", ())) != shape[:-1]:
+        return NotImplemented
+    if inp.kind == "torch":
+        torch = _torch()
+        if not isinstance(target, torch.Tensor) or target.device.type != "cpu" or \
+                target.dtype.is_floating_point or target.dtype is torch.bool:
+            return NotImplemented
+        t = target.reshape(N).to(torch.int64)
+    else:
+        if type(target) is not np.ndarray or target.dtype.kind not in "iu":
+            return NotImplemented
+        t = target.reshape(N).astype(np.int64, copy=False)
+    x2 = x.reshape(N, C)
+    if inp.grad:
+        loss = _torch_ce_function().apply(x2, t, int(ignore_index), reduction)
+    else:
+        loss = _ce_forward(inp.kind, inp.code, x2, t, int(ignore_index), reduction)[0]
+    return loss.reshape(shape[:-1]) if reduction == "none" else loss
+
+
+def _ce_forward(kind, code, x2, t, ignore_index, reduction):
+    """(loss, lse, flags, valid, tc, count) of the fused forward; ``x2`` is (N, C) contiguous."""
+    N, C = x2.shape
+    flags = np.empty(N, dtype=np.uint8)
+    if kind == "torch":
+        torch = _torch()
+        parts = torch.empty((N, 2), dtype=x2.dtype)
+        _ck.rows(_OP_LSE_PARTS, code, x2.data_ptr(), parts.data_ptr(), N, C, _THREADS, flags)
+        valid = t != ignore_index
+        tc = torch.where(valid, t, torch.zeros((), dtype=t.dtype))
+        picked = x2.gather(1, tc.unsqueeze(1)).squeeze(1)
+        m, L = parts[:, 0], parts[:, 1]
+        loss = L - (picked - m)  # = -log_softmax(x)[t]; x_t - m is exact near the maximum
+        fl = torch.from_numpy(flags.view(np.bool_))
+        if flags.any():  # rows with infinite maximum: their log-softmax entry (+inf rows: log k or inf)
+            rows = torch.nonzero(fl).squeeze(1)
+            sub = x2[rows].contiguous()
+            lp = torch.empty_like(sub)
+            _ck.rows(_OP_LOG_SOFTMAX, code, sub.data_ptr(), lp.data_ptr(), sub.shape[0], C, 1, None)
+            loss[rows] = -lp.gather(1, tc[rows].unsqueeze(1)).squeeze(1)
+        loss = torch.where(valid, loss, torch.zeros((), dtype=loss.dtype))
+        count = valid.sum()
+        if reduction == "sum":
+            out = loss.sum()
+        elif reduction == "mean":
+            out = loss.sum() / count.to(loss.dtype)  # all ignored: 0/0 = NaN, as PyTorch
+        else:
+            out = loss
+        return out, m + L, fl, valid, tc, count
+    parts = np.empty((N, 2), dtype=x2.dtype)
+    _ck.rows(_OP_LSE_PARTS, code, x2, parts, N, C, _THREADS, flags)
+    valid = t != ignore_index
+    tc = np.where(valid, t, 0)
+    picked = np.take_along_axis(x2, tc[:, None], axis=1)[:, 0]
+    m, L = parts[:, 0], parts[:, 1]
+    with np.errstate(all="ignore"):
+        loss = L - (picked - m)
+        if flags.any():
+            rows = np.nonzero(flags)[0]
+            sub = np.ascontiguousarray(x2[rows])
+            lp = np.empty_like(sub)
+            _ck.rows(_OP_LOG_SOFTMAX, code, sub, lp, sub.shape[0], C, 1, None)
+            loss[rows] = -np.take_along_axis(lp, tc[rows, None], axis=1)[:, 0]
+        loss = np.where(valid, loss, x2.dtype.type(0))
+        count = int(valid.sum())
+        if reduction == "sum":
+            out = loss.sum()
+        elif reduction == "mean":
+            out = loss.sum() / x2.dtype.type(count) if count else x2.dtype.type(np.nan)
+        else:
+            out = loss
+    return out, m + L, flags.view(np.bool_), valid, tc, count
+
+
+_CE_FUNCTION = None
+
+
+def _torch_ce_function():
+    global _CE_FUNCTION
+    if _CE_FUNCTION is not None:
+        return _CE_FUNCTION
+    import torch
+
+    class CrossEntropyFunction(torch.autograd.Function):
+        """Fused cross-entropy of (N, C) logits and class indices. Backward:
+        ``g_n (softmax(x_n) - onehot(t_n))``, 0 on ignored rows and on rows whose maximum is infinite
+        (as the generic graph gives); double backward through torch operations."""
+
+        @staticmethod
+        def forward(ctx, x2, t, ignore_index, reduction):
+            code = 0 if x2.dtype is torch.float32 else 1
+            out, lse, fl, valid, tc, count = _ce_forward("torch", code, x2, t, ignore_index, reduction)
+            ctx.save_for_backward(x2, lse)
+            ctx.fl, ctx.valid, ctx.tc, ctx.count, ctx.reduction = fl, valid, tc, count, reduction
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            x2, lse = ctx.saved_tensors
+            N, C = x2.shape
+            if ctx.reduction == "none":
+                gs = g.reshape(N)
+            elif ctx.reduction == "sum":
+                gs = g.expand(N)
+            else:
+                gs = (g / ctx.count.to(g.dtype)).expand(N)
+            keep = ctx.valid & ~ctx.fl
+            gs = torch.where(keep, gs, torch.zeros((), dtype=gs.dtype)).contiguous()
+            if not torch.is_grad_enabled() and gs.dtype == x2.dtype and type(g) is torch.Tensor:
+                grad = torch.empty_like(x2)
+                code = 0 if x2.dtype is torch.float32 else 1
+                flags = ctx.fl.numpy().view(np.uint8) if ctx.fl.any() else None
+                _ck.rows_bwd(_OP_LSE, code, x2.data_ptr(), None, lse.contiguous().data_ptr(), gs.data_ptr(),
+                             grad.data_ptr(), N, C, _THREADS, flags)
+                rows = torch.arange(N)
+                grad.index_put_((rows, ctx.tc), -gs, accumulate=True)  # minus the one-hot target
+                return grad, None, None, None
+            # differentiable form (double backward): the softmax recomputed from x, whose graph it keeps
+            p = torch.softmax(x2, 1)
+            onehot = torch.nn.functional.one_hot(ctx.tc, C).to(x2.dtype)
+            grad = gs.unsqueeze(1) * (p - onehot)
+            return grad, None, None, None
+
+    _CE_FUNCTION = CrossEntropyFunction
+    return _CE_FUNCTION

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,7 +30,7 @@
 #define PASTE3(a, b, c) PASTE3_(a, b, c)
 
 enum { EW_SIGMOID = 0, EW_LOG_SIGMOID = 1, EW_SOFTPLUS = 2 };
-enum { OP_LSE = 0, OP_SOFTMAX = 1, OP_LOG_SOFTMAX = 2 };
+enum { OP_LSE = 0, OP_SOFTMAX = 1, OP_LOG_SOFTMAX = 2, OP_LSE_PARTS = 3 }; /* LSE_PARTS: rows only */
 enum { ROW_FINITE = 0, ROW_EMPTY = 1, ROW_POSINF = 2, ROW_NAN = 3 };
 
 typedef struct {
@@ -134,9 +135,25 @@ static void parallel(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t gra
  * pages: PyTorch's allocator does not ask for them, NumPy's does), and streaming stores
  * ---------------------------------------------------------------------------------------------- */
 
-#define BIG_OUTPUT ((Py_ssize_t)8 << 20) /* beyond the caches of a few cores */
+#define BIG_OUTPUT ((Py_ssize_t)8 << 20) /* fresh buffers this big get huge pages */
+
+static Py_ssize_t stream_threshold = (Py_ssize_t)64 << 20; /* set at import: twice the last-level cache */
 
 static int big_output(Py_ssize_t nbytes) { return nbytes >= BIG_OUTPUT; }
+
+/* streaming stores only for outputs that cannot stay in the last-level cache anyway: below that,
+ * normal stores leave the result in cache for whatever reads it next */
+static int stream_output(Py_ssize_t nbytes) { return nbytes >= stream_threshold; }
+
+static void init_stream_threshold(void) {
+    long l3 = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    if (l3 <= 0) l3 = 32L << 20;
+    stream_threshold = 2 * (Py_ssize_t)l3;
+    if (stream_threshold < BIG_OUTPUT) stream_threshold = BIG_OUTPUT;
+}
 
 static void advise_huge(void *p, Py_ssize_t nbytes) {
 #ifdef MADV_HUGEPAGE
@@ -245,8 +262,8 @@ static PyObject *py_elementwise(PyObject *self, PyObject *args) {
         release(&x);
         return NULL;
     }
-    ew_ctx c = {op, dt, big_output(n * isz), x.ptr, o.ptr};
-    if (c.nt) advise_huge(o.ptr, n * isz);
+    ew_ctx c = {op, dt, stream_output(n * isz), x.ptr, o.ptr};
+    if (big_output(n * isz)) advise_huge(o.ptr, n * isz);
     Py_BEGIN_ALLOW_THREADS parallel(ew_range, &c, n, nth, 4096);
     Py_END_ALLOW_THREADS release(&x);
     release(&o);
@@ -293,11 +310,11 @@ static PyObject *reduce_common(PyObject *args, int columns) {
     }
     int isz = itemsize_of(dt);
     if (!isz) return NULL;
-    if (op < 0 || op > 2 || A < 0 || C < 1 || B < 1) {
+    if (op < 0 || op > (columns ? 2 : 3) || A < 0 || C < 1 || B < 1) {
         PyErr_SetString(PyExc_ValueError, "sigmax._kernels: bad op or shape");
         return NULL;
     }
-    Py_ssize_t nin = A * C * B, nout = op == OP_LSE ? A * B : nin;
+    Py_ssize_t nin = A * C * B, nout = op == OP_LSE ? A * B : op == OP_LSE_PARTS ? 2 * A : nin;
     ptrarg x, o, f;
     if (get_ptr(xo, nin * isz, 0, 0, &x) < 0) return NULL;
     if (get_ptr(oo, nout * isz, 1, 0, &o) < 0) {
@@ -309,7 +326,7 @@ static PyObject *reduce_common(PyObject *args, int columns) {
         release(&o);
         return NULL;
     }
-    red_ctx c = {op, dt, !columns && big_output(nout * isz), x.ptr, o.ptr, A, C, B, (uint8_t *)f.ptr};
+    red_ctx c = {op, dt, !columns && stream_output(nout * isz), x.ptr, o.ptr, A, C, B, (uint8_t *)f.ptr};
     if (big_output(nout * isz)) advise_huge(o.ptr, nout * isz);
     Py_BEGIN_ALLOW_THREADS if (columns) {
         const ptrdiff_t LB = dt == 0 ? 16 : 8, nb = (B + LB - 1) / LB;
@@ -433,6 +450,7 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_ck", "sigmax's f
                                        NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__ck(void) {
+    init_stream_threshold();
 #ifdef SIGMAX_AVX2
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) K = &v_avx2;

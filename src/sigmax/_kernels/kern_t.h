@@ -271,10 +271,14 @@ static void TX(row_general)(int op, const T *xr, ptrdiff_t V, T *out, ptrdiff_t 
     }
     TX(row_stats)(xr, V, &st);
     if (flags) flags[r] = st.kind == ROW_EMPTY || st.kind == ROW_POSINF;
-    if (op == OP_LSE)
+    if (op == OP_LSE) {
         out[r] = TX(lse_of)(&st);
-    else
+    } else if (op == OP_LSE_PARTS) { /* (m, log1p(arg)): losses form L - (x_t - m) without cancellation */
+        out[2 * r] = (T)st.m;
+        out[2 * r + 1] = st.kind == ROW_FINITE ? (T)log1p(st.arg) : st.kind == ROW_EMPTY ? (T)0 : (T)__builtin_nan("");
+    } else {
         TX(row_out)(op, xr, V, out + r * V, &st, nt);
+    }
 }
 
 static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V, uint8_t *flags) {
@@ -338,6 +342,13 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
                 for (ptrdiff_t l = 0; l < W; l++) out[r + l] = (T)(mm[l] + L[l]);
                 continue;
             }
+            if (op == OP_LSE_PARTS) {
+                for (ptrdiff_t l = 0; l < W; l++) {
+                    out[2 * (r + l)] = (T)mm[l];
+                    out[2 * (r + l) + 1] = (T)L[l];
+                }
+                continue;
+            }
             T q[W];
             for (ptrdiff_t l = 0; l < W; l++) q[l] = (T)L[l];
             VT vq = TX(ld)(q);
@@ -353,23 +364,12 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
 /* rows [r0, r1) of an (N, V) array: logsumexp (out has one entry per row), softmax, log_softmax.
  * flags (optional, one byte per row): 1 where the row's gradient is 0 (all -inf, or +inf entries). */
 static void TX(rows)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V, uint8_t *flags, int nt) {
-    rowstat st;
     if (V <= SMALLV) {
         TX(rows_small)(op, x, out, r0, r1, V, flags);
         return;
     }
     for (ptrdiff_t r = r0; r < r1; r++) {
-        const T *xr = x + r * V;
-        if (op == OP_SOFTMAX && TX(row_softmax)(xr, V, out + r * V, nt)) { /* finite row: gradient by formula */
-            if (flags) flags[r] = 0;
-            continue;
-        }
-        TX(row_stats)(xr, V, &st);
-        if (flags) flags[r] = st.kind == ROW_EMPTY || st.kind == ROW_POSINF;
-        if (op == OP_LSE)
-            out[r] = TX(lse_of)(&st);
-        else
-            TX(row_out)(op, xr, V, out + r * V, &st, nt);
+        TX(row_general)(op, x + r * V, V, out, r, flags, nt);
     }
 }
 
