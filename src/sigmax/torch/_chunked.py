@@ -285,6 +285,7 @@ def stats_pass(src, plan: TokenPlan, *, class_weight: torch.Tensor | None, softc
             c, b, e = coefficients(rows, shift + sr.log())
             z.mul_((c / sr)[:, None])  # p * c with p = exp(z - shift) / s, reusing the exponentials
             src.accumulate(rows, _finish_grad_(z, idx, b, e, cw, tanh))
+        del z, tanh  # free this chunk before the next is allocated: one chunk alive, not two
     return mx, s, zt, zw
 
 
@@ -307,6 +308,7 @@ def grad_pass(src, plan: TokenPlan, lse: torch.Tensor, c: torch.Tensor, b: torch
         z.sub_(lse[rows, None]).exp_().mul_(c[rows, None])
         src.accumulate(rows, _finish_grad_(z, plan.index[rows], None if b is None else b[rows],
                                            None if e is None else e[rows], cw, tanh))
+        del z, tanh  # free this chunk before the next is allocated
 
 
 # --------------------------------------------------------------------------------------------
