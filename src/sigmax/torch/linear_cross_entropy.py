@@ -5,12 +5,12 @@ r"""Fused linear cross-entropy: the loss of a language-model head without its N 
 tokens with a float32 log-sum-exp, so its extra memory is ``O(chunk x V)``: the ``N x V`` logits, their
 softmax and their gradient never exist. The chunked engine lives in :mod:`sigmax.torch._chunked`.
 
-Recompute in backward, or gradients in forward? Measured on this project's CPU machine (float32,
-forward+backward, 1 thread, process CPU time, best of 5; ``python benchmarks/linear_cross_entropy.py
---modes``): at (N, d, V) = (1024, 512, 16000) with 128-token chunks, computing the gradients inside the
-forward pass took 0.73 s against 1.10 s for recomputing the logits in backward (-34%; 0.79 s against
-0.97 s with 512-token chunks). It saves one of the four N x d x V matrix products and one pass of
-``exp`` over N x V. So:
+Recompute in backward, or gradients in forward? Measured on this project's 2-core CPU machine (float32,
+forward+backward, 1 thread): at (N, d, V) = (1024, 512, 16000), computing the gradients inside the
+forward pass took 0.87 s against 1.26 s for recomputing the logits in backward (-31%; median of 3,
+``python benchmarks/linear_cross_entropy.py --modes --shape 1024,512,16000 --threads 1``; an earlier
+in-process measurement of CPU time gave 0.73 s against 1.10 s with 128-token chunks). It saves one of
+the four N x d x V matrix products and one pass of ``exp`` over N x V. So:
 
 * ``reduction="mean"`` / ``"sum"`` (the upstream gradient is one number): the forward pass computes the
   gradients with upstream 1 and holds them (they are gradient-sized: N x d and V x d); backward scales
