@@ -133,6 +133,24 @@ def test_row_functions_match_generic(variant, lib, dtype, V):
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(300, 700), (130, 1030), (70, 600), (5000, 10), (4096, 3)])
+def test_reductions_over_a_leading_axis_of_wide_slices(variant, lib, dtype, shape):
+    """Axis 0 of a wide matrix: strips of columns, read row by row with a running per-column max."""
+    rng = np.random.default_rng(shape[1])
+    x = np.ascontiguousarray(_edge_matrix(rng, shape[1], shape[0], dtype).T)  # edge patterns per column
+    arr = torch.from_numpy(x) if lib == "torch" else x
+    for fn in ROW_FNS:
+        fast, ref = _both(fn, arr, axis=0)
+        _same(fast, ref, dtype, factor=4)
+    y = np.ascontiguousarray(np.moveaxis(_edge_matrix(rng, 2 * 600, 90, dtype).reshape(2, 600, 90), 2, 1))
+    arr = torch.from_numpy(y) if lib == "torch" else y
+    for fn in ROW_FNS:
+        fast, ref = _both(fn, arr, axis=1)  # (A, C, B) = (2, 90, 600)
+        _same(fast, ref, dtype, factor=4)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_row_functions_nd_axes_and_keepdims(variant, lib, dtype):
     rng = np.random.default_rng(3)
     x = rng.normal(scale=5, size=(3, 7, 20, 5)).astype(dtype)

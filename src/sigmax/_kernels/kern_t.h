@@ -569,17 +569,138 @@ static void TX(col_block)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
     }
 }
 
+/* Wide slices (B >= STRIP): the block above would walk C rows B apart for each 2W columns (a new
+ * page per step). Here a strip of STRIP columns is read row by row (contiguous runs of STRIP entries),
+ * ROWS rows at a time: the running maximum of each column only grows, and when a block of rows raises
+ * it the column's sum so far is rescaled by exp(M_old - M_new) (the online log-sum-exp of the row
+ * kernels, lane by lane). softmax / log_softmax read the strip once more for the output. */
+#define STRIP (64 * W)
+#define STRIP_ROWS 64
+static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags) {
+    const T inf = (T)__builtin_inf();
+    const ptrdiff_t nv = (nl + W - 1) / W;
+    const VT one = TX(splat)((T)1), zero = TX(splat)((T)0);
+    VT M[STRIP / W], K[STRIP / W], bm[STRIP / W];
+    vd R0[STRIP / W], R1[STRIP / W];
+    VI nan[STRIP / W];
+    for (ptrdiff_t v = 0; v < nv; v++) {
+        M[v] = TX(splat)(-inf);
+        K[v] = zero;
+        R0[v] = R1[v] = (vd){0};
+        nan[v] = (VI){0};
+    }
+#define LDV(p, v) ((v) * W + W <= nl ? TX(ld)((p) + (v) * W) : TX(ldp)((p) + (v) * W, nl - (v) * W, (T)0))
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += STRIP_ROWS) {
+        ptrdiff_t c1 = c0 + STRIP_ROWS < C ? c0 + STRIP_ROWS : C;
+        for (ptrdiff_t v = 0; v < nv; v++) bm[v] = TX(splat)(-inf);
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            const T *xr = x + c * B;
+            for (ptrdiff_t v = 0; v < nv; v++) {
+                VT a = LDV(xr, v);
+                nan[v] |= a != a;
+                bm[v] = TX(vmax)(bm[v], a);
+            }
+        }
+        for (ptrdiff_t v = 0; v < nv; v++) {
+            VT nm = TX(vmax)(M[v], bm[v]);
+            VI up = (nm > M[v]) & (M[v] != TX(splat)(-inf)); /* a finite maximum raised: rescale */
+            if (TX(any)(up)) {
+                VT sc = TX(exp_neg)(TX(sel)(up, M[v] - nm, zero)); /* (M_old - M_new) <= 0 */
+                VT kk = K[v];
+                vd s0 = {0}, s1 = {0};
+                TX(acc)(&s0, &s1, TX(sel)(up, sc, one)); /* the factors, widened */
+                vd k0 = {0}, k1 = {0};
+                TX(acc)(&k0, &k1, TX(sel)(up, kk, zero)); /* the old maximum entries join the rest */
+                R0[v] = (R0[v] + k0) * s0;
+                R1[v] = (R1[v] + k1) * s1;
+                K[v] = TX(sel)(up, zero, kk);
+            }
+            M[v] = nm;
+        }
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            const T *xr = x + c * B;
+            for (ptrdiff_t v = 0; v < nv; v++) {
+                VT a = LDV(xr, v);
+                VI live = M[v] != TX(splat)(-inf); /* columns all -inf so far add nothing (and no NaN) */
+                VT e = TX(sel)(live, TX(exp_neg)(a - M[v]), zero);
+                VT k = (VT)((VI)(a == M[v]) & live & (VI)one);
+                K[v] += k;
+                TX(acc)(&R0[v], &R1[v], e - k);
+            }
+        }
+    }
+    double rest[STRIP], cnt[STRIP];
+    T mx[STRIP], kk[STRIP];
+    int special = 0;
+    for (ptrdiff_t v = 0; v < nv; v++) {
+        TX(st)(mx + v * W, M[v]);
+        TX(st)(kk + v * W, K[v]);
+        memcpy(rest + v * W, &R0[v], 4 * sizeof(double));
+        if (W == 8) memcpy(rest + v * W + 4, &R1[v], 4 * sizeof(double));
+        T nf[W];
+        TX(st)(nf, (VT)nan[v]);
+        for (ptrdiff_t l = 0; l < W && v * W + l < nl; l++) {
+            cnt[v * W + l] = (double)kk[v * W + l];
+            T mv = mx[v * W + l];
+            int sp = nf[l] != (T)0 || mv == inf || mv == -inf;
+            if (sp) { /* NaN, +inf or all -inf: the exact scalar path, this column */
+                TX(col_scalar)(op, x + v * W + l, B, C, out + v * W + l, B, flags ? flags + v * W + l : NULL);
+                mx[v * W + l] = (T)__builtin_nan(""); /* marks the column as done */
+                special = 1;
+            } else if (flags) {
+                flags[v * W + l] = 0;
+            }
+        }
+    }
+    (void)special;
+    if (op == OP_LSE) {
+        for (ptrdiff_t l = 0; l < nl; l++)
+            if (mx[l] == mx[l]) out[l] = (T)((double)mx[l] + log1p(rest[l] + (cnt[l] - 1.0)));
+        return;
+    }
+    T q[STRIP];
+    for (ptrdiff_t l = 0; l < nl; l++)
+        q[l] = mx[l] != mx[l] ? (T)0
+               : op == OP_SOFTMAX ? (T)(1.0 / (rest[l] + cnt[l])) : (T)log1p(rest[l] + (cnt[l] - 1.0));
+    for (ptrdiff_t l = nl; l < STRIP; l++) q[l] = (T)0, mx[l] = (T)0;
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const T *xr = x + c * B;
+        T *orow = out + c * B;
+        for (ptrdiff_t v = 0; v < nv; v++) {
+            VT a = LDV(xr, v), m = TX(ld)(mx + v * W), qv = TX(ld)(q + v * W);
+            VT o = op == OP_SOFTMAX ? TX(exp_neg)(a - m) * qv : (a - m) - qv;
+            VI done = m != m; /* special columns: already written */
+            T ob[W];
+            if (!TX(any)(done) && v * W + W <= nl) {
+                TX(st)(orow + v * W, o);
+                continue;
+            }
+            TX(st)(ob, o);
+            T dn[W];
+            TX(st)(dn, (VT)done);
+            for (ptrdiff_t l = 0; l < W && v * W + l < nl; l++)
+                if (dn[l] == (T)0) orow[v * W + l] = ob[l];
+        }
+    }
+#undef LDV
+}
+
 /* work items [j0, j1) of an (A, C, B) array: item j is column block j % nb of slice j / nb */
 static void TX(cols)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdiff_t B, ptrdiff_t j0, ptrdiff_t j1,
                      uint8_t *flags) {
     (void)A;
-    const ptrdiff_t LB = 2 * W, nb = (B + LB - 1) / LB;
+    const ptrdiff_t LB = B >= STRIP ? STRIP : 2 * W, nb = (B + LB - 1) / LB;
     for (ptrdiff_t j = j0; j < j1; j++) {
         ptrdiff_t s = j / nb, b0 = (j % nb) * LB, nl = B - b0 < LB ? B - b0 : LB;
         const T *xs = x + s * C * B + b0;
         T *os = op == OP_LSE ? out + s * B + b0 : out + s * C * B + b0;
-        TX(col_block)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
+        if (LB == STRIP)
+            TX(col_strip)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
+        else
+            TX(col_block)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
     }
 }
 
 #undef BLK
+#undef STRIP
+#undef STRIP_ROWS
