@@ -403,3 +403,86 @@ def test_use_kernels_restores_the_setting():
     with _kernels.use_kernels(False):
         assert not _kernels.enabled()
     assert _kernels.enabled() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# fused losses (the kernels sigmax.losses routes to)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("C", [3, 10, 50, 5000])
+def test_fused_cross_entropy_matches_generic(variant, lib, dtype, C):
+    rng = np.random.default_rng(C)
+    x = _edge_matrix(rng, 45, C, dtype)
+    t = rng.integers(0, C, size=45)
+    t[rng.integers(0, 45, size=4)] = -100
+    t[x.shape[0] - 1] = -100
+    for r in range(45):  # +inf rows: the target on an +inf entry or not; keep both kinds
+        if np.isposinf(x[r]).any() and r % 2:
+            t[r] = int(np.argmax(x[r]))
+    xx = torch.from_numpy(x) if lib == "torch" else x
+    tt = torch.from_numpy(t) if lib == "torch" else t
+    for reduction in ("none", "sum", "mean"):
+        fast = _kernels.cross_entropy_indices(xx, tt, 1, -100, reduction)
+        with _kernels.use_kernels(False):
+            ref = sigmax.cross_entropy(xx, tt, reduction=reduction)
+        _same(fast, ref, dtype, factor=4)
+    # a batch of sequences: classes on the last axis of (B, T, C)
+    x3 = rng.normal(scale=4, size=(3, 5, C)).astype(dtype)
+    t3 = rng.integers(0, C, size=(3, 5))
+    xx = torch.from_numpy(x3) if lib == "torch" else x3
+    tt = torch.from_numpy(t3) if lib == "torch" else t3
+    fast = _kernels.cross_entropy_indices(xx, tt, 2, -100, "none")
+    with _kernels.use_kernels(False):
+        ref = sigmax.cross_entropy(xx, tt, reduction="none", axis=2)
+    _same(fast, ref, dtype, factor=4)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_fused_cross_entropy_gradients(variant, reduction):
+    rng = np.random.default_rng(7)
+    x0 = rng.normal(scale=3, size=(9, 12))
+    x0[2] = -INF
+    x0[3, 4] = INF
+    t = torch.from_numpy(rng.integers(0, 12, size=9))
+    t[5] = -100
+    grads = []
+    g = torch.from_numpy(rng.normal(size=9)) if reduction == "none" else torch.tensor(1.3, dtype=torch.float64)
+    for fused in (True, False):
+        x = torch.tensor(x0, requires_grad=True)
+        if fused:
+            loss = _kernels.cross_entropy_indices(x, t, 1, -100, reduction)
+        else:
+            with _kernels.use_kernels(False):
+                loss = sigmax.cross_entropy(x, t, reduction=reduction)
+        (torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss)) * g).sum().backward()
+        grads.append(x.grad)
+    assert_close(grads[0], grads[1], "float64", factor=4)
+    y = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    ty = torch.tensor([1, 0, 5, -100])
+    f = lambda v: _kernels.cross_entropy_indices(v, ty, 1, -100, reduction)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (y,)) and torch.autograd.gradgradcheck(f, (y,))
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_bce_with_logits_matches_generic(variant, lib, dtype):
+    rng = np.random.default_rng(11)
+    x = rng.normal(scale=8, size=(301, 13)).astype(dtype)
+    x[0, :6] = [0.0, -0.0, 1e4, -1e4, 1e-40, -1e-40]
+    y = rng.random((301, 13)).astype(dtype)
+    y[1] = y[1] > 0.5
+    xx = torch.from_numpy(x) if lib == "torch" else x
+    yy = torch.from_numpy(y) if lib == "torch" else y
+    for reduction in ("none", "sum", "mean"):
+        fast = _kernels.bce_with_logits(xx, yy, reduction)
+        with _kernels.use_kernels(False):
+            ref = sigmax.binary_cross_entropy_with_logits(xx, yy, reduction=reduction)
+        _same(fast, ref, dtype, factor=4)
+    xt = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    yt = torch.rand(5, 7, dtype=torch.float64)
+    for reduction in ("none", "sum", "mean"):
+        f = lambda v: _kernels.bce_with_logits(v, yt, reduction)  # noqa: E731
+        assert torch.autograd.gradcheck(f, (xt,)) and torch.autograd.gradgradcheck(f, (xt,))

@@ -609,3 +609,81 @@ def _torch_ce_function():
 
     _CE_FUNCTION = CrossEntropyFunction
     return _CE_FUNCTION
+
+
+# --------------------------------------------------------------------------------------------
+# binary cross-entropy with logits (no weight, no pos_weight): one pass forward, one backward
+# --------------------------------------------------------------------------------------------
+
+_BCE_NONE, _BCE_SUM, _BCE_GRAD = 0, 1, 2
+
+
+def bce_with_logits(x: Any, y: Any, reduction: str):
+    """``binary_cross_entropy_with_logits(x, y)`` without weights, or ``NotImplemented``.
+
+    ``y`` must be an array of ``x``'s library, dtype, shape and layout (validated by the caller).
+    """
+    if not _ENABLED or reduction not in ("none", "mean", "sum"):
+        return NotImplemented
+    inp = _accept(x)
+    if inp is None or type(y) is not type(x) or y.dtype != x.dtype or tuple(y.shape) != tuple(x.shape):
+        return NotImplemented
+    if inp.kind == "numpy":
+        if not y.flags.c_contiguous:
+            return NotImplemented
+    elif not y.is_contiguous() or y.device.type != "cpu" or (y.requires_grad and _torch().is_grad_enabled()):
+        return NotImplemented
+    n = math.prod(tuple(x.shape))
+    if inp.grad:
+        return _torch_bce_function().apply(x, y, reduction)
+    return _bce_forward(inp.kind, inp.code, x, y, n, reduction)
+
+
+def _bce_forward(kind, code, x, y, n, reduction):
+    if reduction == "none":
+        out = np.empty(x.shape, dtype=x.dtype) if kind == "numpy" else _torch().empty(tuple(x.shape), dtype=x.dtype)
+        _ck.bce(_BCE_NONE, code, _ptr(x), _ptr(y), _ptr(out), n, 1.0, _THREADS)
+        return out
+    total = _ck.bce(_BCE_SUM, code, _ptr(x), _ptr(y), None, n, 1.0, _THREADS)
+    if reduction == "mean":
+        total /= n
+    if kind == "numpy":
+        return x.dtype.type(total)
+    return _torch().tensor(total, dtype=x.dtype)
+
+
+_BCE_FUNCTION = None
+
+
+def _torch_bce_function():
+    global _BCE_FUNCTION
+    if _BCE_FUNCTION is not None:
+        return _BCE_FUNCTION
+    import torch
+
+    class BCEWithLogitsFunction(torch.autograd.Function):
+        """Fused binary cross-entropy of logits; backward ``(sigmoid(x) - y) g`` (over n for the
+        mean); double backward through torch operations."""
+
+        @staticmethod
+        def forward(ctx, x, y, reduction):
+            code = 0 if x.dtype is torch.float32 else 1
+            n = x.numel()
+            ctx.save_for_backward(x, y)
+            ctx.reduction, ctx.n = reduction, n
+            return _bce_forward("torch", code, x, y, n, reduction)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            scale = 1.0 / ctx.n if ctx.reduction == "mean" else 1.0
+            if ctx.reduction != "none" and not torch.is_grad_enabled() and type(g) is torch.Tensor:
+                grad = torch.empty_like(x)
+                code = 0 if x.dtype is torch.float32 else 1
+                _ck.bce(_BCE_GRAD, code, x.data_ptr(), y.data_ptr(), grad.data_ptr(), ctx.n,
+                        float(g) * scale, _THREADS)
+                return grad, None, None
+            return (torch.sigmoid(x) - y) * (g * scale), None, None
+
+    _BCE_FUNCTION = BCEWithLogitsFunction
+    return _BCE_FUNCTION

@@ -31,6 +31,7 @@
 
 enum { EW_SIGMOID = 0, EW_LOG_SIGMOID = 1, EW_SOFTPLUS = 2 };
 enum { OP_LSE = 0, OP_SOFTMAX = 1, OP_LOG_SOFTMAX = 2, OP_LSE_PARTS = 3 }; /* LSE_PARTS: rows only */
+enum { BCE_NONE = 0, BCE_SUM = 1, BCE_GRAD = 2 };
 enum { ROW_FINITE = 0, ROW_EMPTY = 1, ROW_POSINF = 2, ROW_NAN = 3 };
 
 typedef struct {
@@ -70,12 +71,14 @@ typedef struct {
                   ptrdiff_t, ptrdiff_t, const uint8_t *);
     void (*cols32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
     void (*cols64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
+    double (*bce32)(int, const float *, const float *, float *, ptrdiff_t, double);
+    double (*bce64)(int, const double *, const double *, double *, ptrdiff_t, double);
 } variant;
 
 #define VARIANT(sfx)                                                                                     \
     {#sfx + 1,           PASTE(elementwise_f32, sfx), PASTE(elementwise_f64, sfx), PASTE(rows_f32, sfx),   \
      PASTE(rows_f64, sfx), PASTE(rows_bwd_f32, sfx),  PASTE(rows_bwd_f64, sfx),    PASTE(cols_f32, sfx),   \
-     PASTE(cols_f64, sfx)}
+     PASTE(cols_f64, sfx), PASTE(bce_f32, sfx),       PASTE(bce_f64, sfx)}
 
 static const variant v_base = VARIANT(_base);
 #ifdef SIGMAX_AVX2
@@ -409,6 +412,71 @@ static PyObject *py_rows_bwd(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * bce(op, dt, x, y, out, n, scale, nthreads) -> float (the sum for BCE_SUM, else 0.0)
+ * ---------------------------------------------------------------------------------------------- */
+
+#define BCE_PARTS 64
+typedef struct {
+    int op, dt, nt;
+    const void *x, *y;
+    void *out;
+    double scale;
+    ptrdiff_t grain;
+    double part[BCE_PARTS]; /* one partial sum per grain-sized chunk: the same total for any thread count */
+} bce_ctx;
+
+static void bce_range(void *p, ptrdiff_t i0, ptrdiff_t i1) {
+    bce_ctx *c = (bce_ctx *)p;
+    for (ptrdiff_t a = i0; a < i1; a += c->grain) {
+        ptrdiff_t b = a + c->grain < i1 ? a + c->grain : i1;
+        double s;
+        if (c->dt == 0)
+            s = K->bce32(c->op, (const float *)c->x + a, (const float *)c->y + a,
+                         c->out ? (float *)c->out + a : NULL, b - a, c->scale);
+        else
+            s = K->bce64(c->op, (const double *)c->x + a, (const double *)c->y + a,
+                         c->out ? (double *)c->out + a : NULL, b - a, c->scale);
+        c->part[a / c->grain] = s;
+    }
+}
+
+static PyObject *py_bce(PyObject *self, PyObject *args) {
+    int op, dt, nth;
+    PyObject *xo, *yo, *oo;
+    Py_ssize_t n;
+    double scale;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiOOOndi", &op, &dt, &xo, &yo, &oo, &n, &scale, &nth)) return NULL;
+    int isz = itemsize_of(dt);
+    if (!isz) return NULL;
+    if (op < 0 || op > 2 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels.bce: bad op or size");
+        return NULL;
+    }
+    ptrarg x, y, o;
+    int ok = get_ptr(xo, n * isz, 0, 0, &x) == 0;
+    if (ok) ok = get_ptr(yo, n * isz, 0, 0, &y) == 0; else y.has_view = 0;
+    if (ok) ok = get_ptr(oo, n * isz, 1, op == BCE_SUM, &o) == 0; else o.has_view = 0;
+    double total = 0.0;
+    if (ok) {
+        bce_ctx c;
+        c.op = op, c.dt = dt, c.nt = 0, c.x = x.ptr, c.y = y.ptr, c.out = o.ptr, c.scale = scale;
+        c.grain = (n + BCE_PARTS - 1) / BCE_PARTS;
+        if (c.grain < 4096) c.grain = 4096;
+        for (int k = 0; k < BCE_PARTS; k++) c.part[k] = 0.0;
+        if (op != BCE_SUM && big_output(n * isz)) advise_huge(o.ptr, n * isz);
+        Py_BEGIN_ALLOW_THREADS parallel(bce_range, &c, n, nth, c.grain);
+        Py_END_ALLOW_THREADS
+        for (int k = 0; k < BCE_PARTS; k++) total += c.part[k];
+    }
+    release(&x);
+    release(&y);
+    release(&o);
+    if (!ok) return NULL;
+    return PyFloat_FromDouble(total);
+}
+
 static PyObject *py_variant(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
@@ -442,6 +510,7 @@ static PyMethodDef methods[] = {
     {"rows", py_rows, METH_VARARGS, "rows(op, dt, x, out, N, V, nthreads, flags)"},
     {"cols", py_cols, METH_VARARGS, "cols(op, dt, x, out, A, C, B, nthreads, flags)"},
     {"rows_bwd", py_rows_bwd, METH_VARARGS, "rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)"},
+    {"bce", py_bce, METH_VARARGS, "bce(op, dt, x, y, out, n, scale, nthreads) -> sum"},
     {"variant", py_variant, METH_NOARGS, "the instruction-set variant in use"},
     {"set_variant", py_set_variant, METH_VARARGS, "choose the instruction-set variant (tests)"},
     {NULL, NULL, 0, NULL}};

@@ -16,12 +16,10 @@ ALWAYS_INLINE vf VN(sel_f32)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m &
 ALWAYS_INLINE vf VN(ld_f32)(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 ALWAYS_INLINE void VN(st_f32)(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* the first n (< 8) lanes from p, the others `fill` (a neutral value: -inf for max and exp) */
-#ifdef __AVX2__
 ALWAYS_INLINE vi VN(lanes_f32)(ptrdiff_t n) { /* -1 in the first n lanes */
     const vi idx = {0, 1, 2, 3, 4, 5, 6, 7};
     return idx < (vi){(int)n, (int)n, (int)n, (int)n, (int)n, (int)n, (int)n, (int)n};
 }
-#endif
 ALWAYS_INLINE vf VN(ldp_f32)(const float *p, ptrdiff_t n, float fill) {
 #ifdef __AVX2__
     vi m = VN(lanes_f32)(n);
@@ -162,12 +160,10 @@ ALWAYS_INLINE vd VN(splat_f64)(double a) { return (vd){a, a, a, a}; }
 ALWAYS_INLINE vd VN(sel_f64)(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
 ALWAYS_INLINE vd VN(ld_f64)(const double *p) { vd v; memcpy(&v, p, sizeof v); return v; }
 ALWAYS_INLINE void VN(st_f64)(double *p, vd v) { memcpy(p, &v, sizeof v); }
-#ifdef __AVX2__
 ALWAYS_INLINE vl VN(lanes_f64)(ptrdiff_t n) {
     const vl idx = {0, 1, 2, 3};
     return idx < (vl){n, n, n, n};
 }
-#endif
 ALWAYS_INLINE vd VN(ldp_f64)(const double *p, ptrdiff_t n, double fill) {
 #ifdef __AVX2__
     vl m = VN(lanes_f64)(n);

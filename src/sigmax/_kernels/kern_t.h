@@ -61,6 +61,43 @@ static void TX(elementwise)(int op, const T *x, T *out, ptrdiff_t n, int nt) {
 #undef EW_LOOP
 
 /* ------------------------------------------------------------------------------------------------
+ * binary cross-entropy of logits x and targets y, elementwise (no weights):
+ *   loss = c |x| + log1p(exp(-|x|)),  c = 1 - y where x > 0, y elsewhere
+ * (sigmax.losses' formula with p_w = 1: both terms >= 0, no cancellation), and its gradient
+ *   (sigmoid(x) - y) * scale.
+ * op BCE_NONE writes the losses, BCE_SUM returns their sum (float64 accumulation), BCE_GRAD writes
+ * the gradient.
+ * ---------------------------------------------------------------------------------------------- */
+
+ALWAYS_INLINE VT TX(bce_v)(VT x, VT y) {
+    VT na = TX(nabs)(x); /* -|x| */
+    VT c = TX(sel)(x > (T)0, (T)1 - y, y);
+    return c * -na + TX(log1p01)(TX(exp_neg)(na));
+}
+
+static double TX(bce)(int op, const T *x, const T *y, T *out, ptrdiff_t n, double scale) {
+    ptrdiff_t i = 0;
+    if (op == BCE_SUM) {
+        vd s0 = {0}, s1 = {0};
+        for (; i + W <= n; i += W) TX(acc)(&s0, &s1, TX(bce_v)(TX(ld)(x + i), TX(ld)(y + i)));
+        if (i < n) TX(acc)(&s0, &s1, TX(sel)(TX(lanes)(n - i), TX(bce_v)(TX(ldp)(x + i, n - i, (T)0),
+                                                                              TX(ldp)(y + i, n - i, (T)0)),
+                                             TX(splat)((T)0)));
+        return VN(hsum_vd)(s0 + s1);
+    }
+    if (op == BCE_NONE) {
+        for (; i + W <= n; i += W) TX(st)(out + i, TX(bce_v)(TX(ld)(x + i), TX(ld)(y + i)));
+        if (i < n) TX(stp)(out + i, TX(bce_v)(TX(ldp)(x + i, n - i, (T)0), TX(ldp)(y + i, n - i, (T)0)), n - i);
+        return 0.0;
+    }
+    const T sc = (T)scale;
+    for (; i + W <= n; i += W) TX(st)(out + i, (TX(sigmoid_v)(TX(ld)(x + i)) - TX(ld)(y + i)) * sc);
+    if (i < n)
+        TX(stp)(out + i, (TX(sigmoid_v)(TX(ldp)(x + i, n - i, (T)0)) - TX(ldp)(y + i, n - i, (T)0)) * sc, n - i);
+    return 0.0;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * rows (the reduced axis is the last one, contiguous)
  * ---------------------------------------------------------------------------------------------- */
 
