@@ -12,34 +12,34 @@ import os
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
 
-from sigmax.testing import assert_close  # noqa: E402
-from sigmax.torch import (  # noqa: E402
+from sigmax.testing import assert_close
+from sigmax.torch import (
     linear_cross_entropy,
     vocab_parallel_cross_entropy,
     vocab_parallel_linear_cross_entropy,
 )
-from sigmax.torch._reference import reference_cross_entropy  # noqa: E402
+from sigmax.torch._reference import reference_cross_entropy
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 N, D = 29, 8
-FULL = dict(class_weight=True, label_smoothing=0.1, z_loss=1e-3, softcap=3.0)
+FULL = {"class_weight": True, "label_smoothing": 0.1, "z_loss": 1e-3, "softcap": 3.0}
 CASES = [
     # (name, function, loss options, dtype, uneven slices, reduce_hidden_grad)
-    ("mean", "linear", dict(), torch.float32, False, False),
+    ("mean", "linear", {}, torch.float32, False, False),
     ("sum-all-options", "linear", dict(reduction="sum", bias=True, **FULL), torch.float32, False, True),
-    ("none-lse", "linear", dict(reduction="none", return_lse=True, softcap=2.0, bias=True), torch.float32, False, False),
+    ("none-lse", "linear", {"reduction": "none", "return_lse": True, "softcap": 2.0, "bias": True}, torch.float32, False, False),
     ("uneven", "linear", dict(bias=True, **FULL), torch.float32, True, True),
-    ("all-ignored", "linear", dict(all_ignored=True, label_smoothing=0.2), torch.float32, False, True),
-    ("bfloat16", "linear", dict(class_weight=True, z_loss=1e-3), torch.bfloat16, False, True),
-    ("logits-mean", "logits", dict(), torch.float32, False, False),
+    ("all-ignored", "linear", {"all_ignored": True, "label_smoothing": 0.2}, torch.float32, False, True),
+    ("bfloat16", "linear", {"class_weight": True, "z_loss": 1e-3}, torch.bfloat16, False, True),
+    ("logits-mean", "logits", {}, torch.float32, False, False),
     ("logits-all-options", "logits", dict(reduction="sum", **FULL), torch.float32, False, False),
     ("logits-none-lse-uneven", "logits", dict(reduction="none", return_lse=True, **FULL), torch.float32, True, False),
-    ("logits-all-ignored", "logits", dict(all_ignored=True), torch.float32, True, False),
+    ("logits-all-ignored", "logits", {"all_ignored": True}, torch.float32, True, False),
 ]
 
 
@@ -82,7 +82,7 @@ def objective(out, up, return_lse):
 
 
 def run_case(i, world, rank):
-    name, kind, opts, dtype, uneven, reduce_hidden = CASES[i]
+    _, kind, opts, dtype, uneven, reduce_hidden = CASES[i]
     h, W, b, y, cw, up = inputs(i, uneven, dtype, opts)
     lo, hi = bounds(W.shape[0], world, rank, uneven)
     kw = loss_options(opts)
@@ -134,7 +134,7 @@ def _worker(rank, world, folder):
 def single_process(i):
     """The same case on one process with the whole vocabulary: sigmax's own fused loss for the
     linear head (itself checked against plain PyTorch), plain PyTorch for logits."""
-    name, kind, opts, dtype, uneven, _ = CASES[i]
+    _, kind, opts, dtype, uneven, _ = CASES[i]
     h, W, b, y, cw, up = inputs(i, uneven, dtype, opts)
     kw = loss_options(opts)
     if kind == "linear":
@@ -151,7 +151,7 @@ def single_process(i):
 
 
 def check_case(i, world, per_rank):
-    name, kind, opts, dtype, uneven, reduce_hidden = CASES[i]
+    name, kind, _, dtype, uneven, reduce_hidden = CASES[i]
     loss, lse, grads = single_process(i)
     v = vocab_size(uneven)
     # float32: the ranks sum their slices' exponentials in a different order than one process

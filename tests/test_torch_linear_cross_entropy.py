@@ -10,11 +10,11 @@ import itertools
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from sigmax.testing import assert_close  # noqa: E402
-from sigmax.torch import linear_cross_entropy  # noqa: E402
-from sigmax.torch._reference import reference_cross_entropy  # noqa: E402
+from sigmax.testing import assert_close
+from sigmax.torch import linear_cross_entropy
+from sigmax.torch._reference import reference_cross_entropy
 
 IGNORE = -100
 
@@ -151,7 +151,7 @@ def test_ignored_rows_get_zero_gradient_and_custom_ignore_index():
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_return_lse_value_and_gradient(reduction):
     h, W, b, y, _ = make(bias=True)
-    opts = dict(reduction=reduction, z_loss=1e-3, softcap=4.0, return_lse=True)
+    opts = {"reduction": reduction, "z_loss": 1e-3, "softcap": 4.0, "return_lse": True}
 
     def total(fn, *args):
         loss, lse = fn(*args)

@@ -38,17 +38,17 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "Spec",
-    "compute_dtype",
-    "default_chunk_rows",
     "LinearSource",
     "LogitsSource",
+    "Spec",
     "TokenPlan",
-    "stats_pass",
-    "grad_pass",
+    "compute_dtype",
+    "default_chunk_rows",
     "grad_coefficients",
-    "token_losses",
+    "grad_pass",
     "reduce_losses",
+    "stats_pass",
+    "token_losses",
 ]
 
 #: Elements of one chunk of logits when the caller gives no ``chunk_size``: 2**21 float32 = 8 MiB, so a
@@ -199,7 +199,7 @@ class TokenPlan:
 
     @classmethod
     def build(cls, target: torch.Tensor, *, ignore_index: int, start: int, n_cols: int,
-              class_weight: torch.Tensor | None, dtype: torch.dtype) -> "TokenPlan":
+              class_weight: torch.Tensor | None, dtype: torch.dtype) -> TokenPlan:
         valid = target != ignore_index
         local = target - start
         hit = valid & (local >= 0) & (local < n_cols)

@@ -30,7 +30,7 @@ def reference_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class
         z = softcap * torch.tanh(z / softcap)
     z2, y1 = z.reshape(-1, z.shape[-1]), target.reshape(-1)
     lse = torch.logsumexp(z2, -1)
-    kw = dict(weight=class_weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    kw = {"weight": class_weight, "ignore_index": ignore_index, "label_smoothing": label_smoothing}
     if not z_loss:
         loss = F.cross_entropy(z2, y1, reduction=reduction, **kw)
     else:

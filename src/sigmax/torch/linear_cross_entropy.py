@@ -25,7 +25,7 @@ the four N x d x V matrix products and one pass of ``exp`` over N x V. So:
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
