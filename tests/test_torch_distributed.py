@@ -40,6 +40,8 @@ CASES = [
     ("logits-all-options", "logits", dict(reduction="sum", **FULL), torch.float32, False, False),
     ("logits-none-lse-uneven", "logits", dict(reduction="none", return_lse=True, **FULL), torch.float32, True, False),
     ("logits-all-ignored", "logits", {"all_ignored": True}, torch.float32, True, False),
+    # the upper half of the vocabulary is padding with -inf logits: whole ranks hold nothing else
+    ("logits-padded", "logits", {"padded": True, "z_loss": 1e-3}, torch.float32, False, False),
 ]
 
 
@@ -62,6 +64,8 @@ def inputs(case_index, uneven, dtype, opts):
     W = (torch.randn(v, D, generator=g)).to(dtype)
     b = torch.randn(v, generator=g).to(dtype) if opts.get("bias") else None
     y = torch.randint(0, v, (N,), generator=g)
+    if opts.get("padded"):
+        y = y % (v // 2)  # targets only in the unpadded half
     y[::4] = -100
     if opts.get("all_ignored"):
         y[:] = -100
@@ -70,8 +74,15 @@ def inputs(case_index, uneven, dtype, opts):
     return h, W, b, y, cw, up
 
 
+def logits(h, W, b, opts):
+    z = F.linear(h, W, b)
+    if opts.get("padded"):
+        z[:, W.shape[0] // 2:] = float("-inf")
+    return z
+
+
 def loss_options(opts):
-    return {k: v for k, v in opts.items() if k not in ("bias", "class_weight", "all_ignored")}
+    return {k: v for k, v in opts.items() if k not in ("bias", "class_weight", "all_ignored", "padded")}
 
 
 def objective(out, up, return_lse):
@@ -94,7 +105,7 @@ def run_case(i, world, rank):
         out = vocab_parallel_linear_cross_entropy(hh, Ws, y, bias=bs, reduce_hidden_grad=reduce_hidden, **kw)
         leaves = {"hidden": hh, "weight": Ws, "bias": bs}
     else:
-        z = F.linear(h, W[lo:hi], None if b is None else b[lo:hi]).detach().requires_grad_(True)
+        z = logits(h, W, b, opts)[:, lo:hi].detach().requires_grad_(True)
         out = vocab_parallel_cross_entropy(z, y, **kw)
         leaves = {"logits": z}
     calls.append("backward")
@@ -142,7 +153,7 @@ def single_process(i):
                   "bias": None if b is None else b.clone().requires_grad_(True)}
         out = linear_cross_entropy(leaves["hidden"], leaves["weight"], y, bias=leaves["bias"], class_weight=cw, **kw)
     else:
-        leaves = {"logits": F.linear(h, W, b).detach().requires_grad_(True)}
+        leaves = {"logits": logits(h, W, b, opts).detach().requires_grad_(True)}
         out = reference_cross_entropy(leaves["logits"], y, class_weight=cw, **kw)
     objective(out, up, opts.get("return_lse", False)).backward()
     loss, lse = out if opts.get("return_lse") else (out, None)
