@@ -198,6 +198,8 @@ def test_bad_input_is_named():
         linear_cross_entropy(h, W, torch.where(y == IGNORE, 53, y))
     with pytest.raises(TypeError, match="integer class indices"):
         linear_cross_entropy(h, W, y.float())
+    with pytest.raises(ValueError, match="target is on meta"):
+        linear_cross_entropy(h, W, y.to("meta"))
     with pytest.raises(ValueError, match="target has shape"):
         linear_cross_entropy(h, W, y[:-1])
     with pytest.raises(ValueError, match="weight must have shape"):

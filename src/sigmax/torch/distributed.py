@@ -127,10 +127,10 @@ def _prepare(target, lead, n_local, spec, group, vocab_start, class_weight, chun
             raise ValueError(f"vocab_start must be None or a non-negative int, got {vocab_start!r}")
         start, n_total = int(vocab_start), None
     if n_total is not None:
-        flat = check_target(target, lead, n_classes=n_total, ignore_index=spec.ignore_index,
+        flat = check_target(target, lead, n_classes=n_total, ignore_index=spec.ignore_index, device=like.device,
                             what=f"the vocabulary of {world} slices of {n_local}")
     else:  # uneven slices: the total is known after the forward's all-reduce; check the lower bound
-        flat = check_target(target, lead, n_classes=2**62, ignore_index=spec.ignore_index)
+        flat = check_target(target, lead, n_classes=2**62, ignore_index=spec.ignore_index, device=like.device)
     if class_weight is not None:
         if not isinstance(class_weight, torch.Tensor) or tuple(class_weight.shape) != (n_local,):
             raise ValueError(f"class_weight must be this rank's slice of the class weights, shape ({n_local},)")

@@ -57,11 +57,14 @@ def check_options(*, ignore_index, label_smoothing, reduction, z_loss, softcap, 
                 None if softcap is None else float(softcap))
 
 
-def check_target(target: torch.Tensor, lead_shape, *, n_classes: int, ignore_index: int,
+def check_target(target: torch.Tensor, lead_shape, *, n_classes: int, ignore_index: int, device: torch.device,
                  what: str = "the vocabulary") -> torch.Tensor:
-    """``target`` as a flat int64 tensor of class indices, checked against ``lead_shape``."""
+    """``target`` as a flat int64 tensor of class indices, checked against ``lead_shape`` and ``device``."""
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor of class indices, got {type(target).__name__}")
+    if target.device != device:
+        raise ValueError(f"target is on {target.device} but the logits are computed on {device}; "
+                         f"move it with target.to({str(device)!r})")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(
             f"target must hold integer class indices (dtype int64), got dtype {target.dtype}; "
@@ -282,7 +285,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
                          z_loss=z_loss, softcap=softcap, chunk_size=chunk_size)
     lead = hidden.shape[:-1]
     n_classes, d = weight.shape
-    flat_target = check_target(target, lead, n_classes=n_classes, ignore_index=spec.ignore_index)
+    flat_target = check_target(target, lead, n_classes=n_classes, ignore_index=spec.ignore_index,
+                               device=hidden.device)
     h2 = hidden.reshape(-1, d)
     chunk = int(chunk_size) if chunk_size is not None else _chunked.default_chunk_rows(h2.shape[0], n_classes)
     loss, lse = _kernel(hidden.device)(h2, weight, bias, flat_target, class_weight, spec, chunk)
