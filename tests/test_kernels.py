@@ -206,6 +206,22 @@ def test_base_variant_meets_the_accuracy_bound(name, dtype):
     assert err <= 4.0, f"{name} {dtype} (base variant): {err:.2f} ulps"
 
 
+@pytest.mark.parametrize("shape", [(21, 10), (21, 700), (700, 21), (130, 600)])
+def test_batch_split_invariance(variant, shape):
+    """A row's (or column's) result never depends on the rest of the batch: bit-identical pieces."""
+    rng = np.random.default_rng(9)
+    x = _edge_matrix(rng, *shape, np.float32)
+    for fn in ROW_FNS:
+        f = getattr(sigmax, fn)
+        whole = f(x)
+        parts = np.concatenate([f(x[i:i + 1]) for i in range(0, shape[0], 1)] if shape[0] < 50 else
+                               [f(x[i:i + 7]) for i in range(0, shape[0], 7)], axis=0)
+        assert np.array_equal(whole, parts, equal_nan=True), fn
+        whole = f(x, axis=0)
+        cols = [f(np.ascontiguousarray(x[:, j:j + 5]), axis=0) for j in range(0, shape[1], 5)]
+        assert np.array_equal(whole, np.concatenate(cols, axis=-1), equal_nan=True), fn
+
+
 def test_threads_do_not_change_results(variant):
     rng = np.random.default_rng(5)
     x = _edge_matrix(rng, 300, 1500, np.float32)

@@ -300,22 +300,6 @@ def _run_rows(op, code, x, target, shape, ax, flags):
     A, C, B = _split(shape, ax)
     if B == 1:
         _ck.rows(op, code, _ptr(x), _ptr(target), A, C, _THREADS, flags)
-    elif B < 16 and C >= 4096:
-        # a few long columns (axis 0 of (65536, 10)): one column block would be one thread's work,
-        # so transpose (a cheap copy of a narrow array) and run the row kernel, row per column
-        if type(x) is np.ndarray:
-            xt = np.ascontiguousarray(x.reshape(A, C, B).transpose(0, 2, 1))
-        else:
-            xt = x.reshape(A, C, B).transpose(1, 2).contiguous()
-        if op == _OP_LSE:
-            _ck.rows(op, code, _ptr(xt), _ptr(target), A * B, C, _THREADS, flags)
-            return
-        ot = np.empty_like(xt) if type(xt) is np.ndarray else _torch().empty_like(xt)
-        _ck.rows(op, code, _ptr(xt), _ptr(ot), A * B, C, _THREADS, flags)
-        if type(ot) is np.ndarray:
-            target.reshape(A, C, B)[...] = ot.transpose(0, 2, 1)
-        else:
-            target.view(A, C, B).copy_(ot.transpose(1, 2))
     else:
         _ck.cols(op, code, _ptr(x), _ptr(target), A, C, B, _THREADS, flags)
 

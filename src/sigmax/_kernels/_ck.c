@@ -332,7 +332,7 @@ static PyObject *reduce_common(PyObject *args, int columns) {
     red_ctx c = {op, dt, !columns && stream_output(nout * isz), x.ptr, o.ptr, A, C, B, (uint8_t *)f.ptr};
     if (big_output(nout * isz)) advise_huge(o.ptr, nout * isz);
     Py_BEGIN_ALLOW_THREADS if (columns) {
-        const ptrdiff_t W = dt == 0 ? 8 : 4, LB = B >= 64 * W ? 64 * W : 2 * W, nb = (B + LB - 1) / LB;
+        const ptrdiff_t W = dt == 0 ? 8 : 4, LB = 64 * W, nb = (B + LB - 1) / LB;
         ptrdiff_t items = A * nb, per = C * LB;
         parallel(cols_range, &c, items, nth, per >= 65536 ? 1 : (65536 + per - 1) / per);
     }

@@ -319,14 +319,17 @@ static void TX(row_general)(int op, const T *xr, ptrdiff_t V, T *out, ptrdiff_t 
 }
 
 static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V, uint8_t *flags) {
+    /* Every row goes through the tile (a last, partial tile is padded with zero rows), and a special
+     * row always through the general path: a row's result never depends on its neighbours, so a
+     * batch split into pieces gives bit-identical results. */
     const T inf = (T)__builtin_inf();
     const VT one = TX(splat)((T)1);
     T tile[SMALLV][W];
-    ptrdiff_t r = r0;
-    for (; r + W <= r1; r += W) {
+    for (ptrdiff_t r = r0; r < r1; r += W) {
+        const ptrdiff_t nr = r1 - r < W ? r1 - r : W;
         const T *xr = x + r * V;
         for (ptrdiff_t l = 0; l < W; l++)
-            for (ptrdiff_t j = 0; j < V; j++) tile[j][l] = xr[l * V + j];
+            for (ptrdiff_t j = 0; j < V; j++) tile[j][l] = l < nr ? xr[l * V + j] : (T)0;
         VT m = TX(splat)(-inf);
         VI nan = {0};
         for (ptrdiff_t j = 0; j < V; j++) {
@@ -334,12 +337,10 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
             nan |= t != t;
             m = TX(vmax)(m, t);
         }
-        if (TX(any)(nan | (m == inf) | (m == -inf))) {
-            for (ptrdiff_t l = 0; l < W; l++) TX(row_general)(op, xr + l * V, V, out, r + l, flags, 0);
-            continue;
-        }
-        if (flags)
-            for (ptrdiff_t l = 0; l < W; l++) flags[r + l] = 0;
+        T sp[W];
+        TX(st)(sp, (VT)(nan | (m == inf) | (m == -inf))); /* NaN bits where the row is special */
+        int special[W];
+        for (ptrdiff_t l = 0; l < W; l++) special[l] = sp[l] != (T)0;
         vd a0 = {0}, a1 = {0};
         VT cnt = TX(splat)((T)0);
         for (ptrdiff_t j = 0; j < V; j++) {
@@ -357,7 +358,7 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
         TX(st)(kk, cnt);
         TX(st)(mx, m);
         for (ptrdiff_t l = 0; l < W; l++) {
-            arg[l] = rest[l] + ((double)kk[l] - 1.0); /* log-sum-exp = m + log1p(arg) */
+            arg[l] = special[l] ? 0.0 : rest[l] + ((double)kk[l] - 1.0); /* log-sum-exp = m + log1p(arg) */
             mm[l] = (double)mx[l];
         }
         if (op == OP_SOFTMAX) {
@@ -367,23 +368,26 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
             for (ptrdiff_t j = 0; j < V; j++) TX(st)(tile[j], TX(ld)(tile[j]) * vq);
         } else {
 #if W == 8
-            float af[8];
+            float af[8], lf[8];
             for (int l = 0; l < 8; l++) af[l] = (float)arg[l];
-            float lf[8];
             VN(st_f32)(lf, VN(log1p_f32)(VN(ld_f32)(af))); /* 8 rows' log1p at once */
             for (int l = 0; l < 8; l++) L[l] = lf[l];
 #else
             for (ptrdiff_t l = 0; l < W; l++) L[l] = log1p(arg[l]);
 #endif
-            if (op == OP_LSE) {
-                for (ptrdiff_t l = 0; l < W; l++) out[r + l] = (T)(mm[l] + L[l]);
-                continue;
-            }
-            if (op == OP_LSE_PARTS) {
-                for (ptrdiff_t l = 0; l < W; l++) {
-                    out[2 * (r + l)] = (T)mm[l];
-                    out[2 * (r + l) + 1] = (T)L[l];
+            if (op == OP_LSE || op == OP_LSE_PARTS) {
+                for (ptrdiff_t l = 0; l < nr; l++) {
+                    if (special[l]) continue;
+                    if (flags) flags[r + l] = 0;
+                    if (op == OP_LSE) {
+                        out[r + l] = (T)(mm[l] + L[l]);
+                    } else {
+                        out[2 * (r + l)] = (T)mm[l];
+                        out[2 * (r + l) + 1] = (T)L[l];
+                    }
                 }
+                for (ptrdiff_t l = 0; l < nr; l++)
+                    if (special[l]) TX(row_general)(op, xr + l * V, V, out, r + l, flags, 0);
                 continue;
             }
             T q[W];
@@ -392,10 +396,15 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
             for (ptrdiff_t j = 0; j < V; j++) TX(st)(tile[j], (TX(ld)(tile[j]) - m) - vq);
         }
         T *orow = out + r * V;
-        for (ptrdiff_t l = 0; l < W; l++)
+        for (ptrdiff_t l = 0; l < nr; l++) {
+            if (special[l]) {
+                TX(row_general)(op, xr + l * V, V, out, r + l, flags, 0);
+                continue;
+            }
+            if (flags) flags[r + l] = 0;
             for (ptrdiff_t j = 0; j < V; j++) orow[l * V + j] = tile[j][l];
+        }
     }
-    for (; r < r1; r++) TX(row_general)(op, x + r * V, V, out, r, flags, 0);
 }
 
 /* rows [r0, r1) of an (N, V) array: logsumexp (out has one entry per row), softmax, log_softmax.
@@ -456,8 +465,7 @@ static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *
 
 /* ------------------------------------------------------------------------------------------------
  * columns: an (A, C, B) array reduced over C (axis 0 of a matrix, or any non-last axis); the B
- * entries of a C-slice are contiguous, so 2W neighbouring columns are processed as vectors while
- * walking down C. Three walks (max, exp-sum, output) over a C x 2W tile that stays in cache.
+ * entries of a C-slice are contiguous, so neighbouring columns are processed as vector lanes.
  * ---------------------------------------------------------------------------------------------- */
 
 /* one column (stride apart), scalar: the rare columns with NaN or infinite entries */
@@ -512,102 +520,8 @@ static void TX(col_scalar)(int op, const T *x, ptrdiff_t stride, ptrdiff_t n, T 
     }
 }
 
-ALWAYS_INLINE void TX(ld2)(const T *p, ptrdiff_t nl, VT *a, VT *b) {
-    if (nl == 2 * W) {
-        *a = TX(ld)(p);
-        *b = TX(ld)(p + W);
-    } else if (nl > W) {
-        *a = TX(ld)(p);
-        *b = TX(ldp)(p + W, nl - W, (T)0);
-    } else {
-        *a = nl == W ? TX(ld)(p) : TX(ldp)(p, nl, (T)0);
-        *b = TX(splat)((T)0);
-    }
-}
-
-ALWAYS_INLINE void TX(st2)(T *p, ptrdiff_t nl, VT a, VT b) {
-    if (nl == 2 * W) {
-        TX(st)(p, a);
-        TX(st)(p + W, b);
-    } else if (nl > W) {
-        TX(st)(p, a);
-        TX(stp)(p + W, b, nl - W);
-    } else if (nl == W) {
-        TX(st)(p, a);
-    } else {
-        TX(stp)(p, a, nl);
-    }
-}
-
-/* nl (<= 2W) neighbouring columns starting at x, C entries each, stride B */
-static void TX(col_block)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags) {
-    const T inf = (T)__builtin_inf();
-    const VT ninf = TX(splat)(-inf), one = TX(splat)((T)1);
-    VT m0 = ninf, m1 = ninf, a, b;
-    VI vn = {0};
-    for (ptrdiff_t c = 0; c < C; c++) {
-        TX(ld2)(x + c * B, nl, &a, &b);
-        vn |= (a != a) | (b != b);
-        m0 = TX(vmax)(m0, a);
-        m1 = TX(vmax)(m1, b);
-    }
-    T mx[2 * W];
-    TX(st)(mx, m0);
-    TX(st)(mx + W, m1);
-    int special = TX(any)(vn);
-    for (ptrdiff_t l = 0; l < nl; l++) special |= mx[l] == inf || mx[l] == -inf;
-    if (special) {
-        for (ptrdiff_t l = 0; l < nl; l++)
-            TX(col_scalar)(op, x + l, B, C, op == OP_LSE ? out + l : out + l, B, flags ? flags + l : NULL);
-        return;
-    }
-    vd r[4] = {{0}, {0}, {0}, {0}};
-    VT k0 = TX(splat)((T)0), k1 = k0;
-    for (ptrdiff_t c = 0; c < C; c++) {
-        TX(ld2)(x + c * B, nl, &a, &b);
-        VT ea = TX(exp_neg)(a - m0), eb = TX(exp_neg)(b - m1);
-        VT ka = (VT)((VI)(a == m0) & (VI)one), kb = (VT)((VI)(b == m1) & (VI)one);
-        k0 += ka;
-        k1 += kb;
-        TX(acc)(&r[0], &r[1], ea - ka);
-        TX(acc)(&r[2], &r[3], eb - kb);
-    }
-    /* per-lane rest (lanes in order: r[0..1] hold vector a for float32, r[0] for float64) */
-    double rest[2 * W], cnt[2 * W];
-    if (W == 8) {
-        memcpy(rest, &r[0], 4 * sizeof(double));
-        memcpy(rest + 4, &r[1], 4 * sizeof(double));
-        memcpy(rest + 8, &r[2], 4 * sizeof(double));
-        memcpy(rest + 12, &r[3], 4 * sizeof(double));
-    } else {
-        memcpy(rest, &r[0], 4 * sizeof(double));
-        memcpy(rest + 4, &r[2], 4 * sizeof(double));
-    }
-    T kk[2 * W];
-    TX(st)(kk, k0);
-    TX(st)(kk + W, k1);
-    for (ptrdiff_t l = 0; l < 2 * W; l++) cnt[l] = (double)kk[l];
-    if (flags)
-        for (ptrdiff_t l = 0; l < nl; l++) flags[l] = 0;
-    if (op == OP_LSE) {
-        for (ptrdiff_t l = 0; l < nl; l++) out[l] = (T)((double)mx[l] + log1p(rest[l] + (cnt[l] - 1.0)));
-        return;
-    }
-    T q[2 * W];
-    for (ptrdiff_t l = 0; l < 2 * W; l++)
-        q[l] = op == OP_SOFTMAX ? (T)(1.0 / (rest[l] + cnt[l])) : (T)log1p(rest[l] + (cnt[l] - 1.0));
-    VT q0 = TX(ld)(q), q1 = TX(ld)(q + W);
-    for (ptrdiff_t c = 0; c < C; c++) {
-        TX(ld2)(x + c * B, nl, &a, &b);
-        if (op == OP_SOFTMAX)
-            TX(st2)(out + c * B, nl, TX(exp_neg)(a - m0) * q0, TX(exp_neg)(b - m1) * q1);
-        else
-            TX(st2)(out + c * B, nl, (a - m0) - q0, (b - m1) - q1);
-    }
-}
-
-/* Wide slices (B >= STRIP): the block above would walk C rows B apart for each 2W columns (a new
- * page per step). Here a strip of STRIP columns is read row by row (contiguous runs of STRIP entries),
+/* A strip of up to STRIP columns is read row by row (contiguous runs of STRIP entries, not a walk
+ * down each column that would touch a new page per step),
  * ROWS rows at a time: the running maximum of each column only grows, and when a block of rows raises
  * it the column's sum so far is rescaled by exp(M_old - M_new) (the online log-sum-exp of the row
  * kernels, lane by lane). softmax / log_softmax read the strip once more for the output. */
@@ -726,15 +640,13 @@ static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
 static void TX(cols)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdiff_t B, ptrdiff_t j0, ptrdiff_t j1,
                      uint8_t *flags) {
     (void)A;
-    const ptrdiff_t LB = B >= STRIP ? STRIP : 2 * W, nb = (B + LB - 1) / LB;
+    /* always the strip kernel: a column's result depends on nothing but the column (not on B) */
+    const ptrdiff_t LB = STRIP, nb = (B + LB - 1) / LB;
     for (ptrdiff_t j = j0; j < j1; j++) {
         ptrdiff_t s = j / nb, b0 = (j % nb) * LB, nl = B - b0 < LB ? B - b0 : LB;
         const T *xs = x + s * C * B + b0;
         T *os = op == OP_LSE ? out + s * B + b0 : out + s * C * B + b0;
-        if (LB == STRIP)
-            TX(col_strip)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
-        else
-            TX(col_block)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
+        TX(col_strip)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
     }
 }
 
