@@ -339,7 +339,7 @@ def first_call_overhead():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke test)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed calls per cell (default 5, quick 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed calls per cell (default 3, quick 2)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles for minutes)")
     ap.add_argument("--no-jax", action="store_true", help="leave JAX out")
     ap.add_argument("--functions", default=None,
@@ -358,7 +358,12 @@ def main():
 
     import torch
 
-    repeats = args.repeats or (2 if args.quick else 5)
+    try:  # each (function, axis) is its own compiled graph; shapes are dynamic
+        torch._dynamo.config.recompile_limit = 64
+        torch._dynamo.config.cache_size_limit = 64
+    except AttributeError:  # pragma: no cover - other torch versions
+        pass
+    repeats = args.repeats or (2 if args.quick else 3)
     shapes = [(512, 100), (256, 4000), (64, 16032), (8192, 10)] if args.quick else \
         [(8192, 1000), (4096, 32000), (1024, 128256), (65536, 10)]
     peers = {"eager"}

@@ -148,8 +148,8 @@ def _accept(x) -> _In | None:
         code = 1
     else:
         return None
-    if not x.is_contiguous() or _in_transform(torch):
-        return None
+    if not x.is_contiguous() or x.is_neg() or _in_transform(torch):
+        return None  # (a lazily negated view's memory holds -x)
     grad = x.requires_grad and torch.is_grad_enabled()
     return _In("torch", x, code, None, grad)
 
