@@ -1,7 +1,9 @@
 """Speed of sigmax's core functions and losses on the CPU, against their peers, on the same arrays.
 
-    python benchmarks/core.py            # the issue's grid (a few minutes)
+    python benchmarks/core.py            # the issue's grid (about ten minutes on 2 cores, SciPy and
+                                         # torch.compile's compilations take most of it)
     python benchmarks/core.py --quick    # small shapes, few repeats (a smoke test, not a measurement)
+    python benchmarks/core.py --no-compile --no-jax --functions softmax,logsumexp   # a subset
 
 Peers, in one process on the same float32 arrays: PyTorch eager, ``torch.compile`` (compiled once per
 function with dynamic shapes and warmed before timing: compile time is excluded), ``scipy.special``

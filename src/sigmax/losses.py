@@ -59,6 +59,7 @@ from ._array import (
     prepare,
     resolve_axis,
 )
+from . import _kernels
 from .activations import log_sigmoid, log_softmax, sigmoid
 
 __all__ = [
@@ -690,6 +691,12 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
         out = _run(xp, _ce_probs_core, x, t, w, ax=ax, smoothing=smoothing, reduction=reduction)
     else:
         _check_indices(xp, t, x.shape[ax], ignore_index, fn=fn)
+        if w is None and smoothing == 0.0:
+            # float32/64 CPU arrays, classes on the last axis: the fused kernel (one pass over the
+            # logits forward, one backward; same values within the tested tolerances), else NotImplemented
+            fast = _kernels.cross_entropy_indices(x, t, ax, ignore_index, reduction)
+            if fast is not NotImplemented:
+                return finish(p._replace(numpy_scalar=False), fast)
         out = _run(xp, _ce_indices_core, x, t, w, ax=ax, ignore_index=ignore_index, smoothing=smoothing,
                    reduction=reduction, from_logits=True)
     return finish(p._replace(numpy_scalar=False), out)
@@ -835,6 +842,11 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
     y = _same_shape_target(xp, x, target, fn=fn)
     w = _elementwise_weight(xp, weight, x, axis, dim, fn=fn, name="weight")
     pw = _elementwise_weight(xp, pos_weight, x, axis, dim, fn=fn, name="pos_weight")
+    if w is None and pw is None:
+        # float32/64 CPU arrays: the fused kernel (one pass forward, one backward), else NotImplemented
+        fast = _kernels.bce_with_logits(x, y, reduction)
+        if fast is not NotImplemented:
+            return finish(p, fast)
     if is_torch(xp) and _torch_function_ok(x, y, w, pw):
         return finish(p, _reduce(xp, _bce_logits_torch(x, y, w, pw), reduction))
     return finish(p, _run(xp, _bce_logits_core, x, y, w, pw, reduction=reduction))

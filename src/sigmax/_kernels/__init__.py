@@ -489,57 +489,35 @@ def cross_entropy_indices(x: Any, target: Any, ax: int, ignore_index: int, reduc
 
 
 def _ce_forward(kind, code, x2, t, ignore_index, reduction):
-    """(loss, lse, flags, valid, tc, count) of the fused forward; ``x2`` is (N, C) contiguous."""
+    """(loss, lse, flags, count) of the fused forward; ``x2`` is (N, C) contiguous, ``t`` int64 (N,)."""
     N, C = x2.shape
     flags = np.empty(N, dtype=np.uint8)
     if kind == "torch":
         torch = _torch()
-        parts = torch.empty((N, 2), dtype=x2.dtype)
-        _ck.rows(_OP_LSE_PARTS, code, x2.data_ptr(), parts.data_ptr(), N, C, _THREADS, flags)
-        valid = t != ignore_index
-        tc = torch.where(valid, t, torch.zeros((), dtype=t.dtype))
-        picked = x2.gather(1, tc.unsqueeze(1)).squeeze(1)
-        m, L = parts[:, 0], parts[:, 1]
-        loss = L - (picked - m)  # = -log_softmax(x)[t]; x_t - m is exact near the maximum
-        fl = torch.from_numpy(flags.view(np.bool_))
-        if flags.any():  # rows with infinite maximum: their log-softmax entry (+inf rows: log k or inf)
-            rows = torch.nonzero(fl).squeeze(1)
-            sub = x2[rows].contiguous()
-            lp = torch.empty_like(sub)
-            _ck.rows(_OP_LOG_SOFTMAX, code, sub.data_ptr(), lp.data_ptr(), sub.shape[0], C, 1, None)
-            loss[rows] = -lp.gather(1, tc[rows].unsqueeze(1)).squeeze(1)
-        loss = torch.where(valid, loss, torch.zeros((), dtype=loss.dtype))
-        count = valid.sum()
+        t = t.contiguous()
+        loss = torch.empty(N, dtype=x2.dtype)
+        lse = torch.empty(N, dtype=x2.dtype)
+        count, total = _ck.ce(code, x2.data_ptr(), t.data_ptr(), ignore_index, loss.data_ptr(), lse.data_ptr(),
+                              N, C, _THREADS, flags)
+        # the sum comes from the kernel (float64, fixed chunks: the same for any thread count)
         if reduction == "sum":
-            out = loss.sum()
+            out = torch.tensor(total, dtype=x2.dtype)
         elif reduction == "mean":
-            out = loss.sum() / count.to(loss.dtype)  # all ignored: 0/0 = NaN, as PyTorch
+            out = torch.tensor(total / count if count else float("nan"), dtype=x2.dtype)  # 0/0 = NaN, as PyTorch
         else:
             out = loss
-        return out, m + L, fl, valid, tc, count
-    parts = np.empty((N, 2), dtype=x2.dtype)
-    _ck.rows(_OP_LSE_PARTS, code, x2, parts, N, C, _THREADS, flags)
-    valid = t != ignore_index
-    tc = np.where(valid, t, 0)
-    picked = np.take_along_axis(x2, tc[:, None], axis=1)[:, 0]
-    m, L = parts[:, 0], parts[:, 1]
-    with np.errstate(all="ignore"):
-        loss = L - (picked - m)
-        if flags.any():
-            rows = np.nonzero(flags)[0]
-            sub = np.ascontiguousarray(x2[rows])
-            lp = np.empty_like(sub)
-            _ck.rows(_OP_LOG_SOFTMAX, code, sub, lp, sub.shape[0], C, 1, None)
-            loss[rows] = -np.take_along_axis(lp, tc[rows, None], axis=1)[:, 0]
-        loss = np.where(valid, loss, x2.dtype.type(0))
-        count = int(valid.sum())
-        if reduction == "sum":
-            out = loss.sum()
-        elif reduction == "mean":
-            out = loss.sum() / x2.dtype.type(count) if count else x2.dtype.type(np.nan)
-        else:
-            out = loss
-    return out, m + L, flags.view(np.bool_), valid, tc, count
+        return out, lse, torch.from_numpy(flags.view(np.bool_)), count
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    loss = np.empty(N, dtype=x2.dtype)
+    lse = np.empty(N, dtype=x2.dtype)
+    count, total = _ck.ce(code, x2, t, ignore_index, loss, lse, N, C, _THREADS, flags)
+    if reduction == "sum":
+        out = x2.dtype.type(total)
+    elif reduction == "mean":
+        out = x2.dtype.type(total / count if count else np.nan)
+    else:
+        out = loss
+    return out, lse, flags.view(np.bool_), count
 
 
 _CE_FUNCTION = None
@@ -559,9 +537,10 @@ def _torch_ce_function():
         @staticmethod
         def forward(ctx, x2, t, ignore_index, reduction):
             code = 0 if x2.dtype is torch.float32 else 1
-            out, lse, fl, valid, tc, count = _ce_forward("torch", code, x2, t, ignore_index, reduction)
+            out, lse, fl, count = _ce_forward("torch", code, x2, t, ignore_index, reduction)
             ctx.save_for_backward(x2, lse)
-            ctx.fl, ctx.valid, ctx.tc, ctx.count, ctx.reduction = fl, valid, tc, count, reduction
+            ctx.t, ctx.ignore_index = t, ignore_index
+            ctx.fl, ctx.count, ctx.reduction = fl, count, reduction
             return out
 
         @staticmethod
@@ -573,9 +552,10 @@ def _torch_ce_function():
             elif ctx.reduction == "sum":
                 gs = g.expand(N)
             else:
-                gs = (g / ctx.count.to(g.dtype)).expand(N)
-            keep = ctx.valid & ~ctx.fl
-            gs = torch.where(keep, gs, torch.zeros((), dtype=gs.dtype)).contiguous()
+                gs = (g / ctx.count).expand(N)
+            valid = ctx.t != ctx.ignore_index
+            tc = torch.where(valid, ctx.t, torch.zeros((), dtype=ctx.t.dtype))
+            gs = torch.where(valid & ~ctx.fl, gs, torch.zeros((), dtype=gs.dtype)).contiguous()
             if not torch.is_grad_enabled() and gs.dtype == x2.dtype and type(g) is torch.Tensor:
                 grad = torch.empty_like(x2)
                 code = 0 if x2.dtype is torch.float32 else 1
@@ -583,11 +563,11 @@ def _torch_ce_function():
                 _ck.rows_bwd(_OP_LSE, code, x2.data_ptr(), None, lse.contiguous().data_ptr(), gs.data_ptr(),
                              grad.data_ptr(), N, C, _THREADS, flags)
                 rows = torch.arange(N)
-                grad.index_put_((rows, ctx.tc), -gs, accumulate=True)  # minus the one-hot target
+                grad.index_put_((rows, tc), -gs, accumulate=True)  # minus the one-hot target
                 return grad, None, None, None
             # differentiable form (double backward): the softmax recomputed from x, whose graph it keeps
             p = torch.softmax(x2, 1)
-            onehot = torch.nn.functional.one_hot(ctx.tc, C).to(x2.dtype)
+            onehot = torch.nn.functional.one_hot(tc, C).to(x2.dtype)
             grad = gs.unsqueeze(1) * (p - onehot)
             return grad, None, None, None
 

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -73,12 +74,17 @@ typedef struct {
     void (*cols64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
     double (*bce32)(int, const float *, const float *, float *, ptrdiff_t, double);
     double (*bce64)(int, const double *, const double *, double *, ptrdiff_t, double);
+    ptrdiff_t (*ce32)(const float *, const int64_t *, int64_t, float *, float *, float *, ptrdiff_t, ptrdiff_t,
+                      ptrdiff_t, uint8_t *);
+    ptrdiff_t (*ce64)(const double *, const int64_t *, int64_t, double *, double *, double *, ptrdiff_t, ptrdiff_t,
+                      ptrdiff_t, uint8_t *);
 } variant;
 
 #define VARIANT(sfx)                                                                                     \
     {#sfx + 1,           PASTE(elementwise_f32, sfx), PASTE(elementwise_f64, sfx), PASTE(rows_f32, sfx),   \
      PASTE(rows_f64, sfx), PASTE(rows_bwd_f32, sfx),  PASTE(rows_bwd_f64, sfx),    PASTE(cols_f32, sfx),   \
-     PASTE(cols_f64, sfx), PASTE(bce_f32, sfx),       PASTE(bce_f64, sfx)}
+     PASTE(cols_f64, sfx), PASTE(bce_f32, sfx),       PASTE(bce_f64, sfx),          PASTE(ce_rows_f32, sfx), \
+     PASTE(ce_rows_f64, sfx)}
 
 static const variant v_base = VARIANT(_base);
 #ifdef SIGMAX_AVX2
@@ -477,6 +483,101 @@ static PyObject *py_bce(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(total);
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * ce(dt, x, target, ignore_index, loss, lse, N, V, nthreads, flags) -> (rows counted, sum of the losses)
+ * ---------------------------------------------------------------------------------------------- */
+
+#define CE_MAX_THREADS MAX_THREADS
+typedef struct {
+    int dt;
+    const void *x;
+    const int64_t *t;
+    int64_t ignore;
+    void *loss, *lse;
+    ptrdiff_t V;
+    uint8_t *flags;
+    ptrdiff_t counted, grain;
+    pthread_mutex_t lock;
+    int failed;
+    double part[BCE_PARTS]; /* the loss summed per grain-sized chunk: the same total for any thread count */
+} ce_ctx;
+
+static void ce_range(void *p, ptrdiff_t r0, ptrdiff_t r1) {
+    ce_ctx *c = (ce_ctx *)p;
+    ptrdiff_t isz = c->dt == 0 ? 4 : 8, n = 0;
+    void *parts = malloc((size_t)(2 * c->grain + 2) * (size_t)isz);
+    if (!parts) {
+        pthread_mutex_lock(&c->lock);
+        c->failed = 1;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    for (ptrdiff_t a = r0; a < r1; a += c->grain) {
+        ptrdiff_t b = a + c->grain < r1 ? a + c->grain : r1;
+        double s = 0.0;
+        if (c->dt == 0) {
+            n += K->ce32((const float *)c->x, c->t, c->ignore, (float *)c->loss, (float *)c->lse, (float *)parts, a, b,
+                         c->V, c->flags);
+            for (ptrdiff_t r = a; r < b; r++) s += ((const float *)c->loss)[r];
+        } else {
+            n += K->ce64((const double *)c->x, c->t, c->ignore, (double *)c->loss, (double *)c->lse, (double *)parts,
+                         a, b, c->V, c->flags);
+            for (ptrdiff_t r = a; r < b; r++) s += ((const double *)c->loss)[r];
+        }
+        c->part[a / c->grain] = s;
+    }
+    free(parts);
+    pthread_mutex_lock(&c->lock);
+    c->counted += n;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static PyObject *py_ce(PyObject *self, PyObject *args) {
+    int dt, nth;
+    PyObject *xo, *to, *lo, *so, *fo;
+    long long ignore;
+    Py_ssize_t N, V;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOLOOnniO", &dt, &xo, &to, &ignore, &lo, &so, &N, &V, &nth, &fo)) return NULL;
+    int isz = itemsize_of(dt);
+    if (!isz) return NULL;
+    if (N < 0 || V < 1) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels.ce: bad shape");
+        return NULL;
+    }
+    ptrarg x, t, l, s, f;
+    int ok = get_ptr(xo, N * V * isz, 0, 0, &x) == 0;
+    if (ok) ok = get_ptr(to, N * 8, 0, 0, &t) == 0; else t.has_view = 0;
+    if (ok) ok = get_ptr(lo, N * isz, 1, 0, &l) == 0; else l.has_view = 0;
+    if (ok) ok = get_ptr(so, N * isz, 1, 0, &s) == 0; else s.has_view = 0;
+    if (ok) ok = get_ptr(fo, N, 1, 0, &f) == 0; else f.has_view = 0;
+    ce_ctx c;
+    c.counted = 0;
+    c.failed = 0;
+    double total = 0.0;
+    if (ok) {
+        c.dt = dt, c.x = x.ptr, c.t = (const int64_t *)t.ptr, c.ignore = (int64_t)ignore, c.loss = l.ptr;
+        c.lse = s.ptr, c.V = V, c.flags = (uint8_t *)f.ptr;
+        c.grain = (N + BCE_PARTS - 1) / BCE_PARTS;
+        ptrdiff_t g = V >= 65536 ? 1 : (65536 + V - 1) / V; /* rows worth a thread */
+        if (c.grain < g) c.grain = g;
+        if (c.grain < 1) c.grain = 1;
+        for (int k = 0; k < BCE_PARTS; k++) c.part[k] = 0.0;
+        pthread_mutex_init(&c.lock, NULL);
+        Py_BEGIN_ALLOW_THREADS parallel(ce_range, &c, N, nth, c.grain);
+        Py_END_ALLOW_THREADS pthread_mutex_destroy(&c.lock);
+        for (int k = 0; k < BCE_PARTS; k++) total += c.part[k];
+    }
+    release(&x);
+    release(&t);
+    release(&l);
+    release(&s);
+    release(&f);
+    if (!ok) return NULL;
+    if (c.failed) return PyErr_NoMemory();
+    return Py_BuildValue("nd", (Py_ssize_t)c.counted, total);
+}
+
 static PyObject *py_variant(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
@@ -511,6 +612,7 @@ static PyMethodDef methods[] = {
     {"cols", py_cols, METH_VARARGS, "cols(op, dt, x, out, A, C, B, nthreads, flags)"},
     {"rows_bwd", py_rows_bwd, METH_VARARGS, "rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)"},
     {"bce", py_bce, METH_VARARGS, "bce(op, dt, x, y, out, n, scale, nthreads) -> sum"},
+    {"ce", py_ce, METH_VARARGS, "ce(dt, x, target, ignore_index, loss, lse, N, V, nthreads, flags) -> (counted, sum)"},
     {"variant", py_variant, METH_NOARGS, "the instruction-set variant in use"},
     {"set_variant", py_set_variant, METH_VARARGS, "choose the instruction-set variant (tests)"},
     {NULL, NULL, 0, NULL}};

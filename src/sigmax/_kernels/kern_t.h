@@ -311,7 +311,7 @@ static void TX(row_general)(int op, const T *xr, ptrdiff_t V, T *out, ptrdiff_t 
     if (op == OP_LSE) {
         out[r] = TX(lse_of)(&st);
     } else if (op == OP_LSE_PARTS) { /* (m, log1p(arg)): losses form L - (x_t - m) without cancellation */
-        out[2 * r] = (T)st.m;
+        out[2 * r] = st.kind == ROW_NAN ? (T)__builtin_nan("") : (T)st.m;
         out[2 * r + 1] = st.kind == ROW_FINITE ? (T)log1p(st.arg) : st.kind == ROW_EMPTY ? (T)0 : (T)__builtin_nan("");
     } else {
         TX(row_out)(op, xr, V, out + r * V, &st, nt);
@@ -417,6 +417,42 @@ static void TX(rows)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r1, ptr
     for (ptrdiff_t r = r0; r < r1; r++) {
         TX(row_general)(op, x + r * V, V, out, r, flags, nt);
     }
+}
+
+/* Cross-entropy of rows [r0, r1) with class-index targets tg (int64; ignore_index: loss 0):
+ * loss = log1p(rest + k - 1) - (x_t - m) (= -log_softmax(x)[t], x_t - m exact near the maximum),
+ * lse = m + log1p(...) for the backward, flags as in rows(); returns the number of counted rows.
+ * parts: scratch of 2 (r1 - r0) entries. */
+static ptrdiff_t TX(ce_rows)(const T *x, const int64_t *tg, int64_t ignore, T *loss, T *lse, T *parts, ptrdiff_t r0,
+                             ptrdiff_t r1, ptrdiff_t V, uint8_t *flags) {
+    const T inf = (T)__builtin_inf();
+    /* the (m, L) pairs of these rows: row r at parts[2 (r - r0)] */
+    TX(rows)(OP_LSE_PARTS, x + r0 * V, parts, 0, r1 - r0, V, flags ? flags + r0 : NULL, 0);
+    ptrdiff_t counted = 0;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const T m = parts[2 * (r - r0)], L = parts[2 * (r - r0) + 1];
+        lse[r] = m + L;
+        if (tg[r] == ignore) {
+            loss[r] = (T)0;
+            continue;
+        }
+        counted++;
+        if (tg[r] < 0 || tg[r] >= V) { /* callers validate targets; never read outside the row */
+            loss[r] = (T)__builtin_nan("");
+            continue;
+        }
+        const T xt = x[r * V + tg[r]];
+        if (m == -inf) {
+            loss[r] = inf; /* an all -inf row: log_softmax is -inf everywhere */
+        } else if (m == inf) { /* +inf entries share the mass: log k on them, inf elsewhere */
+            double k = 0;
+            for (ptrdiff_t j = 0; j < V; j++) k += x[r * V + j] == inf;
+            loss[r] = xt == inf ? (T)log1p(k - 1.0) : inf;
+        } else {
+            loss[r] = L - (xt - m);
+        }
+    }
+    return counted;
 }
 
 /* Gradients of rows [r0, r1), from the saved forward results:
