@@ -14,6 +14,7 @@ Policy (DESIGN.md, principle 3 and 5):
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, NamedTuple, Sequence
 
@@ -34,6 +35,18 @@ __all__ = [
     "is_floating",
     "is_half",
 ]
+
+
+def quiet(fn):
+    """Decorator: silence NumPy's floating-point warnings inside ``fn``. The infinities (log 0), NaNs
+    (NaN in, or a mean over no entries as in PyTorch) and underflows that sigmax returns are intended."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def namespace(*arrays: Any):

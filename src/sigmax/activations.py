@@ -18,7 +18,6 @@ dtype to write into (no fresh allocation when the kernel runs; not with autograd
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -26,14 +25,15 @@ import numpy as np
 from . import _kernels
 from ._array import (
     as_mask,
-    like,
     check_temperature,
     finish,
     is_jax,
+    like,
     normalize_axis,
     prepare,
     resolve_axis,
 )
+from ._array import quiet as _quiet
 
 __all__ = [
     "sigmoid",
@@ -49,16 +49,6 @@ __all__ = [
 
 _INF = float("inf")
 
-
-def _quiet(fn):
-    """Silence NumPy's floating-point warnings: the infinities and NaNs we return are intended."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ multilabel     ``(N, C)``, many labels  ``sigmoid(x)`` per class       ``log_sig
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 import numbers
 from dataclasses import dataclass, fields
@@ -24,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from ._array import _device, check_temperature, finish, like, normalize_axis, prepare, resolve_axis
+from ._array import (
+    _device,
+    check_temperature,
+    finish,
+    like,
+    normalize_axis,
+    prepare,
+    resolve_axis,
+)
+from ._array import quiet as _quiet
 from .activations import log_sigmoid, log_softmax, logit, logsumexp, sigmoid, softmax
 
 __all__ = ["TASKS", "SPACES", "ABSTAIN", "validate_task", "validate_space", "to_probs", "to_log_probs",
@@ -351,16 +359,6 @@ def _log1mexp(xp, lp):
 def _take_first(a, ax, k):
     return a[tuple(slice(None) if i != ax else slice(0, k) for i in range(a.ndim))]
 
-
-def _quiet(fn):
-    """Silence NumPy's floating-point warnings: the infinities (log 0) and NaNs (NaN in) are intended."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 @_quiet

@@ -46,6 +46,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _kernels
 from ._array import (
     _device,
     _is_integer,
@@ -59,7 +60,7 @@ from ._array import (
     prepare,
     resolve_axis,
 )
-from . import _kernels
+from ._array import quiet as _quiet
 from .activations import log_sigmoid, log_softmax, sigmoid
 
 __all__ = [
@@ -77,16 +78,6 @@ REDUCTIONS = ("none", "mean", "sum")
 
 _LOG_CLAMP = -100.0  # PyTorch's binary_cross_entropy clamps log(p) and log(1 - p) at -100
 
-
-def _quiet(fn):
-    """Silence NumPy's floating-point warnings: a mean over no entries is 0/0 = NaN, as in PyTorch."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------------------------
