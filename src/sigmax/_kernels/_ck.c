@@ -110,6 +110,108 @@ static void *job_main(void *p) {
     return NULL;
 }
 
+/* A pool of worker threads, started on first use and kept: starting and joining threads costs tens
+ * of microseconds per call, which is most of a call on a few-megabyte array. Workers spin briefly
+ * after a job (the next call often follows at once), then sleep on a condition variable. One
+ * parallel region at a time uses the pool; a second caller meanwhile (another Python thread: the
+ * GIL is released) starts its own threads as before. After fork() the child has no workers, and the
+ * pool starts afresh there. */
+#define SPIN_ROUNDS 20000
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER; /* held by the caller using the pool */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static int pool_size = 0;                  /* workers started (each serves jobs[1 + its index]) */
+static job pool_jobs[MAX_THREADS];
+static int pool_active = 0;                /* workers given a job this round */
+static volatile unsigned long pool_gen = 0; /* bumped once per parallel region */
+static volatile int pool_left = 0;          /* jobs of this round not finished */
+
+static void *pool_worker(void *arg) {
+    const int k = (int)(intptr_t)arg; /* serves pool_jobs[k] */
+    unsigned long seen = 0;
+    for (;;) {
+        unsigned long g;
+        int spins = 0;
+        while ((g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE)) == seen && spins < SPIN_ROUNDS) {
+#if defined(__x86_64__) || defined(__i386__)
+            _mm_pause();
+#endif
+            spins++;
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&pool_lock);
+            while ((g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE)) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+            pthread_mutex_unlock(&pool_lock);
+        }
+        seen = g;
+        if (k < __atomic_load_n(&pool_active, __ATOMIC_ACQUIRE)) {
+            job_main(&pool_jobs[k]);
+            if (__atomic_sub_fetch(&pool_left, 1, __ATOMIC_ACQ_REL) == 0) {
+                pthread_mutex_lock(&pool_lock);
+                pthread_cond_signal(&pool_done);
+                pthread_mutex_unlock(&pool_lock);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void pool_after_fork(void) { /* the child: no workers; locks as new */
+    pool_size = 0;
+    pool_active = 0;
+    pool_left = 0;
+    pthread_mutex_init(&pool_busy, NULL);
+    pthread_mutex_init(&pool_lock, NULL);
+    pthread_cond_init(&pool_wake, NULL);
+    pthread_cond_init(&pool_done, NULL);
+}
+
+/* run jobs[1..nth) on the pool (jobs[0] by the caller); 0 if the pool is busy or cannot grow */
+static int pool_run(job *jobs, int nth) {
+    static int atfork_set = 0;
+    if (pthread_mutex_trylock(&pool_busy) != 0) return 0;
+    if (!atfork_set) {
+        pthread_atfork(NULL, NULL, pool_after_fork);
+        atfork_set = 1;
+    }
+    while (pool_size < nth - 1) { /* grow: worker k serves pool_jobs[k + 1] */
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&th, &at, pool_worker, (void *)(intptr_t)(pool_size + 1));
+        pthread_attr_destroy(&at);
+        if (rc != 0) break;
+        pool_size++;
+    }
+    if (pool_size < nth - 1) {
+        pthread_mutex_unlock(&pool_busy);
+        return 0;
+    }
+    for (int t = 1; t < nth; t++) pool_jobs[t] = jobs[t];
+    __atomic_store_n(&pool_left, nth - 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool_active, nth, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&pool_lock);
+    __atomic_add_fetch(&pool_gen, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+    job_main(&jobs[0]);
+    int spins = 0;
+    while (__atomic_load_n(&pool_left, __ATOMIC_ACQUIRE) != 0 && spins < SPIN_ROUNDS) {
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
+#endif
+        spins++;
+    }
+    if (__atomic_load_n(&pool_left, __ATOMIC_ACQUIRE) != 0) {
+        pthread_mutex_lock(&pool_lock);
+        while (__atomic_load_n(&pool_left, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&pool_done, &pool_lock);
+        pthread_mutex_unlock(&pool_lock);
+    }
+    pthread_mutex_unlock(&pool_busy);
+    return 1;
+}
+
 static void parallel(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t grain) {
     if (grain < 1) grain = 1;
     if (nth > MAX_THREADS) nth = MAX_THREADS;
@@ -129,6 +231,7 @@ static void parallel(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t gra
         jobs[t].i0 = u0 * grain < n ? u0 * grain : n;
         jobs[t].i1 = u1 * grain < n ? u1 * grain : n;
     }
+    if (pool_run(jobs, nth)) return;
     for (int t = 1; t < nth; t++) started[t] = pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0;
     job_main(&jobs[0]);
     for (int t = 1; t < nth; t++) {

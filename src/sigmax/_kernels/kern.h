@@ -46,17 +46,26 @@ ALWAYS_INLINE float VN(hmax_f32)(vf v) {
     return m;
 }
 ALWAYS_INLINE int VN(any_f32)(vi m) {
+#ifdef __AVX2__
+    return _mm256_movemask_ps((__m256)m) != 0;
+#else
     int32_t r = 0;
     for (int i = 0; i < 8; i++) r |= m[i];
     return r != 0;
+#endif
 }
 /* widen 8 float32 lanes into two float64 accumulators (sums of float32 terms are kept in float64) */
 ALWAYS_INLINE void VN(acc_f32)(vd *a0, vd *a1, vf v) {
-    vf4 lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    /* halves by shuffles, not through memory: a store and two reloads would put the accumulators on
+     * the stack and the loop on the store-forwarding latency */
+#ifdef __AVX2__ /* GCC lowers the generic 4-lane conversion two lanes at a time, through memory */
+    *a0 += (vd)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    *a1 += (vd)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#else
+    vf4 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3), hi = __builtin_shufflevector(v, v, 4, 5, 6, 7);
     *a0 += __builtin_convertvector(lo, vd);
     *a1 += __builtin_convertvector(hi, vd);
+#endif
 }
 ALWAYS_INLINE double VN(hsum_vd)(vd v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 ALWAYS_INLINE double VN(hsum_f32)(vf v) {
@@ -103,6 +112,9 @@ ALWAYS_INLINE vf VN(exp_neg_f32)(vf z) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     vf e = p * (r * r) + r + 1.0f;
+    /* e is in [0.7, 1.42]; where every lane has z >= -86.5 (n >= -125, so e 2^n is a normal number;
+     * false for NaN) 2^n is added to the exponent bits: the same value as the two products below */
+    if (!VN(any_f32)(~(z >= -86.5f))) return (vf)((vi)e + (ni << 23));
     vi n1 = ni >> 1, n2 = ni - n1;
     e = e * (vf)((n1 + 127) << 23); /* exact: stays normal */
     return e * (vf)((n2 + 127) << 23); /* the one rounding (into the subnormals) */
@@ -189,7 +201,13 @@ ALWAYS_INLINE double VN(hmax_f64)(vd v) {
     for (int i = 1; i < 4; i++) m = v[i] > m ? v[i] : m;
     return m;
 }
-ALWAYS_INLINE int VN(any_f64)(vl m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
+ALWAYS_INLINE int VN(any_f64)(vl m) {
+#ifdef __AVX2__
+    return _mm256_movemask_pd((__m256d)m) != 0;
+#else
+    return (m[0] | m[1] | m[2] | m[3]) != 0;
+#endif
+}
 ALWAYS_INLINE void VN(acc_f64)(vd *a0, vd *a1, vd v) { (void)a1; *a0 += v; }
 ALWAYS_INLINE double VN(hsum_f64)(vd v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
@@ -235,6 +253,7 @@ ALWAYS_INLINE vd VN(exp_neg_f64)(vd z) {
     p = p * r + 0.1666666666666667;
     p = p * r + 0.5;
     vd e = p * (r * r) + r + 1.0;
+    if (!VN(any_f64)(~(z >= -707.0))) return (vd)((vl)e + (ni << 52)); /* n >= -1020: normal (as f32) */
     e = e * (vd)((n1 + 1023) << 52);
     return e * (vd)((n2 + 1023) << 52);
 }

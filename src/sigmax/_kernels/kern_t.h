@@ -143,6 +143,7 @@ static void TX(row_stats)(const T *x, ptrdiff_t n, rowstat *st) {
         vd r0 = {0}, r1 = {0};
         VT vc = TX(splat)((T)0);
         for (i = 0; i + 2 * W <= bn; i += 2 * W) { /* two vectors per step: ILP, one widening */
+            PREFETCH(xb + BLK + i);                 /* the next block (or row), a line per step */
             VT v = TX(ld)(xb + i), u = TX(ld)(xb + i + W);
             VT e = TX(exp_neg)(v - vM), f = TX(exp_neg)(u - vM); /* x - M <= 0: no overflow */
             /* 1 at the maximum entries, where e == 1 exactly: they count in k, not in rest */
@@ -261,6 +262,7 @@ static int TX(row_softmax)(const T *x, ptrdiff_t n, T *out, int nt) {
         const VT vM = TX(splat)(M);
         vd r0 = {0}, r1 = {0};
         for (i = 0; i + 2 * W <= bn; i += 2 * W) {
+            PREFETCH(xb + BLK + i);
             VT e = TX(exp_neg)(TX(ld)(xb + i) - vM), f = TX(exp_neg)(TX(ld)(xb + i + W) - vM); /* <= 1 */
             TX(st)(ob + i, e);
             TX(st)(ob + i + W, f);

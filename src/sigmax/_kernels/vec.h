@@ -18,5 +18,8 @@ typedef int64_t vl __attribute__((vector_size(32)));                /* masks and
 typedef float vf4 __attribute__((vector_size(16)));                 /* half a vf, for widening */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* a read hint for the cache line at p (never faults, even past the end of an array): the row kernels
+ * fetch the next block while they compute on this one, so the memory wait overlaps the arithmetic */
+#define PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 
 #endif
