@@ -484,6 +484,56 @@ def test_fused_cross_entropy_gradients(variant, reduction):
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("C", [3, 50, 700])
+def test_fused_cross_entropy_over_a_leading_class_axis(variant, lib, dtype, C):
+    # (N, C) read with the classes on axis 0 (an (C, N) array), and PyTorch's (N, C, d) layout:
+    # the column kernel; edge columns (all -inf, +inf entries with the target on one or not, NaN)
+    rng = np.random.default_rng(C + 1)
+    x = _edge_matrix(rng, 45, C, dtype).T.copy()  # (C, 45): column r is row r of the edge matrix
+    t = rng.integers(0, C, size=45)
+    t[rng.integers(0, 45, size=4)] = -100
+    for r in range(45):
+        if np.isposinf(x[:, r]).any() and r % 2:
+            t[r] = int(np.argmax(x[:, r]))
+    x3 = rng.normal(scale=4, size=(3, C, 70)).astype(dtype)
+    t3 = rng.integers(0, C, size=(3, 70))
+    t3[1, 5] = -100
+    for xa, ta, ax in ((x, t, 0), (x3, t3, 1)):
+        xx = torch.from_numpy(xa) if lib == "torch" else xa
+        tt = torch.from_numpy(ta) if lib == "torch" else ta
+        for reduction in ("none", "sum", "mean"):
+            fast = _kernels.cross_entropy_indices(xx, tt, ax, -100, reduction)
+            assert fast is not NotImplemented
+            with _kernels.use_kernels(False):
+                ref = sigmax.cross_entropy(xx, tt, reduction=reduction, axis=ax)
+            _same(fast, ref, dtype, factor=4)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_fused_cross_entropy_over_a_leading_class_axis_gradients(variant, reduction):
+    rng = np.random.default_rng(8)
+    x0 = rng.normal(scale=3, size=(12, 9))  # classes on axis 0
+    x0[:, 2] = -INF
+    x0[4, 3] = INF
+    t = torch.from_numpy(rng.integers(0, 12, size=9))
+    t[5] = -100
+    g = torch.from_numpy(rng.normal(size=9)) if reduction == "none" else torch.tensor(0.7, dtype=torch.float64)
+    grads = []
+    for fused in (True, False):
+        x = torch.tensor(x0, requires_grad=True)
+        with _kernels.use_kernels(fused):
+            loss = sigmax.cross_entropy(x, t, reduction=reduction, axis=0)
+        (torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss)) * g).sum().backward()
+        grads.append(x.grad)
+    assert_close(grads[0], grads[1], "float64", factor=4)
+    y = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    ty = torch.tensor([[1, 0, 5], [-100, 2, 2]])
+    f = lambda v: _kernels.cross_entropy_indices(v, ty, 1, -100, reduction)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (y,)) and torch.autograd.gradgradcheck(f, (y,))
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_bce_with_logits_matches_generic(variant, lib, dtype):
     rng = np.random.default_rng(11)
     x = rng.normal(scale=8, size=(301, 13)).astype(dtype)

@@ -463,13 +463,15 @@ def cross_entropy_indices(x: Any, target: Any, ax: int, ignore_index: int, reduc
     if not _ENABLED or reduction not in ("none", "mean", "sum"):
         return NotImplemented
     inp = _accept(x)
-    if inp is None or x.ndim < 1 or ax != x.ndim - 1:
+    if inp is None or x.ndim < 1 or not 0 <= ax < x.ndim:
         return NotImplemented
     shape = tuple(x.shape)
+    if shape[ax] >= 1 << 24 or tuple(getattr(target, "shape", ())) != shape[:ax] + shape[ax + 1:]:
+        return NotImplemented
+    if ax != x.ndim - 1:
+        return _cross_entropy_cols(inp, x, target, ax, ignore_index, reduction)
     C = shape[-1]
     N = math.prod(shape[:-1])
-    if C >= 1 << 24 or tuple(getattr(target, "shape", ())) != shape[:-1]:
-        return NotImplemented
     if inp.kind == "torch":
         torch = _torch()
         if not isinstance(target, torch.Tensor) or target.device.type != "cpu" or \
@@ -573,6 +575,137 @@ def _torch_ce_function():
 
     _CE_FUNCTION = CrossEntropyFunction
     return _CE_FUNCTION
+
+
+# --------------------------------------------------------------------------------------------
+# cross-entropy with the classes on another axis ((N, C) read with axis=0, (N, C, d1, ...) as in
+# PyTorch): the logits seen as (A, C, B), the column kernel gives each column's (m, L) pair in one
+# pass, the loss L - (x_t - m) is formed on the A*B picked entries; backward: one pass writing
+# g exp(x - lse), minus g at the targets
+# --------------------------------------------------------------------------------------------
+
+
+def _target_indices(inp, target, n):
+    """``target`` as int64 of ``n`` entries in the library of ``inp``, or ``None`` where the kernel does not apply."""
+    if inp.kind == "torch":
+        torch = _torch()
+        if not isinstance(target, torch.Tensor) or target.device.type != "cpu" or \
+                target.dtype.is_floating_point or target.dtype is torch.bool:
+            return None
+        return target.reshape(n).to(torch.int64).contiguous()
+    if type(target) is not np.ndarray or target.dtype.kind not in "iu":
+        return None
+    return np.ascontiguousarray(target.reshape(n), dtype=np.int64)
+
+
+def _cross_entropy_cols(inp, x, target, ax, ignore_index, reduction):
+    shape = tuple(x.shape)
+    A, C, B = _split(shape, ax)
+    t = _target_indices(inp, target, A * B)
+    if t is None:
+        return NotImplemented
+    x3 = x.reshape(A, C, B)
+    t2 = t.reshape(A, B)
+    if inp.grad:
+        loss = _torch_ce_cols_function().apply(x3, t2, int(ignore_index), reduction)
+    else:
+        loss = _ce_cols_forward(inp.kind, inp.code, x3, t2, int(ignore_index), reduction)[0]
+    return loss.reshape(shape[:ax] + shape[ax + 1:]) if reduction == "none" else loss
+
+
+def _ce_cols_forward(kind, code, x3, t2, ignore_index, reduction):
+    """(loss, lse, flags, count, valid, safe targets) for (A, C, B) logits ``x3`` and (A, B) int64 targets ``t2``."""
+    with np.errstate(all="ignore"):  # inf - inf in the special columns, replaced below
+        return _ce_cols_forward_(kind, code, x3, t2, ignore_index, reduction)
+
+
+def _ce_cols_forward_(kind, code, x3, t2, ignore_index, reduction):
+    A, C, B = x3.shape
+    flags = np.empty(A * B, dtype=np.uint8)
+    if kind == "torch":
+        torch = _torch()
+        parts = torch.empty((A, B, 2), dtype=x3.dtype)
+        _ck.cols(_OP_LSE_PARTS, code, x3.data_ptr(), parts.data_ptr(), A, C, B, _THREADS, flags)
+        lib, fl = torch, torch.from_numpy(flags.view(np.bool_)).reshape(A, B)
+        valid = t2 != ignore_index
+        tc = torch.where(valid, t2, torch.zeros((), dtype=t2.dtype))
+        xt = torch.gather(x3, 1, tc.unsqueeze(1)).squeeze(1)
+    else:
+        parts = np.empty((A, B, 2), dtype=x3.dtype)
+        _ck.cols(_OP_LSE_PARTS, code, x3, parts, A, C, B, _THREADS, flags)
+        lib, fl = np, flags.view(np.bool_).reshape(A, B)
+        valid = t2 != ignore_index
+        tc = np.where(valid, t2, 0)
+        xt = np.take_along_axis(x3, tc[:, None, :], axis=1)[:, 0, :]
+    m, L = parts[..., 0], parts[..., 1]
+    loss = L - (xt - m)
+    if flags.any():  # all -inf columns: inf; +inf entries share the mass: log k on them, inf elsewhere
+        inf = float("inf")
+        k = (x3 == inf).sum(1)
+        k = k.to(x3.dtype) if kind == "torch" else k.astype(x3.dtype)
+        special = lib.where(m == inf, lib.where(xt == inf, lib.log(k), inf), inf)
+        loss = lib.where(fl, special, loss)
+    zero = lib.zeros((), dtype=loss.dtype) if kind == "torch" else loss.dtype.type(0)
+    loss = lib.where(valid, loss, zero)
+    count = int(valid.sum())
+    if reduction == "none":
+        out = loss
+    else:
+        total = float(loss.sum(dtype=lib.float64))
+        value = total if reduction == "sum" else (total / count if count else float("nan"))  # 0/0: NaN (PyTorch)
+        out = torch.tensor(value, dtype=x3.dtype) if kind == "torch" else x3.dtype.type(value)
+    return out, m + L, fl, count, valid, tc
+
+
+_CE_COLS_FUNCTION = None
+
+
+def _torch_ce_cols_function():
+    global _CE_COLS_FUNCTION
+    if _CE_COLS_FUNCTION is not None:
+        return _CE_COLS_FUNCTION
+    import torch
+
+    class CrossEntropyColsFunction(torch.autograd.Function):
+        """Fused cross-entropy of (A, C, B) logits (classes in the middle) and (A, B) class indices.
+        Backward ``g (softmax(x) - onehot(t))`` over the class axis, 0 on ignored entries and on
+        columns whose maximum is infinite; double backward through torch operations."""
+
+        @staticmethod
+        def forward(ctx, x3, t2, ignore_index, reduction):
+            code = 0 if x3.dtype is torch.float32 else 1
+            out, lse, fl, count, valid, tc = _ce_cols_forward("torch", code, x3, t2, ignore_index, reduction)
+            ctx.save_for_backward(x3, lse)
+            ctx.fl, ctx.count, ctx.reduction, ctx.valid, ctx.tc = fl, count, reduction, valid, tc
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            x3, lse = ctx.saved_tensors
+            A, C, B = x3.shape
+            if ctx.reduction == "none":
+                gs = g.reshape(A, B)
+            elif ctx.reduction == "sum":
+                gs = g.expand(A, B)
+            else:
+                gs = (g / ctx.count).expand(A, B)
+            gs = torch.where(ctx.valid & ~ctx.fl, gs, torch.zeros((), dtype=gs.dtype)).contiguous()
+            tc = ctx.tc.unsqueeze(1)
+            if not torch.is_grad_enabled() and gs.dtype == x3.dtype and type(g) is torch.Tensor:
+                grad = torch.empty_like(x3)
+                code = 0 if x3.dtype is torch.float32 else 1
+                _ck.cols_lse_bwd(code, x3.data_ptr(), lse.contiguous().data_ptr(), gs.data_ptr(), grad.data_ptr(),
+                                 A, C, B, _THREADS)
+                if ctx.fl.any():  # columns with an infinite maximum: no gradient (x - lse is not finite there)
+                    grad.masked_fill_(ctx.fl.unsqueeze(1), 0)
+                grad.scatter_add_(1, tc, -gs.unsqueeze(1))  # minus the one-hot target
+                return grad, None, None, None
+            p = torch.softmax(x3, 1)  # differentiable form (double backward)
+            onehot = torch.zeros_like(x3).scatter_(1, tc, 1)
+            return gs.unsqueeze(1) * (p - onehot), None, None, None
+
+    _CE_COLS_FUNCTION = CrossEntropyColsFunction
+    return _CE_COLS_FUNCTION
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,13 +78,16 @@ typedef struct {
                       ptrdiff_t, uint8_t *);
     ptrdiff_t (*ce64)(const double *, const int64_t *, int64_t, double *, double *, double *, ptrdiff_t, ptrdiff_t,
                       ptrdiff_t, uint8_t *);
+    void (*clb32)(const float *, const float *, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t);
+    void (*clb64)(const double *, const double *, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                  ptrdiff_t);
 } variant;
 
 #define VARIANT(sfx)                                                                                     \
     {#sfx + 1,           PASTE(elementwise_f32, sfx), PASTE(elementwise_f64, sfx), PASTE(rows_f32, sfx),   \
      PASTE(rows_f64, sfx), PASTE(rows_bwd_f32, sfx),  PASTE(rows_bwd_f64, sfx),    PASTE(cols_f32, sfx),   \
      PASTE(cols_f64, sfx), PASTE(bce_f32, sfx),       PASTE(bce_f64, sfx),          PASTE(ce_rows_f32, sfx), \
-     PASTE(ce_rows_f64, sfx)}
+     PASTE(ce_rows_f64, sfx), PASTE(cols_lse_bwd_f32, sfx), PASTE(cols_lse_bwd_f64, sfx)}
 
 static const variant v_base = VARIANT(_base);
 #ifdef SIGMAX_AVX2
@@ -422,11 +425,11 @@ static PyObject *reduce_common(PyObject *args, int columns) {
     }
     int isz = itemsize_of(dt);
     if (!isz) return NULL;
-    if (op < 0 || op > (columns ? 2 : 3) || A < 0 || C < 1 || B < 1) {
+    if (op < 0 || op > 3 || A < 0 || C < 1 || B < 1) {
         PyErr_SetString(PyExc_ValueError, "sigmax._kernels: bad op or shape");
         return NULL;
     }
-    Py_ssize_t nin = A * C * B, nout = op == OP_LSE ? A * B : op == OP_LSE_PARTS ? 2 * A : nin;
+    Py_ssize_t nin = A * C * B, nout = op == OP_LSE ? A * B : op == OP_LSE_PARTS ? 2 * A * B : nin;
     ptrarg x, o, f;
     if (get_ptr(xo, nin * isz, 0, 0, &x) < 0) return NULL;
     if (get_ptr(oo, nout * isz, 1, 0, &o) < 0) {
@@ -517,6 +520,57 @@ static PyObject *py_rows_bwd(PyObject *self, PyObject *args) {
     release(&gr);
     release(&o);
     release(&f);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * cols_lse_bwd(dt, x, lse, g, out, A, C, B, nthreads): out = g * exp(x - lse) over the middle axis
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int dt;
+    const void *x, *lse, *g;
+    void *out;
+    ptrdiff_t C, B;
+} clb_ctx;
+
+static void clb_range(void *p, ptrdiff_t j0, ptrdiff_t j1) {
+    clb_ctx *c = (clb_ctx *)p;
+    if (c->dt == 0)
+        K->clb32((const float *)c->x, (const float *)c->lse, (const float *)c->g, (float *)c->out, j0, j1, c->C, c->B);
+    else
+        K->clb64((const double *)c->x, (const double *)c->lse, (const double *)c->g, (double *)c->out, j0, j1, c->C,
+                 c->B);
+}
+
+static PyObject *py_cols_lse_bwd(PyObject *self, PyObject *args) {
+    int dt, nth;
+    PyObject *xo, *lo, *go, *oo;
+    Py_ssize_t A, C, B;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOOOnnni", &dt, &xo, &lo, &go, &oo, &A, &C, &B, &nth)) return NULL;
+    int isz = itemsize_of(dt);
+    if (!isz) return NULL;
+    if (A < 0 || C < 1 || B < 1) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels.cols_lse_bwd: bad shape");
+        return NULL;
+    }
+    ptrarg x, l, g, o;
+    int ok = get_ptr(xo, A * C * B * isz, 0, 0, &x) == 0;
+    if (ok) ok = get_ptr(lo, A * B * isz, 0, 0, &l) == 0; else l.has_view = 0;
+    if (ok) ok = get_ptr(go, A * B * isz, 0, 0, &g) == 0; else g.has_view = 0;
+    if (ok) ok = get_ptr(oo, A * C * B * isz, 1, 0, &o) == 0; else o.has_view = 0;
+    if (ok) {
+        clb_ctx c = {dt, x.ptr, l.ptr, g.ptr, o.ptr, C, B};
+        if (big_output(A * C * B * isz)) advise_huge(o.ptr, A * C * B * isz);
+        Py_BEGIN_ALLOW_THREADS parallel(clb_range, &c, A * C, nth, B >= 65536 ? 1 : (65536 + B - 1) / B);
+        Py_END_ALLOW_THREADS
+    }
+    release(&x);
+    release(&l);
+    release(&g);
+    release(&o);
     if (!ok) return NULL;
     Py_RETURN_NONE;
 }
@@ -714,6 +768,7 @@ static PyMethodDef methods[] = {
     {"rows", py_rows, METH_VARARGS, "rows(op, dt, x, out, N, V, nthreads, flags)"},
     {"cols", py_cols, METH_VARARGS, "cols(op, dt, x, out, A, C, B, nthreads, flags)"},
     {"rows_bwd", py_rows_bwd, METH_VARARGS, "rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)"},
+    {"cols_lse_bwd", py_cols_lse_bwd, METH_VARARGS, "cols_lse_bwd(dt, x, lse, g, out, A, C, B, nthreads)"},
     {"bce", py_bce, METH_VARARGS, "bce(op, dt, x, y, out, n, scale, nthreads) -> sum"},
     {"ce", py_ce, METH_VARARGS, "ce(dt, x, target, ignore_index, loss, lse, N, V, nthreads, flags) -> (counted, sum)"},
     {"variant", py_variant, METH_NOARGS, "the instruction-set variant in use"},

@@ -501,6 +501,23 @@ static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *
     }
 }
 
+/* Gradient of logsumexp over the middle axis of an (A, C, B) array, rows j in [j0, j1) of the
+ * (A C, B) view: out[a, c, :] = g[a, :] * exp(x[a, c, :] - lse[a, :]) (x - lse <= 0 in finite
+ * columns; callers zero the columns flagged by the forward pass). */
+static void TX(cols_lse_bwd)(const T *x, const T *lse, const T *g, T *out, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t C,
+                             ptrdiff_t B) {
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        const T *xr = x + j * B, *lr = lse + (j / C) * B, *gr = g + (j / C) * B;
+        T *orow = out + j * B;
+        ptrdiff_t i = 0;
+        for (; i + W <= B; i += W)
+            TX(st)(orow + i, TX(exp_neg)(TX(ld)(xr + i) - TX(ld)(lr + i)) * TX(ld)(gr + i));
+        if (i < B)
+            TX(stp)(orow + i, TX(exp_neg)(TX(ldp)(xr + i, B - i, (T)0) - TX(ldp)(lr + i, B - i, (T)0)) *
+                                  TX(ldp)(gr + i, B - i, (T)0), B - i);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * columns: an (A, C, B) array reduced over C (axis 0 of a matrix, or any non-last axis); the B
  * entries of a C-slice are contiguous, so neighbouring columns are processed as vector lanes.
@@ -538,6 +555,11 @@ static void TX(col_scalar)(int op, const T *x, ptrdiff_t stride, ptrdiff_t n, T 
     if (flag) *flag = st.kind == ROW_EMPTY || st.kind == ROW_POSINF;
     if (op == OP_LSE) {
         *out = TX(lse_of)(&st);
+        return;
+    }
+    if (op == OP_LSE_PARTS) { /* (m, log1p(arg)) as the row kernels give them */
+        out[0] = st.kind == ROW_NAN ? (T)__builtin_nan("") : (T)st.m;
+        out[1] = st.kind == ROW_FINITE ? (T)log1p(st.arg) : st.kind == ROW_EMPTY ? (T)0 : (T)__builtin_nan("");
         return;
     }
     for (ptrdiff_t c = 0; c < n; c++) {
@@ -633,7 +655,8 @@ static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
             T mv = mx[v * W + l];
             int sp = nf[l] != (T)0 || mv == inf || mv == -inf;
             if (sp) { /* NaN, +inf or all -inf: the exact scalar path, this column */
-                TX(col_scalar)(op, x + v * W + l, B, C, out + v * W + l, B, flags ? flags + v * W + l : NULL);
+                TX(col_scalar)(op, x + v * W + l, B, C, out + (op == OP_LSE_PARTS ? 2 : 1) * (v * W + l), B,
+                               flags ? flags + v * W + l : NULL);
                 mx[v * W + l] = (T)__builtin_nan(""); /* marks the column as done */
                 special = 1;
             } else if (flags) {
@@ -645,6 +668,14 @@ static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
     if (op == OP_LSE) {
         for (ptrdiff_t l = 0; l < nl; l++)
             if (mx[l] == mx[l]) out[l] = (T)((double)mx[l] + log1p(rest[l] + (cnt[l] - 1.0)));
+        return;
+    }
+    if (op == OP_LSE_PARTS) { /* pairs (m, log1p(rest + k - 1)): the losses' form, as rows() gives */
+        for (ptrdiff_t l = 0; l < nl; l++)
+            if (mx[l] == mx[l]) {
+                out[2 * l] = mx[l];
+                out[2 * l + 1] = (T)log1p(rest[l] + (cnt[l] - 1.0));
+            }
         return;
     }
     T q[STRIP];
@@ -683,7 +714,7 @@ static void TX(cols)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdi
     for (ptrdiff_t j = j0; j < j1; j++) {
         ptrdiff_t s = j / nb, b0 = (j % nb) * LB, nl = B - b0 < LB ? B - b0 : LB;
         const T *xs = x + s * C * B + b0;
-        T *os = op == OP_LSE ? out + s * B + b0 : out + s * C * B + b0;
+        T *os = op == OP_LSE ? out + s * B + b0 : op == OP_LSE_PARTS ? out + 2 * (s * B + b0) : out + s * C * B + b0;
         TX(col_strip)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
     }
 }
