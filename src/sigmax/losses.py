@@ -681,13 +681,14 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
         _check_prob_targets(xp, t, ax, eps, fn=fn)
         out = _run(xp, _ce_probs_core, x, t, w, ax=ax, smoothing=smoothing, reduction=reduction)
     else:
-        _check_indices(xp, t, x.shape[ax], ignore_index, fn=fn)
         if w is None and smoothing == 0.0:
-            # float32/64 CPU arrays, classes on the last axis: the fused kernel (one pass over the
-            # logits forward, one backward; same values within the tested tolerances), else NotImplemented
+            # float32/64 CPU arrays: the fused kernel (one pass over the logits forward, one backward;
+            # same values within the tested tolerances); NotImplemented where it does not apply, for
+            # instance a target out of range, which the check below then reports
             fast = _kernels.cross_entropy_indices(x, t, ax, ignore_index, reduction)
             if fast is not NotImplemented:
                 return finish(p._replace(numpy_scalar=False), fast)
+        _check_indices(xp, t, x.shape[ax], ignore_index, fn=fn)
         out = _run(xp, _ce_indices_core, x, t, w, ax=ax, ignore_index=ignore_index, smoothing=smoothing,
                    reduction=reduction, from_logits=True)
     return finish(p._replace(numpy_scalar=False), out)
