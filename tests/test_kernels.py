@@ -225,13 +225,18 @@ def test_batch_split_invariance(variant, shape):
 def test_threads_do_not_change_results(variant):
     rng = np.random.default_rng(5)
     x = _edge_matrix(rng, 300, 1500, np.float32)
+    # a few long columns: their chunks of rows run on several threads and are merged in order
+    y = np.ascontiguousarray(_edge_matrix(rng, 6, 9000, np.float32).T)
+
+    def results():
+        return [sigmax.softmax(x), sigmax.log_softmax(x), sigmax.logsumexp(x), sigmax.softmax(x, axis=0),
+                sigmax.sigmoid(x)] + [getattr(sigmax, fn)(y, axis=0) for fn in ROW_FNS]
+
     old = _kernels.num_threads(1)
     try:
-        one = [sigmax.softmax(x), sigmax.log_softmax(x), sigmax.logsumexp(x), sigmax.softmax(x, axis=0),
-               sigmax.sigmoid(x)]
+        one = results()
         _kernels.num_threads(4)
-        four = [sigmax.softmax(x), sigmax.log_softmax(x), sigmax.logsumexp(x), sigmax.softmax(x, axis=0),
-                sigmax.sigmoid(x)]
+        four = results()
     finally:
         _kernels.num_threads(old)
     for a, b in zip(one, four):

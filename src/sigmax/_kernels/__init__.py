@@ -590,16 +590,16 @@ def _torch_ce_function():
                 grad = torch.empty_like(x3)
                 gn = grad.numpy()
                 code = 0 if x3.dtype is torch.float32 else 1
-                if B == 1:
+                if B == 1:  # the kernel also subtracts g at the targets
                     flags = ctx.fl.view(np.uint8) if ctx.fl.any() else None
                     _ck.rows_bwd(_OP_LSE, code, x3.data_ptr(), None, ctx.lse, gs, grad.data_ptr(), A, C,
-                                 _THREADS, flags)
+                                 _THREADS, flags, ctx.tc)
                 else:
                     _ck.cols_lse_bwd(code, x3.data_ptr(), ctx.lse, gs, grad.data_ptr(), A, C, B, _THREADS)
                     if ctx.fl.any():  # an infinite maximum: no gradient (x - lse is not finite there)
                         gn.transpose(0, 2, 1)[ctx.fl.reshape(A, B)] = 0
-                a_idx, b_idx = np.divmod(np.arange(n), B)
-                gn[a_idx, ctx.tc, b_idx] -= gs  # minus the one-hot target (one entry per row)
+                    j = np.arange(n)  # entry (a, t, b) of the flat gradient, a = j // B, b = j % B
+                    gn.reshape(-1)[(j - j % B) * C + ctx.tc * B + j % B] -= gs  # minus the one-hot target
                 return grad, None, None, None
             # differentiable form (double backward): the softmax recomputed from x, whose graph it keeps
             if ctx.reduction == "none":

@@ -42,6 +42,10 @@ typedef struct {
     int kind;   /* ROW_* */
 } rowstat;
 
+/* the thread pool (below) as the split column kernels call it */
+typedef void (*range_fn)(void *ctx, ptrdiff_t i0, ptrdiff_t i1);
+static void parallel(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t grain);
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SIGMAX_AVX2 1
 #pragma GCC push_options
@@ -67,9 +71,9 @@ typedef struct {
     void (*rows32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
     void (*rows64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
     void (*bwd32)(int, const float *, const float *, const float *, const float *, float *, ptrdiff_t, ptrdiff_t,
-                  ptrdiff_t, const uint8_t *);
+                  ptrdiff_t, const uint8_t *, const int64_t *);
     void (*bwd64)(int, const double *, const double *, const double *, const double *, double *, ptrdiff_t,
-                  ptrdiff_t, ptrdiff_t, const uint8_t *);
+                  ptrdiff_t, ptrdiff_t, const uint8_t *, const int64_t *);
     void (*cols32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
     void (*cols64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *);
     double (*bce32)(int, const float *, const float *, float *, ptrdiff_t, double);
@@ -81,13 +85,16 @@ typedef struct {
     void (*clb32)(const float *, const float *, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t);
     void (*clb64)(const double *, const double *, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                   ptrdiff_t);
+    int (*split32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
+    int (*split64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
 } variant;
 
 #define VARIANT(sfx)                                                                                     \
     {#sfx + 1,           PASTE(elementwise_f32, sfx), PASTE(elementwise_f64, sfx), PASTE(rows_f32, sfx),   \
      PASTE(rows_f64, sfx), PASTE(rows_bwd_f32, sfx),  PASTE(rows_bwd_f64, sfx),    PASTE(cols_f32, sfx),   \
      PASTE(cols_f64, sfx), PASTE(bce_f32, sfx),       PASTE(bce_f64, sfx),          PASTE(ce_rows_f32, sfx), \
-     PASTE(ce_rows_f64, sfx), PASTE(cols_lse_bwd_f32, sfx), PASTE(cols_lse_bwd_f64, sfx)}
+     PASTE(ce_rows_f64, sfx), PASTE(cols_lse_bwd_f32, sfx), PASTE(cols_lse_bwd_f64, sfx),                \
+     PASTE(cols_split_f32, sfx), PASTE(cols_split_f64, sfx)}
 
 static const variant v_base = VARIANT(_base);
 #ifdef SIGMAX_AVX2
@@ -100,7 +107,6 @@ static const variant *K = &v_base;
  * ---------------------------------------------------------------------------------------------- */
 
 #define MAX_THREADS 64
-typedef void (*range_fn)(void *ctx, ptrdiff_t i0, ptrdiff_t i1);
 typedef struct {
     range_fn fn;
     void *ctx;
@@ -446,7 +452,12 @@ static PyObject *reduce_common(PyObject *args, int columns) {
     Py_BEGIN_ALLOW_THREADS if (columns) {
         const ptrdiff_t W = dt == 0 ? 8 : 4, LB = 64 * W, nb = (B + LB - 1) / LB;
         ptrdiff_t items = A * nb, per = C * LB;
-        parallel(cols_range, &c, items, nth, per >= 65536 ? 1 : (65536 + per - 1) / per);
+        /* fewer strips than threads, each of several chunks of rows: the chunks in parallel */
+        int split = items < nth && C > 4096;
+        if (split)
+            split = dt == 0 ? K->split32(op, (const float *)c.x, (float *)c.out, A, C, B, c.flags, nth)
+                            : K->split64(op, (const double *)c.x, (double *)c.out, A, C, B, c.flags, nth);
+        if (!split) parallel(cols_range, &c, items, nth, per >= 65536 ? 1 : (65536 + per - 1) / per);
     }
     else {
         parallel(rows_range, &c, A, nth, C >= 65536 ? 1 : (65536 + C - 1) / C);
@@ -468,7 +479,8 @@ static PyObject *py_cols(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)
+ * rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags[, targets])
+ * targets (int64, N; op lse only): out[r, targets[r]] -= gr[r], the cross-entropy gradient
  * ---------------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -477,24 +489,26 @@ typedef struct {
     void *out;
     ptrdiff_t V;
     const uint8_t *flags;
+    const int64_t *tg;
 } bwd_ctx;
 
 static void bwd_range(void *p, ptrdiff_t r0, ptrdiff_t r1) {
     bwd_ctx *c = (bwd_ctx *)p;
     if (c->dt == 0)
         K->bwd32(c->op, (const float *)c->a, (const float *)c->g, (const float *)c->lse, (const float *)c->gr,
-                 (float *)c->out, r0, r1, c->V, c->flags);
+                 (float *)c->out, r0, r1, c->V, c->flags, c->tg);
     else
         K->bwd64(c->op, (const double *)c->a, (const double *)c->g, (const double *)c->lse, (const double *)c->gr,
-                 (double *)c->out, r0, r1, c->V, c->flags);
+                 (double *)c->out, r0, r1, c->V, c->flags, c->tg);
 }
 
 static PyObject *py_rows_bwd(PyObject *self, PyObject *args) {
     int op, dt, nth;
-    PyObject *ao, *go, *lo, *gro, *oo, *fo;
+    PyObject *ao, *go, *lo, *gro, *oo, *fo, *to = Py_None;
     Py_ssize_t N, V;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iiOOOOOnniO", &op, &dt, &ao, &go, &lo, &gro, &oo, &N, &V, &nth, &fo)) return NULL;
+    if (!PyArg_ParseTuple(args, "iiOOOOOnniO|O", &op, &dt, &ao, &go, &lo, &gro, &oo, &N, &V, &nth, &fo, &to))
+        return NULL;
     int isz = itemsize_of(dt);
     if (!isz) return NULL;
     if (op < 0 || op > 2 || N < 0 || V < 1) {
@@ -502,15 +516,27 @@ static PyObject *py_rows_bwd(PyObject *self, PyObject *args) {
         return NULL;
     }
     int lse = op == OP_LSE;
-    ptrarg a, g, l, gr, o, f;
+    if (to != Py_None && op != OP_LSE) {
+        PyErr_SetString(PyExc_ValueError, "sigmax._kernels.rows_bwd: targets go with op lse only");
+        return NULL;
+    }
+    ptrarg a, g, l, gr, o, f, t;
     int ok = get_ptr(ao, N * V * isz, 0, 0, &a) == 0;
     if (ok) ok = get_ptr(go, N * V * isz, 0, lse, &g) == 0; else g.has_view = 0;
     if (ok) ok = get_ptr(lo, N * isz, 0, !lse, &l) == 0; else l.has_view = 0;
     if (ok) ok = get_ptr(gro, N * isz, 0, !lse, &gr) == 0; else gr.has_view = 0;
     if (ok) ok = get_ptr(oo, N * V * isz, 1, 0, &o) == 0; else o.has_view = 0;
     if (ok) ok = get_ptr(fo, N, 0, 1, &f) == 0; else f.has_view = 0;
+    if (ok) ok = get_ptr(to, N * 8, 0, 1, &t) == 0; else t.has_view = 0;
     if (ok) {
-        bwd_ctx c = {op, dt, a.ptr, g.ptr, l.ptr, gr.ptr, o.ptr, V, (const uint8_t *)f.ptr};
+        if (t.ptr) { /* the kernel writes at the targets: they must lie in the row */
+            const int64_t *tp = (const int64_t *)t.ptr;
+            for (Py_ssize_t r = 0; r < N && ok; r++) ok = tp[r] >= 0 && tp[r] < V;
+            if (!ok) PyErr_SetString(PyExc_ValueError, "sigmax._kernels.rows_bwd: target out of range");
+        }
+    }
+    if (ok) {
+        bwd_ctx c = {op, dt, a.ptr, g.ptr, l.ptr, gr.ptr, o.ptr, V, (const uint8_t *)f.ptr, (const int64_t *)t.ptr};
         Py_BEGIN_ALLOW_THREADS parallel(bwd_range, &c, N, nth, V >= 65536 ? 1 : (65536 + V - 1) / V);
         Py_END_ALLOW_THREADS
     }
@@ -520,6 +546,7 @@ static PyObject *py_rows_bwd(PyObject *self, PyObject *args) {
     release(&gr);
     release(&o);
     release(&f);
+    release(&t);
     if (!ok) return NULL;
     Py_RETURN_NONE;
 }
@@ -767,7 +794,7 @@ static PyMethodDef methods[] = {
     {"elementwise", py_elementwise, METH_VARARGS, "elementwise(op, dt, x, out, n, nthreads)"},
     {"rows", py_rows, METH_VARARGS, "rows(op, dt, x, out, N, V, nthreads, flags)"},
     {"cols", py_cols, METH_VARARGS, "cols(op, dt, x, out, A, C, B, nthreads, flags)"},
-    {"rows_bwd", py_rows_bwd, METH_VARARGS, "rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags)"},
+    {"rows_bwd", py_rows_bwd, METH_VARARGS, "rows_bwd(op, dt, a, g, lse, gr, out, N, V, nthreads, flags[, targets])"},
     {"cols_lse_bwd", py_cols_lse_bwd, METH_VARARGS, "cols_lse_bwd(dt, x, lse, g, out, A, C, B, nthreads)"},
     {"bce", py_bce, METH_VARARGS, "bce(op, dt, x, y, out, n, scale, nthreads) -> sum"},
     {"ce", py_ce, METH_VARARGS, "ce(dt, x, target, ignore_index, loss, lse, N, V, nthreads, flags) -> (counted, sum)"},

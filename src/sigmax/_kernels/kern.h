@@ -32,13 +32,11 @@ ALWAYS_INLINE vf VN(ldp_f32)(const float *p, ptrdiff_t n, float fill) {
 #endif
 }
 ALWAYS_INLINE void VN(stp_f32)(float *p, vf v, ptrdiff_t n) {
-#ifdef __AVX2__
-    _mm256_maskstore_ps(p, (__m256i)VN(lanes_f32)(n), (__m256)v);
-#else
+    /* not vmaskmovps: its store form is microcoded on AMD Zen (tens of cycles), a short row's tail
+     * store would cost more than the row */
     float buf[8];
     VN(st_f32)(buf, v);
     for (ptrdiff_t i = 0; i < n; i++) p[i] = buf[i];
-#endif
 }
 ALWAYS_INLINE float VN(hmax_f32)(vf v) {
     float m = v[0];
@@ -188,13 +186,9 @@ ALWAYS_INLINE vd VN(ldp_f64)(const double *p, ptrdiff_t n, double fill) {
 #endif
 }
 ALWAYS_INLINE void VN(stp_f64)(double *p, vd v, ptrdiff_t n) {
-#ifdef __AVX2__
-    _mm256_maskstore_pd(p, (__m256i)VN(lanes_f64)(n), (__m256d)v);
-#else
-    double buf[4];
+    double buf[4]; /* see stp_f32 */
     VN(st_f64)(buf, v);
     for (ptrdiff_t i = 0; i < n; i++) p[i] = buf[i];
-#endif
 }
 ALWAYS_INLINE double VN(hmax_f64)(vd v) {
     double m = v[0];

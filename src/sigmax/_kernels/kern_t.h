@@ -463,7 +463,7 @@ static ptrdiff_t TX(ce_rows)(const T *x, const int64_t *tg, int64_t ignore, T *l
  *   logsumexp:   a = x,  out = gr * exp(x - lse)   (lse and gr: one value per row)
  * rows flagged by the forward pass get 0. */
 static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *gr, T *out, ptrdiff_t r0,
-                         ptrdiff_t r1, ptrdiff_t V, const uint8_t *flags) {
+                         ptrdiff_t r1, ptrdiff_t V, const uint8_t *flags, const int64_t *tg) {
     for (ptrdiff_t r = r0; r < r1; r++) {
         const T *ar = a + r * V;
         T *orow = out + r * V;
@@ -477,6 +477,7 @@ static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *
             const T gv = gr[r];
             for (; i + W <= V; i += W) TX(st)(orow + i, TX(exp_neg)(TX(ld)(ar + i) - vl) * gv);
             if (i < V) TX(stp)(orow + i, TX(exp_neg)(TX(ldp)(ar + i, V - i, (T)0) - vl) * gv, V - i);
+            if (tg) orow[tg[r]] -= gv; /* cross-entropy: minus the one-hot target (in range: validated) */
             continue;
         }
         const T *gw = g + r * V;
@@ -581,90 +582,126 @@ static void TX(col_scalar)(int op, const T *x, ptrdiff_t stride, ptrdiff_t n, T 
 }
 
 /* A strip of up to STRIP columns is read row by row (contiguous runs of STRIP entries, not a walk
- * down each column that would touch a new page per step),
- * ROWS rows at a time: the running maximum of each column only grows, and when a block of rows raises
- * it the column's sum so far is rescaled by exp(M_old - M_new) (the online log-sum-exp of the row
- * kernels, lane by lane). softmax / log_softmax read the strip once more for the output. */
+ * down each column that would touch a new page per step), STRIP_ROWS rows at a time: the running
+ * maximum of each column only grows, and when a block of rows raises it the column's sum so far is
+ * rescaled by exp(M_old - M_new) (the online log-sum-exp of the row kernels, lane by lane).
+ * The rows are taken in chunks of COL_CHUNK, each accumulated apart and merged in order (the same
+ * rescaling): chunks of a strip can run on different threads (a few wide columns, as (65536, 10)
+ * over axis 0), and the result is the same for any number of threads. softmax / log_softmax read
+ * the strip once more for the output. */
 #define STRIP (64 * W)
 #define STRIP_ROWS 64
-static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags) {
+#define COL_CHUNK 4096
+
+typedef struct {
+    VT M[STRIP / W], K[STRIP / W];
+    vd R0[STRIP / W], R1[STRIP / W];
+    VI nan[STRIP / W];
+} TX(colacc);
+
+static void TX(colacc_init)(TX(colacc) *a, ptrdiff_t nv) {
+    for (ptrdiff_t v = 0; v < nv; v++) {
+        a->M[v] = TX(splat)(-(T)__builtin_inf());
+        a->K[v] = TX(splat)((T)0);
+        a->R0[v] = a->R1[v] = (vd){0};
+        a->nan[v] = (VI){0};
+    }
+}
+
+/* the maximum of vector v moves to nm: lanes with a finite old maximum below nm rescale their sum,
+ * and their old maximum entries join the rest */
+ALWAYS_INLINE void TX(colacc_raise)(TX(colacc) *a, ptrdiff_t v, VT nm) {
+    const VT one = TX(splat)((T)1), zero = TX(splat)((T)0);
+    VI up = (nm > a->M[v]) & (a->M[v] != TX(splat)(-(T)__builtin_inf()));
+    if (TX(any)(up)) {
+        VT sc = TX(exp_neg)(TX(sel)(up, a->M[v] - nm, zero)); /* (M_old - M_new) <= 0 */
+        VT kk = a->K[v];
+        vd s0 = {0}, s1 = {0};
+        TX(acc)(&s0, &s1, TX(sel)(up, sc, one)); /* the factors, widened */
+        vd k0 = {0}, k1 = {0};
+        TX(acc)(&k0, &k1, TX(sel)(up, kk, zero));
+        a->R0[v] = (a->R0[v] + k0) * s0;
+        a->R1[v] = (a->R1[v] + k1) * s1;
+        a->K[v] = TX(sel)(up, zero, kk);
+    }
+    a->M[v] = nm;
+}
+
+#define LDV(p, v) ((v) * W + W <= nl ? TX(ld)((p) + (v) * W) : TX(ldp)((p) + (v) * W, nl - (v) * W, (T)0))
+
+/* rows [c0, c1) of a strip into a */
+static void TX(colacc_rows)(TX(colacc) *a, const T *x, ptrdiff_t B, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl) {
     const T inf = (T)__builtin_inf();
     const ptrdiff_t nv = (nl + W - 1) / W;
     const VT one = TX(splat)((T)1), zero = TX(splat)((T)0);
-    VT M[STRIP / W], K[STRIP / W], bm[STRIP / W];
-    vd R0[STRIP / W], R1[STRIP / W];
-    VI nan[STRIP / W];
-    for (ptrdiff_t v = 0; v < nv; v++) {
-        M[v] = TX(splat)(-inf);
-        K[v] = zero;
-        R0[v] = R1[v] = (vd){0};
-        nan[v] = (VI){0};
-    }
-#define LDV(p, v) ((v) * W + W <= nl ? TX(ld)((p) + (v) * W) : TX(ldp)((p) + (v) * W, nl - (v) * W, (T)0))
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += STRIP_ROWS) {
-        ptrdiff_t c1 = c0 + STRIP_ROWS < C ? c0 + STRIP_ROWS : C;
+    VT bm[STRIP / W];
+    for (ptrdiff_t b0 = c0; b0 < c1; b0 += STRIP_ROWS) {
+        ptrdiff_t b1 = b0 + STRIP_ROWS < c1 ? b0 + STRIP_ROWS : c1;
         for (ptrdiff_t v = 0; v < nv; v++) bm[v] = TX(splat)(-inf);
-        for (ptrdiff_t c = c0; c < c1; c++) {
+        for (ptrdiff_t c = b0; c < b1; c++) {
             const T *xr = x + c * B;
             for (ptrdiff_t v = 0; v < nv; v++) {
-                VT a = LDV(xr, v);
-                nan[v] |= a != a;
-                bm[v] = TX(vmax)(bm[v], a);
+                VT q = LDV(xr, v);
+                a->nan[v] |= q != q;
+                bm[v] = TX(vmax)(bm[v], q);
             }
         }
-        for (ptrdiff_t v = 0; v < nv; v++) {
-            VT nm = TX(vmax)(M[v], bm[v]);
-            VI up = (nm > M[v]) & (M[v] != TX(splat)(-inf)); /* a finite maximum raised: rescale */
-            if (TX(any)(up)) {
-                VT sc = TX(exp_neg)(TX(sel)(up, M[v] - nm, zero)); /* (M_old - M_new) <= 0 */
-                VT kk = K[v];
-                vd s0 = {0}, s1 = {0};
-                TX(acc)(&s0, &s1, TX(sel)(up, sc, one)); /* the factors, widened */
-                vd k0 = {0}, k1 = {0};
-                TX(acc)(&k0, &k1, TX(sel)(up, kk, zero)); /* the old maximum entries join the rest */
-                R0[v] = (R0[v] + k0) * s0;
-                R1[v] = (R1[v] + k1) * s1;
-                K[v] = TX(sel)(up, zero, kk);
-            }
-            M[v] = nm;
-        }
-        for (ptrdiff_t c = c0; c < c1; c++) {
+        for (ptrdiff_t v = 0; v < nv; v++) TX(colacc_raise)(a, v, TX(vmax)(a->M[v], bm[v]));
+        for (ptrdiff_t c = b0; c < b1; c++) {
             const T *xr = x + c * B;
             for (ptrdiff_t v = 0; v < nv; v++) {
-                VT a = LDV(xr, v);
-                VI live = M[v] != TX(splat)(-inf); /* columns all -inf so far add nothing (and no NaN) */
-                VT e = TX(sel)(live, TX(exp_neg)(a - M[v]), zero);
-                VT k = (VT)((VI)(a == M[v]) & live & (VI)one);
-                K[v] += k;
-                TX(acc)(&R0[v], &R1[v], e - k);
+                VT q = LDV(xr, v);
+                VI live = a->M[v] != TX(splat)(-inf); /* columns all -inf so far add nothing (and no NaN) */
+                VT e = TX(sel)(live, TX(exp_neg)(q - a->M[v]), zero);
+                VT k = (VT)((VI)(q == a->M[v]) & live & (VI)one);
+                a->K[v] += k;
+                TX(acc)(&a->R0[v], &a->R1[v], e - k);
             }
         }
     }
-    double rest[STRIP], cnt[STRIP];
-    T mx[STRIP], kk[STRIP];
-    int special = 0;
+}
+
+/* b (later rows) merged into a */
+static void TX(colacc_merge)(TX(colacc) *a, TX(colacc) *b, ptrdiff_t nv) {
     for (ptrdiff_t v = 0; v < nv; v++) {
-        TX(st)(mx + v * W, M[v]);
-        TX(st)(kk + v * W, K[v]);
-        memcpy(rest + v * W, &R0[v], 4 * sizeof(double));
-        if (W == 8) memcpy(rest + v * W + 4, &R1[v], 4 * sizeof(double));
+        VT nm = TX(vmax)(a->M[v], b->M[v]);
+        TX(colacc_raise)(a, v, nm);
+        TX(colacc_raise)(b, v, nm);
+        a->K[v] += b->K[v];
+        a->R0[v] += b->R0[v];
+        a->R1[v] += b->R1[v];
+        a->nan[v] |= b->nan[v];
+    }
+}
+
+/* The strip's results from its statistics: special columns (NaN, +inf, all -inf) by the exact
+ * scalar path; logsumexp and the (m, L) pairs written; for softmax / log_softmax the per-column
+ * maximum mx (NaN: column already written) and factor q (1/s, or log1p(rest + k - 1)). */
+static void TX(colacc_finish)(int op, TX(colacc) *a, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out,
+                              uint8_t *flags, T *mx, T *q) {
+    const T inf = (T)__builtin_inf();
+    const ptrdiff_t nv = (nl + W - 1) / W;
+    double rest[STRIP], cnt[STRIP];
+    T kk[STRIP];
+    for (ptrdiff_t v = 0; v < nv; v++) {
+        TX(st)(mx + v * W, a->M[v]);
+        TX(st)(kk + v * W, a->K[v]);
+        memcpy(rest + v * W, &a->R0[v], 4 * sizeof(double));
+        if (W == 8) memcpy(rest + v * W + 4, &a->R1[v], 4 * sizeof(double));
         T nf[W];
-        TX(st)(nf, (VT)nan[v]);
+        TX(st)(nf, (VT)a->nan[v]);
         for (ptrdiff_t l = 0; l < W && v * W + l < nl; l++) {
             cnt[v * W + l] = (double)kk[v * W + l];
             T mv = mx[v * W + l];
-            int sp = nf[l] != (T)0 || mv == inf || mv == -inf;
-            if (sp) { /* NaN, +inf or all -inf: the exact scalar path, this column */
+            if (nf[l] != (T)0 || mv == inf || mv == -inf) { /* the exact scalar path, this column */
                 TX(col_scalar)(op, x + v * W + l, B, C, out + (op == OP_LSE_PARTS ? 2 : 1) * (v * W + l), B,
                                flags ? flags + v * W + l : NULL);
                 mx[v * W + l] = (T)__builtin_nan(""); /* marks the column as done */
-                special = 1;
             } else if (flags) {
                 flags[v * W + l] = 0;
             }
         }
     }
-    (void)special;
     if (op == OP_LSE) {
         for (ptrdiff_t l = 0; l < nl; l++)
             if (mx[l] == mx[l]) out[l] = (T)((double)mx[l] + log1p(rest[l] + (cnt[l] - 1.0)));
@@ -678,12 +715,17 @@ static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
             }
         return;
     }
-    T q[STRIP];
     for (ptrdiff_t l = 0; l < nl; l++)
         q[l] = mx[l] != mx[l] ? (T)0
                : op == OP_SOFTMAX ? (T)(1.0 / (rest[l] + cnt[l])) : (T)log1p(rest[l] + (cnt[l] - 1.0));
     for (ptrdiff_t l = nl; l < STRIP; l++) q[l] = (T)0, mx[l] = (T)0;
-    for (ptrdiff_t c = 0; c < C; c++) {
+}
+
+/* softmax / log_softmax output of rows [c0, c1) of a strip */
+static void TX(col_out_rows)(int op, const T *x, ptrdiff_t B, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl, T *out,
+                             const T *mx, const T *q) {
+    const ptrdiff_t nv = (nl + W - 1) / W;
+    for (ptrdiff_t c = c0; c < c1; c++) {
         const T *xr = x + c * B;
         T *orow = out + c * B;
         for (ptrdiff_t v = 0; v < nv; v++) {
@@ -702,7 +744,22 @@ static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
                 if (dn[l] == (T)0) orow[v * W + l] = ob[l];
         }
     }
+}
 #undef LDV
+
+static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags) {
+    const ptrdiff_t nv = (nl + W - 1) / W;
+    TX(colacc) a, b;
+    TX(colacc_init)(&a, nv);
+    TX(colacc_rows)(&a, x, B, 0, C < COL_CHUNK ? C : COL_CHUNK, nl);
+    for (ptrdiff_t c0 = COL_CHUNK; c0 < C; c0 += COL_CHUNK) {
+        TX(colacc_init)(&b, nv);
+        TX(colacc_rows)(&b, x, B, c0, c0 + COL_CHUNK < C ? c0 + COL_CHUNK : C, nl);
+        TX(colacc_merge)(&a, &b, nv);
+    }
+    T mx[STRIP], q[STRIP];
+    TX(colacc_finish)(op, &a, x, B, C, nl, out, flags, mx, q);
+    if (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) TX(col_out_rows)(op, x, B, 0, C, nl, out, mx, q);
 }
 
 /* work items [j0, j1) of an (A, C, B) array: item j is column block j % nb of slice j / nb */
@@ -719,6 +776,55 @@ static void TX(cols)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdi
     }
 }
 
+/* Few strips (fewer than threads) over many rows: each strip's chunks of rows run in parallel, are
+ * merged in order (the same result as col_strip), and the output pass runs in parallel by rows. */
+typedef struct {
+    int op;
+    const T *x;
+    T *out;
+    ptrdiff_t B, C, nl;
+    TX(colacc) *acc;
+    const T *mx, *q;
+} TX(splitctx);
+
+static void TX(split_stats)(void *p, ptrdiff_t k0, ptrdiff_t k1) {
+    TX(splitctx) *c = (TX(splitctx) *)p;
+    const ptrdiff_t nv = (c->nl + W - 1) / W;
+    for (ptrdiff_t k = k0; k < k1; k++) {
+        ptrdiff_t r0 = k * COL_CHUNK, r1 = r0 + COL_CHUNK < c->C ? r0 + COL_CHUNK : c->C;
+        TX(colacc_init)(&c->acc[k], nv);
+        TX(colacc_rows)(&c->acc[k], c->x, c->B, r0, r1, c->nl);
+    }
+}
+
+static void TX(split_out)(void *p, ptrdiff_t r0, ptrdiff_t r1) {
+    TX(splitctx) *c = (TX(splitctx) *)p;
+    TX(col_out_rows)(c->op, c->x, c->B, r0, r1, c->nl, c->out, c->mx, c->q);
+}
+
+/* returns 0 (nothing done) if the scratch cannot be allocated: the caller takes the plain path */
+static int TX(cols_split)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdiff_t B, uint8_t *flags,
+                          int nth) {
+    const ptrdiff_t LB = STRIP, nb = (B + LB - 1) / LB, nch = (C + COL_CHUNK - 1) / COL_CHUNK;
+    TX(colacc) *acc = (TX(colacc) *)aligned_alloc(64, (size_t)nch * sizeof(TX(colacc)));
+    if (!acc) return 0;
+    for (ptrdiff_t j = 0; j < A * nb; j++) {
+        ptrdiff_t s = j / nb, b0 = (j % nb) * LB, nl = B - b0 < LB ? B - b0 : LB, nv = (nl + W - 1) / W;
+        const T *xs = x + s * C * B + b0;
+        T *os = op == OP_LSE ? out + s * B + b0 : op == OP_LSE_PARTS ? out + 2 * (s * B + b0) : out + s * C * B + b0;
+        T mx[STRIP], q[STRIP];
+        TX(splitctx) c = {op, xs, os, B, C, nl, acc, mx, q};
+        parallel(TX(split_stats), &c, nch, nth, 1);
+        for (ptrdiff_t k = 1; k < nch; k++) TX(colacc_merge)(&acc[0], &acc[k], nv);
+        TX(colacc_finish)(op, &acc[0], xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL, mx, q);
+        if (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX)
+            parallel(TX(split_out), &c, C, nth, (65536 + nl - 1) / nl);
+    }
+    free(acc);
+    return 1;
+}
+
 #undef BLK
 #undef STRIP
 #undef STRIP_ROWS
+#undef COL_CHUNK
