@@ -103,120 +103,122 @@ static const variant v_avx2 = VARIANT(_avx2);
 static const variant *K = &v_base;
 
 /* ------------------------------------------------------------------------------------------------
- * threads: [0, n) split into nth contiguous ranges, the calling thread takes the first
+ * threads: [0, n) in chunks of whole grains, shared by the calling thread and a pool of workers
  * ---------------------------------------------------------------------------------------------- */
 
 #define MAX_THREADS 64
-typedef struct {
-    range_fn fn;
-    void *ctx;
-    ptrdiff_t i0, i1;
-} job;
-
-static void *job_main(void *p) {
-    job *j = (job *)p;
-    j->fn(j->ctx, j->i0, j->i1);
-    return NULL;
-}
 
 /* A pool of worker threads, started on first use and kept: starting and joining threads costs tens
- * of microseconds per call, which is most of a call on a few-megabyte array. Workers spin briefly
- * after a job (the next call often follows at once), then sleep on a condition variable. One
- * parallel region at a time uses the pool; a second caller meanwhile (another Python thread: the
- * GIL is released) starts its own threads as before. After fork() the child has no workers, and the
- * pool starts afresh there. */
-#define SPIN_ROUNDS 20000
+ * of microseconds per call, which is most of a call on a few-megabyte array. The work is cut into a
+ * few chunks per thread that the caller and the workers claim one at a time, so a worker that does
+ * not get a core at once (another library's threads spinning there: PyTorch's OpenMP, XLA) only
+ * means the caller does more chunks itself; it is never waited for. Workers spin briefly after a
+ * region (the next call often follows at once), then sleep on a condition variable. One region at a
+ * time uses the pool; a second caller meanwhile (another Python thread: the GIL is released) runs
+ * its work on its own thread. After fork() the child has no workers, and the pool starts afresh. */
+#define SPIN_ROUNDS 4000
+#define CHUNKS_PER_THREAD 4
 static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER; /* held by the caller using the pool */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the region below */
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
-static int pool_size = 0;                  /* workers started (each serves jobs[1 + its index]) */
-static job pool_jobs[MAX_THREADS];
-static int pool_active = 0;                /* workers given a job this round */
-static volatile unsigned long pool_gen = 0; /* bumped once per parallel region */
-static volatile int pool_left = 0;          /* jobs of this round not finished */
+static int pool_size = 0;
+static struct {
+    range_fn fn;
+    void *ctx;
+    ptrdiff_t n, grain, units, nchunks;
+    ptrdiff_t next, done; /* chunks claimed, chunks finished */
+    int open;
+} R;
+static volatile int pool_avail = 0; /* a hint for spinning workers: chunks may be left */
+
+static void chunk_range(ptrdiff_t k, ptrdiff_t *i0, ptrdiff_t *i1) {
+    ptrdiff_t u0 = R.units * k / R.nchunks, u1 = R.units * (k + 1) / R.nchunks;
+    *i0 = u0 * R.grain < R.n ? u0 * R.grain : R.n;
+    *i1 = u1 * R.grain < R.n ? u1 * R.grain : R.n;
+}
+
+/* claim and run chunks until none is left; called with pool_lock held, returns with it held */
+static void run_chunks(void) {
+    while (R.open && R.next < R.nchunks) {
+        ptrdiff_t k = R.next++, i0, i1;
+        if (R.next >= R.nchunks) __atomic_store_n(&pool_avail, 0, __ATOMIC_RELEASE);
+        chunk_range(k, &i0, &i1);
+        range_fn fn = R.fn;
+        void *ctx = R.ctx;
+        pthread_mutex_unlock(&pool_lock);
+        fn(ctx, i0, i1);
+        pthread_mutex_lock(&pool_lock);
+        if (++R.done == R.nchunks) pthread_cond_signal(&pool_done);
+    }
+}
 
 static void *pool_worker(void *arg) {
-    const int k = (int)(intptr_t)arg; /* serves pool_jobs[k] */
-    unsigned long seen = 0;
+    (void)arg;
+    pthread_mutex_lock(&pool_lock);
     for (;;) {
-        unsigned long g;
-        int spins = 0;
-        while ((g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE)) == seen && spins < SPIN_ROUNDS) {
+        run_chunks();
+        /* nothing to do: spin a little without the lock, then sleep */
+        pthread_mutex_unlock(&pool_lock);
+        for (int spins = 0; spins < SPIN_ROUNDS && !__atomic_load_n(&pool_avail, __ATOMIC_ACQUIRE); spins++) {
 #if defined(__x86_64__) || defined(__i386__)
             _mm_pause();
 #endif
-            spins++;
         }
-        if (g == seen) {
-            pthread_mutex_lock(&pool_lock);
-            while ((g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE)) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
-            pthread_mutex_unlock(&pool_lock);
-        }
-        seen = g;
-        if (k < __atomic_load_n(&pool_active, __ATOMIC_ACQUIRE)) {
-            job_main(&pool_jobs[k]);
-            if (__atomic_sub_fetch(&pool_left, 1, __ATOMIC_ACQ_REL) == 0) {
-                pthread_mutex_lock(&pool_lock);
-                pthread_cond_signal(&pool_done);
-                pthread_mutex_unlock(&pool_lock);
-            }
-        }
+        pthread_mutex_lock(&pool_lock);
+        while (!(R.open && R.next < R.nchunks)) pthread_cond_wait(&pool_wake, &pool_lock);
     }
     return NULL;
 }
 
-static void pool_after_fork(void) { /* the child: no workers; locks as new */
+static void pool_after_fork(void) { /* the child: no workers; locks and the region as new */
     pool_size = 0;
-    pool_active = 0;
-    pool_left = 0;
+    pool_avail = 0;
+    memset(&R, 0, sizeof R);
     pthread_mutex_init(&pool_busy, NULL);
     pthread_mutex_init(&pool_lock, NULL);
     pthread_cond_init(&pool_wake, NULL);
     pthread_cond_init(&pool_done, NULL);
 }
 
-/* run jobs[1..nth) on the pool (jobs[0] by the caller); 0 if the pool is busy or cannot grow */
-static int pool_run(job *jobs, int nth) {
+/* fn over [0, n) in chunks of whole grains, on the caller and nth - 1 workers; 0 if the pool is
+ * busy or has no workers */
+static int pool_run(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t grain) {
     static int atfork_set = 0;
     if (pthread_mutex_trylock(&pool_busy) != 0) return 0;
     if (!atfork_set) {
         pthread_atfork(NULL, NULL, pool_after_fork);
         atfork_set = 1;
     }
-    while (pool_size < nth - 1) { /* grow: worker k serves pool_jobs[k + 1] */
+    while (pool_size < nth - 1) {
         pthread_t th;
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&th, &at, pool_worker, (void *)(intptr_t)(pool_size + 1));
+        int rc = pthread_create(&th, &at, pool_worker, NULL);
         pthread_attr_destroy(&at);
         if (rc != 0) break;
         pool_size++;
     }
-    if (pool_size < nth - 1) {
+    if (pool_size == 0) {
         pthread_mutex_unlock(&pool_busy);
         return 0;
     }
-    for (int t = 1; t < nth; t++) pool_jobs[t] = jobs[t];
-    __atomic_store_n(&pool_left, nth - 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&pool_active, nth, __ATOMIC_RELEASE);
+    ptrdiff_t units = (n + grain - 1) / grain, nchunks = (ptrdiff_t)nth * CHUNKS_PER_THREAD;
     pthread_mutex_lock(&pool_lock);
-    __atomic_add_fetch(&pool_gen, 1, __ATOMIC_ACQ_REL);
+    R.fn = fn;
+    R.ctx = ctx;
+    R.n = n;
+    R.grain = grain;
+    R.units = units;
+    R.nchunks = nchunks < units ? nchunks : units;
+    R.next = R.done = 0;
+    R.open = 1;
+    __atomic_store_n(&pool_avail, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pool_wake);
+    run_chunks();
+    while (R.done < R.nchunks) pthread_cond_wait(&pool_done, &pool_lock); /* chunks workers hold */
+    R.open = 0;
     pthread_mutex_unlock(&pool_lock);
-    job_main(&jobs[0]);
-    int spins = 0;
-    while (__atomic_load_n(&pool_left, __ATOMIC_ACQUIRE) != 0 && spins < SPIN_ROUNDS) {
-#if defined(__x86_64__) || defined(__i386__)
-        _mm_pause();
-#endif
-        spins++;
-    }
-    if (__atomic_load_n(&pool_left, __ATOMIC_ACQUIRE) != 0) {
-        pthread_mutex_lock(&pool_lock);
-        while (__atomic_load_n(&pool_left, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&pool_done, &pool_lock);
-        pthread_mutex_unlock(&pool_lock);
-    }
     pthread_mutex_unlock(&pool_busy);
     return 1;
 }
@@ -225,30 +227,7 @@ static void parallel(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t gra
     if (grain < 1) grain = 1;
     if (nth > MAX_THREADS) nth = MAX_THREADS;
     if ((ptrdiff_t)nth > (n + grain - 1) / grain) nth = (int)((n + grain - 1) / grain);
-    if (nth <= 1) {
-        fn(ctx, 0, n);
-        return;
-    }
-    job jobs[MAX_THREADS];
-    pthread_t th[MAX_THREADS];
-    int started[MAX_THREADS];
-    ptrdiff_t units = (n + grain - 1) / grain;
-    for (int t = 0; t < nth; t++) {
-        ptrdiff_t u0 = units * t / nth, u1 = units * (t + 1) / nth;
-        jobs[t].fn = fn;
-        jobs[t].ctx = ctx;
-        jobs[t].i0 = u0 * grain < n ? u0 * grain : n;
-        jobs[t].i1 = u1 * grain < n ? u1 * grain : n;
-    }
-    if (pool_run(jobs, nth)) return;
-    for (int t = 1; t < nth; t++) started[t] = pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0;
-    job_main(&jobs[0]);
-    for (int t = 1; t < nth; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            job_main(&jobs[t]); /* no thread (resource limits): do it here */
-    }
+    if (nth <= 1 || !pool_run(fn, ctx, n, nth, grain)) fn(ctx, 0, n);
 }
 
 /* ------------------------------------------------------------------------------------------------
