@@ -396,6 +396,7 @@ def main():
     ap.add_argument("--functions", default=None,
                     help="comma-separated subset of: " + ", ".join(FUNCTIONS))
     ap.add_argument("--no-sweep", action="store_true", help="leave the V sweep (table 2) out")
+    ap.add_argument("--shapes", default=None, help="comma-separated NxV shapes instead of the grid, e.g. 4096x32000")
     args = ap.parse_args()
     if args.functions:
         chosen = [f.strip() for f in args.functions.split(",")]
@@ -417,6 +418,12 @@ def main():
     repeats = args.repeats or (2 if args.quick else 3)
     shapes = [(512, 100), (256, 4000), (64, 16032), (8192, 10)] if args.quick else \
         [(8192, 1000), (4096, 32000), (1024, 128256), (65536, 10)]
+    if args.shapes:
+        try:
+            shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",")]
+            assert all(len(s) == 2 for s in shapes)
+        except (ValueError, AssertionError):
+            ap.error(f"--shapes wants NxV shapes separated by commas, e.g. 4096x32000, got {args.shapes!r}")
     peers = {"eager"}
     if importlib.util.find_spec("scipy"):
         peers.add("scipy")
@@ -425,22 +432,23 @@ def main():
     if not args.no_jax and importlib.util.find_spec("jax"):
         peers.add("jax")
 
-    big = np.random.default_rng(3).standard_normal(shapes[1], dtype=np.float32)
+    big = np.random.default_rng(3).standard_normal(max(shapes, key=lambda s: s[0] * s[1]), dtype=np.float32)
     bandwidth = copy_bandwidth(big, max(3, repeats))
+    big_shape = big.shape
     del big
     print(f"sigmax {getattr(sigmax, '__version__', '')} kernels: "
           f"{_kernels.variant() if _kernels.enabled() else 'off (generic code)'}, threads {_kernels.num_threads()}; "
           f"torch {torch.__version__} threads {torch.get_num_threads()}; numpy {np.__version__}; "
           f"CPUs {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}; "
           f"python {sys.version.split()[0]}")
-    print(f"copy bandwidth (read + write, preallocated, {shapes[1][0]}×{shapes[1][1]} float32): "
+    print(f"copy bandwidth (read + write, preallocated, {big_shape[0]}×{big_shape[1]} float32): "
           f"{bandwidth / 1e9:.1f} GB/s; median of {repeats} to 25 calls per cell (more for short calls); ratios are peer time / sigmax time")
     print()
     t_start = time.perf_counter()
     table1(shapes, repeats, peers, bandwidth)
     print()
     print("Targets (issue 7), from the rows above:")
-    for line in targets(RESULTS, [tuple(s) for s in shapes[1:3]] if not args.quick else [tuple(shapes[1])]):
+    for line in targets(RESULTS, LARGE if not args.quick else [tuple(shapes[1])]):
         print(line)
     if not args.no_sweep:
         table2(2 ** 20 if args.quick else 2 ** 25, repeats)

@@ -392,10 +392,21 @@ static void TX(rows_small)(int op, const T *x, T *out, ptrdiff_t r0, ptrdiff_t r
                     if (special[l]) TX(row_general)(op, xr + l * V, V, out, r + l, flags, 0);
                 continue;
             }
-            T q[W];
-            for (ptrdiff_t l = 0; l < W; l++) q[l] = (T)L[l];
-            VT vq = TX(ld)(q);
-            for (ptrdiff_t j = 0; j < V; j++) TX(st)(tile[j], (TX(ld)(tile[j]) - m) - vq);
+            /* log_softmax: (x - m) - L written row by row from x (no transpose back) */
+            for (ptrdiff_t l = 0; l < nr; l++) {
+                if (special[l]) {
+                    TX(row_general)(op, xr + l * V, V, out, r + l, flags, 0);
+                    continue;
+                }
+                if (flags) flags[r + l] = 0;
+                const T *xl = xr + l * V;
+                T *ol = out + (r + l) * V;
+                const VT vm = TX(splat)(mx[l]), vL = TX(splat)((T)L[l]);
+                ptrdiff_t i = 0;
+                for (; i + W <= V; i += W) TX(st)(ol + i, (TX(ld)(xl + i) - vm) - vL);
+                for (; i < V; i++) ol[i] = (xl[i] - mx[l]) - (T)L[l];
+            }
+            continue;
         }
         T *orow = out + r * V;
         for (ptrdiff_t l = 0; l < nr; l++) {
