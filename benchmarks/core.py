@@ -50,13 +50,18 @@ BUDGET = 0.4  # seconds of timed calls per cell, at most (the repeats adapt to t
 
 def timeit(fn, repeats: int, warmup: int = 1) -> float:
     """Median seconds of at least ``repeats`` calls (after ``warmup`` calls): more for short calls,
-    up to 25 or about ``BUDGET`` seconds, and only 2 for calls over a second (slow peers)."""
+    up to 25 or about ``BUDGET`` seconds; for calls over half a second (the slow peers) the better of
+    the last warm-up call and one more."""
     t = 0.0
     for _ in range(warmup):
         t0 = time.perf_counter()
         fn()
         t = time.perf_counter() - t0
-    n = 2 if t > 1.0 else max(repeats, min(25, int(BUDGET / max(t, 1e-6))))
+    if t > 0.5:
+        t0 = time.perf_counter()
+        fn()
+        return min(t, time.perf_counter() - t0)
+    n = max(repeats, min(25, int(BUDGET / max(t, 1e-6))))
     times = []
     gc.collect()  # once: with torch.compile loaded a collection takes longer than most calls
     gc.disable()

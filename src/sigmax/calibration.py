@@ -759,7 +759,16 @@ def _tune_one(p: np.ndarray, y: np.ndarray, objective: str, target_precision, ta
         best = np.max(recall[ok])
         return float(thr[np.flatnonzero(ok & (recall == best))[0]])
     if target_recall is not None:
-        ok = recall >= target_recall
+        # a candidate whose threshold cannot sit below its lowest score (a probability of exactly 0:
+        # no t in [0, 1] has 0 > t) is out of reach
+        real = np.r_[True, thr[1:] < ps[ends]]
+        ok = (recall >= target_recall) & real
+        if not ok.any():
+            j = int(np.argmax(np.where(real, recall, -1.0)))
+            warnings.warn(f"{name}: no threshold reaches recall {target_recall:g} on the calibration set "
+                          f"(best {recall[j]:.3g}: scores of exactly 0 are never above a threshold); using "
+                          f"the one of highest recall", UserWarning, stacklevel=4)
+            return float(thr[j])
         best = np.max(precision[ok])
         return float(thr[np.flatnonzero(ok & (precision == best))[0]])
     return float(thr[int(np.argmax(f1))])  # the highest threshold among ties

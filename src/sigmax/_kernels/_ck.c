@@ -34,6 +34,7 @@ enum { EW_SIGMOID = 0, EW_LOG_SIGMOID = 1, EW_SOFTPLUS = 2 };
 enum { OP_LSE = 0, OP_SOFTMAX = 1, OP_LOG_SOFTMAX = 2, OP_LSE_PARTS = 3 }; /* LSE_PARTS: rows only */
 enum { BCE_NONE = 0, BCE_SUM = 1, BCE_GRAD = 2 };
 enum { ROW_FINITE = 0, ROW_EMPTY = 1, ROW_POSINF = 2, ROW_NAN = 3 };
+#define COL_NT 16 /* or-ed into the op of the column kernels: stream the output past the cache */
 
 typedef struct {
     double m;   /* the row maximum */
@@ -194,6 +195,7 @@ static int pool_run(range_fn fn, void *ctx, ptrdiff_t n, int nth, ptrdiff_t grai
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&at, (size_t)4 << 20); /* the column kernels keep ~150 KiB of state there */
         int rc = pthread_create(&th, &at, pool_worker, NULL);
         pthread_attr_destroy(&at);
         if (rc != 0) break;
@@ -427,15 +429,16 @@ static PyObject *reduce_common(PyObject *args, int columns) {
         return NULL;
     }
     red_ctx c = {op, dt, !columns && stream_output(nout * isz), x.ptr, o.ptr, A, C, B, (uint8_t *)f.ptr};
+    if (columns && (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && stream_output(nout * isz)) c.op |= COL_NT;
     if (big_output(nout * isz)) advise_huge(o.ptr, nout * isz);
     Py_BEGIN_ALLOW_THREADS if (columns) {
-        const ptrdiff_t W = dt == 0 ? 8 : 4, LB = 64 * W, nb = (B + LB - 1) / LB;
+        const ptrdiff_t W = dt == 0 ? 8 : 4, LB = 256 * W, nb = (B + LB - 1) / LB; /* STRIP of kern_t.h */
         ptrdiff_t items = A * nb, per = C * LB;
         /* fewer strips than threads, each of several chunks of rows: the chunks in parallel */
         int split = items < nth && C > 4096;
         if (split)
-            split = dt == 0 ? K->split32(op, (const float *)c.x, (float *)c.out, A, C, B, c.flags, nth)
-                            : K->split64(op, (const double *)c.x, (double *)c.out, A, C, B, c.flags, nth);
+            split = dt == 0 ? K->split32(c.op, (const float *)c.x, (float *)c.out, A, C, B, c.flags, nth)
+                            : K->split64(c.op, (const double *)c.x, (double *)c.out, A, C, B, c.flags, nth);
         if (!split) parallel(cols_range, &c, items, nth, per >= 65536 ? 1 : (65536 + per - 1) / per);
     }
     else {

@@ -600,8 +600,8 @@ static void TX(col_scalar)(int op, const T *x, ptrdiff_t stride, ptrdiff_t n, T 
  * rescaling): chunks of a strip can run on different threads (a few wide columns, as (65536, 10)
  * over axis 0), and the result is the same for any number of threads. softmax / log_softmax read
  * the strip once more for the output. */
-#define STRIP (64 * W)
-#define STRIP_ROWS 64
+#define STRIP (256 * W) /* 8 KiB of each row of the strip: long contiguous runs for the prefetcher */
+#define STRIP_ROWS 32
 #define COL_CHUNK 4096
 
 typedef struct {
@@ -734,18 +734,22 @@ static void TX(colacc_finish)(int op, TX(colacc) *a, const T *x, ptrdiff_t B, pt
 
 /* softmax / log_softmax output of rows [c0, c1) of a strip */
 static void TX(col_out_rows)(int op, const T *x, ptrdiff_t B, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t nl, T *out,
-                             const T *mx, const T *q) {
+                             const T *mx, const T *q, int nt) {
     const ptrdiff_t nv = (nl + W - 1) / W;
     for (ptrdiff_t c = c0; c < c1; c++) {
         const T *xr = x + c * B;
         T *orow = out + c * B;
+        const int ntr = nt && ((uintptr_t)orow & 31) == 0; /* streaming stores: a large output */
         for (ptrdiff_t v = 0; v < nv; v++) {
             VT a = LDV(xr, v), m = TX(ld)(mx + v * W), qv = TX(ld)(q + v * W);
             VT o = op == OP_SOFTMAX ? TX(exp_neg)(a - m) * qv : (a - m) - qv;
             VI done = m != m; /* special columns: already written */
             T ob[W];
             if (!TX(any)(done) && v * W + W <= nl) {
-                TX(st)(orow + v * W, o);
+                if (ntr)
+                    TX(stnt)(orow + v * W, o);
+                else
+                    TX(st)(orow + v * W, o);
                 continue;
             }
             TX(st)(ob, o);
@@ -758,7 +762,8 @@ static void TX(col_out_rows)(int op, const T *x, ptrdiff_t B, ptrdiff_t c0, ptrd
 }
 #undef LDV
 
-static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags) {
+static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_t nl, T *out, uint8_t *flags,
+                          int nt) {
     const ptrdiff_t nv = (nl + W - 1) / W;
     TX(colacc) a, b;
     TX(colacc_init)(&a, nv);
@@ -770,21 +775,26 @@ static void TX(col_strip)(int op, const T *x, ptrdiff_t B, ptrdiff_t C, ptrdiff_
     }
     T mx[STRIP], q[STRIP];
     TX(colacc_finish)(op, &a, x, B, C, nl, out, flags, mx, q);
-    if (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) TX(col_out_rows)(op, x, B, 0, C, nl, out, mx, q);
+    if (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) TX(col_out_rows)(op, x, B, 0, C, nl, out, mx, q, nt);
 }
 
 /* work items [j0, j1) of an (A, C, B) array: item j is column block j % nb of slice j / nb */
 static void TX(cols)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdiff_t B, ptrdiff_t j0, ptrdiff_t j1,
                      uint8_t *flags) {
     (void)A;
+    const int nt = op & COL_NT; /* streaming stores for the softmax / log_softmax output */
+    op &= ~COL_NT;
     /* always the strip kernel: a column's result depends on nothing but the column (not on B) */
     const ptrdiff_t LB = STRIP, nb = (B + LB - 1) / LB;
     for (ptrdiff_t j = j0; j < j1; j++) {
         ptrdiff_t s = j / nb, b0 = (j % nb) * LB, nl = B - b0 < LB ? B - b0 : LB;
         const T *xs = x + s * C * B + b0;
         T *os = op == OP_LSE ? out + s * B + b0 : op == OP_LSE_PARTS ? out + 2 * (s * B + b0) : out + s * C * B + b0;
-        TX(col_strip)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL);
+        TX(col_strip)(op, xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL, nt);
     }
+#if defined(__x86_64__) || defined(__i386__)
+    if (nt) _mm_sfence(); /* streaming stores are weakly ordered: publish them before returning */
+#endif
 }
 
 /* Few strips (fewer than threads) over many rows: each strip's chunks of rows run in parallel, are
@@ -796,6 +806,7 @@ typedef struct {
     ptrdiff_t B, C, nl;
     TX(colacc) *acc;
     const T *mx, *q;
+    int nt;
 } TX(splitctx);
 
 static void TX(split_stats)(void *p, ptrdiff_t k0, ptrdiff_t k1) {
@@ -810,12 +821,17 @@ static void TX(split_stats)(void *p, ptrdiff_t k0, ptrdiff_t k1) {
 
 static void TX(split_out)(void *p, ptrdiff_t r0, ptrdiff_t r1) {
     TX(splitctx) *c = (TX(splitctx) *)p;
-    TX(col_out_rows)(c->op, c->x, c->B, r0, r1, c->nl, c->out, c->mx, c->q);
+    TX(col_out_rows)(c->op, c->x, c->B, r0, r1, c->nl, c->out, c->mx, c->q, c->nt);
+#if defined(__x86_64__) || defined(__i386__)
+    if (c->nt) _mm_sfence();
+#endif
 }
 
 /* returns 0 (nothing done) if the scratch cannot be allocated: the caller takes the plain path */
 static int TX(cols_split)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, ptrdiff_t B, uint8_t *flags,
                           int nth) {
+    const int nt = op & COL_NT;
+    op &= ~COL_NT;
     const ptrdiff_t LB = STRIP, nb = (B + LB - 1) / LB, nch = (C + COL_CHUNK - 1) / COL_CHUNK;
     TX(colacc) *acc = (TX(colacc) *)aligned_alloc(64, (size_t)nch * sizeof(TX(colacc)));
     if (!acc) return 0;
@@ -824,7 +840,7 @@ static int TX(cols_split)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, 
         const T *xs = x + s * C * B + b0;
         T *os = op == OP_LSE ? out + s * B + b0 : op == OP_LSE_PARTS ? out + 2 * (s * B + b0) : out + s * C * B + b0;
         T mx[STRIP], q[STRIP];
-        TX(splitctx) c = {op, xs, os, B, C, nl, acc, mx, q};
+        TX(splitctx) c = {op, xs, os, B, C, nl, acc, mx, q, nt};
         parallel(TX(split_stats), &c, nch, nth, 1);
         for (ptrdiff_t k = 1; k < nch; k++) TX(colacc_merge)(&acc[0], &acc[k], nv);
         TX(colacc_finish)(op, &acc[0], xs, B, C, nl, os, flags ? flags + s * B + b0 : NULL, mx, q);
