@@ -557,3 +557,50 @@ def test_fused_bce_with_logits_matches_generic(variant, lib, dtype):
     for reduction in ("none", "sum", "mean"):
         f = lambda v: _kernels.bce_with_logits(v, yt, reduction)  # noqa: E731
         assert torch.autograd.gradcheck(f, (xt,)) and torch.autograd.gradgradcheck(f, (xt,))
+
+
+# ---------------------------------------------------------------------------------------------
+# large results: memory from the kernels' cache
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_large_results_reuse_cached_memory(lib):
+    if not _kernels.enabled():
+        pytest.skip("C kernels not built or disabled")
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(600, 4000)).astype(np.float32)  # 9.6 MB results
+    xx = torch.from_numpy(x) if lib == "torch" else x
+    old = _kernels._ck.set_cache_limit(1 << 30)
+    try:
+        p = sigmax.softmax(xx)
+        ref = sigmax.softmax(x[:7])
+        assert tuple(p.shape) == x.shape and p.dtype == xx.dtype
+        assert np.array_equal(to_numpy(p)[:7], to_numpy(ref))
+        p[0, 0] = 5.0  # an ordinary writable result
+        assert float(p[0, 0]) == 5.0
+        del p
+        blocks, nbytes = _kernels._ck.cache_info()
+        assert blocks >= 1 and nbytes >= x.nbytes  # back in the cache once the result died
+        q = sigmax.log_sigmoid(xx)  # the same size: takes the cached block
+        assert _kernels._ck.cache_info()[0] == blocks - 1
+        with _kernels.use_kernels(False):
+            _same(q, sigmax.log_sigmoid(xx), "float32")
+        del q
+        _kernels._ck.set_cache_limit(0)  # keeps nothing
+        assert _kernels._ck.cache_info() == (0, 0)
+        r = sigmax.sigmoid(xx)
+        del r
+        assert _kernels._ck.cache_info() == (0, 0)
+    finally:
+        _kernels._ck.set_cache_limit(old)
+
+
+def test_output_cache_environment_switch():
+    if not _kernels.AVAILABLE:
+        pytest.skip("C kernels not built")
+    code = ("import numpy as np, sigmax; from sigmax import _kernels as k; "
+            "x = np.ones((1000, 3000), np.float32); y = sigmax.sigmoid(x); del y; print(k._ck.cache_info())")
+    env = dict(os.environ, SIGMAX_OUTPUT_CACHE_MB="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(0, 0)"

@@ -178,10 +178,47 @@ def _ptr(a):
 
 
 def _empty(inp: _In, shape):
-    if inp.kind == "numpy":
-        return np.empty(shape, dtype=inp.x.dtype)
-    torch = _torch()
-    return torch.empty(shape, dtype=inp.x.dtype)
+    return _new(inp.kind, shape, inp.x.dtype)
+
+
+#: results this large take memory from the kernels' cache (see _ck.empty): no fresh pages per call
+_CACHED_BYTES = 8 << 20
+
+
+def _cache_limit_from_env() -> None:
+    env = os.environ.get("SIGMAX_OUTPUT_CACHE_MB", "").strip()
+    if env and _ck is not None:
+        try:
+            _ck.set_cache_limit(max(0, int(float(env) * (1 << 20))))
+        except ValueError:
+            pass
+
+
+_cache_limit_from_env()
+
+
+def _new(kind: str, shape, dtype):
+    """A fresh array for a kernel's result: NumPy or a CPU torch tensor of ``shape`` and ``dtype``.
+
+    Large ones wrap a block of the kernels' output cache: 2 MiB-aligned memory with huge pages that
+    returns to the cache when the array dies, so repeated calls do not fault in and zero new pages
+    (a fresh half-gigabyte result costs more in page faults than the kernel's own work). The arrays
+    are ordinary (writable, contiguous, of their own shape); their memory belongs to the buffer
+    object in their ``base`` (NumPy) or storage (PyTorch, where it cannot be resized in place).
+    ``SIGMAX_OUTPUT_CACHE_MB`` caps what the cache keeps (default 1024; 0: keep nothing).
+    """
+    shape = tuple(int(d) for d in shape)
+    n = math.prod(shape)
+    dtype = np.dtype(dtype) if kind == "numpy" else dtype
+    nbytes = n * (dtype.itemsize if kind == "numpy" else _torch().empty((), dtype=dtype).element_size())
+    if nbytes >= _CACHED_BYTES and _ck is not None:
+        block = _ck.empty(nbytes)
+        if kind == "numpy":
+            return np.frombuffer(block, dtype=dtype, count=n).reshape(shape)
+        return _torch().frombuffer(block, dtype=dtype, count=n).reshape(shape)
+    if kind == "numpy":
+        return np.empty(shape, dtype=dtype)
+    return _torch().empty(shape, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +440,7 @@ def _torch_row_function():
             shape = tuple(x.shape)
             A, C, B = _split(shape, ax)
             rshape = shape[:ax] + shape[ax + 1:] if op == _OP_LSE else shape
-            out = torch.empty(rshape, dtype=x.dtype)
+            out = _new("torch", rshape, x.dtype)
             flags = np.empty(A * B, dtype=np.uint8)
             _run_rows(op, 0 if x.dtype is torch.float32 else 1, x, out, shape, ax, flags)
             ctx.op, ctx.ax, ctx.shape = op, ax, shape
@@ -420,7 +457,7 @@ def _torch_row_function():
                     and type(g) is torch.Tensor)
             if fast:
                 g = g.contiguous()
-                grad = torch.empty(shape, dtype=a.dtype)
+                grad = _new("torch", shape, a.dtype)
                 code = 0 if a.dtype is torch.float32 else 1
                 if op == _OP_LSE:
                     _ck.rows_bwd(op, code, a.data_ptr(), None, lse.contiguous().data_ptr(), g.data_ptr(),
@@ -587,7 +624,7 @@ def _torch_ce_function():
                     gv = g if ctx.reduction == "sum" else g / ctx.count  # in g's dtype, as PyTorch rounds it
                     gs = np.full(n, float(gv), dtype=dt)
                 gs = np.where(ctx.valid & ~ctx.fl, gs, dt.type(0))
-                grad = torch.empty_like(x3)
+                grad = _new("torch", x3.shape, x3.dtype)
                 gn = grad.numpy()
                 code = 0 if x3.dtype is torch.float32 else 1
                 if B == 1:  # the kernel also subtracts g at the targets
@@ -649,7 +686,7 @@ def bce_with_logits(x: Any, y: Any, reduction: str):
 
 def _bce_forward(kind, code, x, y, n, reduction):
     if reduction == "none":
-        out = np.empty(x.shape, dtype=x.dtype) if kind == "numpy" else _torch().empty(tuple(x.shape), dtype=x.dtype)
+        out = _new(kind, x.shape, x.dtype)
         _ck.bce(_BCE_NONE, code, _ptr(x), _ptr(y), _ptr(out), n, 1.0, _THREADS)
         return out
     total = _ck.bce(_BCE_SUM, code, _ptr(x), _ptr(y), None, n, 1.0, _THREADS)
@@ -686,7 +723,7 @@ def _torch_bce_function():
             x, y = ctx.saved_tensors
             scale = 1.0 / ctx.n if ctx.reduction == "mean" else 1.0
             if ctx.reduction != "none" and not torch.is_grad_enabled() and type(g) is torch.Tensor:
-                grad = torch.empty_like(x)
+                grad = _new("torch", x.shape, x.dtype)
                 code = 0 if x.dtype is torch.float32 else 1
                 _ck.bce(_BCE_GRAD, code, x.data_ptr(), y.data_ptr(), grad.data_ptr(), ctx.n,
                         float(g) * scale, _THREADS)
