@@ -268,6 +268,16 @@ def _min_max_core(xp, t):
     if hasattr(t, "detach"):  # PyTorch: one pass for both, and no autograd graph (a check, not the loss)
         import torch
 
+        if type(t) is torch.Tensor and t.device.type == "cpu" and not t.is_neg() and not t.is_conj() and \
+                t.dtype in (torch.float32, torch.float64, torch.int64, torch.int32):
+            # NumPy on the same memory: single-threaded, so PyTorch's OpenMP threads are not woken to
+            # spin on the cores the loss kernel is about to use
+            try:
+                a = t.detach().numpy()
+            except RuntimeError:  # no storage (a functorch or fake tensor): PyTorch's own reduction
+                pass
+            else:
+                return np.min(a), np.max(a)
         return torch.aminmax(t.detach())
     return xp.min(t), xp.max(t)  # NaN propagates into both
 
@@ -282,6 +292,8 @@ def _in_unit_interval(xp, t) -> bool:
 
 def _two_numbers(xp, pair):
     """Two 0-d arrays as Python numbers, with a single device synchronisation on PyTorch."""
+    if isinstance(pair[0], np.generic):
+        return [pair[0].item(), pair[1].item()]
     if is_torch(xp):
         import torch
 
