@@ -210,7 +210,7 @@ def _new(kind: str, shape, dtype):
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
     dtype = np.dtype(dtype) if kind == "numpy" else dtype
-    nbytes = n * (dtype.itemsize if kind == "numpy" else _torch().empty((), dtype=dtype).element_size())
+    nbytes = n * dtype.itemsize  # (torch.dtype has itemsize too)
     if nbytes >= _CACHED_BYTES and _ck is not None:
         block = _ck.empty(nbytes)
         if kind == "numpy":
@@ -551,20 +551,17 @@ def _ce_forward(kind, code, x3, t, ignore_index, reduction):
         A, C, B = x3.shape
         xn = x3.detach().numpy() if kind == "torch" else x3
         flags = np.empty(A * B, dtype=np.uint8)
+        fl = flags.view(np.bool_)  # written by the kernel below
         valid = t != ignore_index
+        tc = np.where(valid, t, 0)  # ignored entries point at class 0 (masked out)
         if B == 1:  # classes last: the row kernel also forms the losses
             loss = np.empty(A, dtype=xn.dtype)
             lse = np.empty(A, dtype=xn.dtype)
             count, total = _ck.ce(code, xn.reshape(A, C), t, ignore_index, loss, lse, A, C, _THREADS, flags)
-            fl = flags.view(np.bool_)
-            tc = np.where(valid, t, 0)
         else:  # the column kernel gives (m, L) per column; the losses from the picked entries
             parts = np.empty((A, B, 2), dtype=xn.dtype)
             _ck.cols(_OP_LSE_PARTS, code, xn, parts, A, C, B, _THREADS, flags)
-            fl = flags.view(np.bool_)
-            tc = np.where(valid, t, 0)
-            t2 = tc.reshape(A, 1, B)
-            xt = np.take_along_axis(xn, t2, axis=1).reshape(A * B)
+            xt = np.take_along_axis(xn, tc.reshape(A, 1, B), axis=1).reshape(A * B)
             m, L = parts[..., 0].reshape(A * B), parts[..., 1].reshape(A * B)
             loss = L - (xt - m)
             if fl.any():  # all -inf columns: inf; +inf entries share the mass: log k on them, inf elsewhere
@@ -576,15 +573,11 @@ def _ce_forward(kind, code, x3, t, ignore_index, reduction):
             count = int(np.count_nonzero(valid))
             total = float(loss.sum(dtype=np.float64)) if reduction != "none" else 0.0
         if reduction == "none":
-            out = torch_from(loss) if kind == "torch" else loss
+            out = _torch().from_numpy(loss) if kind == "torch" else loss
         else:
             value = total if reduction == "sum" else (total / count if count else float("nan"))  # 0/0: NaN
             out = _torch().tensor(value, dtype=x3.dtype) if kind == "torch" else xn.dtype.type(value)
         return out, lse, fl, count, valid, tc
-
-
-def torch_from(a):
-    return _torch().from_numpy(a)
 
 
 _CE_FUNCTION = None
@@ -625,7 +618,6 @@ def _torch_ce_function():
                     gs = np.full(n, float(gv), dtype=dt)
                 gs = np.where(ctx.valid & ~ctx.fl, gs, dt.type(0))
                 grad = _new("torch", x3.shape, x3.dtype)
-                gn = grad.numpy()
                 code = 0 if x3.dtype is torch.float32 else 1
                 if B == 1:  # the kernel also subtracts g at the targets
                     flags = ctx.fl.view(np.uint8) if ctx.fl.any() else None
@@ -633,6 +625,7 @@ def _torch_ce_function():
                                  _THREADS, flags, ctx.tc)
                 else:
                     _ck.cols_lse_bwd(code, x3.data_ptr(), ctx.lse, gs, grad.data_ptr(), A, C, B, _THREADS)
+                    gn = grad.numpy()
                     if ctx.fl.any():  # an infinite maximum: no gradient (x - lse is not finite there)
                         gn.transpose(0, 2, 1)[ctx.fl.reshape(A, B)] = 0
                     j = np.arange(n)  # entry (a, t, b) of the flat gradient, a = j // B, b = j % B

@@ -578,10 +578,10 @@ static PyObject *reduce_common(PyObject *args, int columns) {
     if (columns && (op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && stream_output(nout * isz)) c.op |= COL_NT;
     if (big_output(nout * isz)) advise_huge(o.ptr, nout * isz);
     Py_BEGIN_ALLOW_THREADS if (columns) {
-        const ptrdiff_t W = dt == 0 ? 8 : 4, LB = 256 * W, nb = (B + LB - 1) / LB; /* STRIP of kern_t.h */
+        const ptrdiff_t W = dt == 0 ? 8 : 4, LB = STRIP_VECS * W, nb = (B + LB - 1) / LB; /* a strip */
         ptrdiff_t items = A * nb, per = C * LB;
         /* fewer strips than threads, each of several chunks of rows: the chunks in parallel */
-        int split = items < nth && C > 4096;
+        int split = items < nth && C > COL_CHUNK;
         if (split)
             split = dt == 0 ? K->split32(c.op, (const float *)c.x, (float *)c.out, A, C, B, c.flags, nth)
                             : K->split64(c.op, (const double *)c.x, (double *)c.out, A, C, B, c.flags, nth);
@@ -799,7 +799,6 @@ static PyObject *py_bce(PyObject *self, PyObject *args) {
  * ce(dt, x, target, ignore_index, loss, lse, N, V, nthreads, flags) -> (rows counted, sum of the losses)
  * ---------------------------------------------------------------------------------------------- */
 
-#define CE_MAX_THREADS MAX_THREADS
 typedef struct {
     int dt;
     const void *x;

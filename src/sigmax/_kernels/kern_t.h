@@ -600,9 +600,8 @@ static void TX(col_scalar)(int op, const T *x, ptrdiff_t stride, ptrdiff_t n, T 
  * rescaling): chunks of a strip can run on different threads (a few wide columns, as (65536, 10)
  * over axis 0), and the result is the same for any number of threads. softmax / log_softmax read
  * the strip once more for the output. */
-#define STRIP (256 * W) /* 8 KiB of each row of the strip: long contiguous runs for the prefetcher */
+#define STRIP (STRIP_VECS * W) /* 8 KiB of each row of the strip: long contiguous runs for the prefetcher */
 #define STRIP_ROWS 32
-#define COL_CHUNK 4096
 
 typedef struct {
     VT M[STRIP / W], K[STRIP / W];
@@ -854,4 +853,3 @@ static int TX(cols_split)(int op, const T *x, T *out, ptrdiff_t A, ptrdiff_t C, 
 #undef BLK
 #undef STRIP
 #undef STRIP_ROWS
-#undef COL_CHUNK

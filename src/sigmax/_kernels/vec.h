@@ -22,4 +22,9 @@ typedef float vf4 __attribute__((vector_size(16)));                 /* half a vf
  * fetch the next block while they compute on this one, so the memory wait overlaps the arithmetic */
 #define PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 
+/* the column kernels (kern_t.h), also read by the thread split in _ck.c: a strip is STRIP_VECS
+ * vectors wide, and its rows are accumulated in chunks of COL_CHUNK */
+#define STRIP_VECS 256
+#define COL_CHUNK 4096
+
 #endif
