@@ -1,6 +1,6 @@
 """sigmax: logits to probabilities, decisions and losses, right for the task and exact at the edges.
 
-Only re-exports live here (DESIGN.md); the code is in the private and topic modules.
+Only re-exports live here (docs/ARCHITECTURE.md); the code is in the private and topic modules.
 """
 
 from .activations import (

@@ -1,7 +1,7 @@
 """Test helpers: the one per-dtype tolerance table, array backends, and comparisons.
 
 Every test in the project compares numbers through :func:`assert_close`, whose tolerances come from
-:data:`TOLERANCES` (derived from ``finfo(dtype).eps``), never a hand-picked ``1e-8``. Users can use
+:data:`TOLERANCES` (:mod:`sigmax._tolerance`, derived from ``finfo(dtype).eps``), never a hand-picked ``1e-8``. Users can use
 the same helpers to test their own code against sigmax.
 
 Example:
@@ -22,33 +22,11 @@ import numpy as np
 
 __all__ = ["TOLERANCES", "tolerance", "assert_close", "to_numpy", "Backend", "available_backends", "ulp_error"]
 
-_EPS = {
-    "float64": float(np.finfo(np.float64).eps),
-    "float32": float(np.finfo(np.float32).eps),
-    "float16": float(np.finfo(np.float16).eps),
-    "bfloat16": 2.0**-7,
-}
-
-#: rtol = 16 eps (a few roundings in a fused chain of operations), atol = rtol times the typical
-#: magnitude 1 of probabilities and log-probabilities. Loosen per call with ``factor=`` only where a
-#: test states why (for example a sum over many terms).
-TOLERANCES: dict[str, dict[str, float]] = {
-    name: {"rtol": 16 * eps, "atol": 16 * eps} for name, eps in _EPS.items()
-}
+from ._tolerance import TOLERANCES, tolerance  # the one tolerance table, re-exported for tests
 
 
 def _dtype_name(dtype: Any) -> str:
-    name = str(dtype).replace("torch.", "").replace("dtype(", "").replace(")", "").strip("'\"")
-    return name
-
-
-def tolerance(dtype: Any, factor: float = 1.0) -> dict[str, float]:
-    """``{"rtol", "atol"}`` for ``dtype`` (a dtype object or its name), optionally scaled."""
-    name = _dtype_name(dtype)
-    if name not in TOLERANCES:
-        raise KeyError(f"no tolerance for dtype {dtype!r}; known: {sorted(TOLERANCES)}")
-    t = TOLERANCES[name]
-    return {"rtol": t["rtol"] * factor, "atol": t["atol"] * factor}
+    return str(dtype).replace("torch.", "").replace("dtype(", "").replace(")", "").strip("'\"")
 
 
 def to_numpy(x: Any) -> np.ndarray:

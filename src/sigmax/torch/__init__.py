@@ -1,4 +1,4 @@
-"""PyTorch-only power (DESIGN.md, principle 4): fused large-vocabulary losses with their own backward
+"""PyTorch-only power (docs/ARCHITECTURE.md, "Floors"): fused large-vocabulary losses with their own backward
 and the vocabulary-parallel loss over ``torch.distributed``.
 
 Only re-exports live here; the code is in the modules beside this file.

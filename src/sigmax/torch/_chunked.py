@@ -24,7 +24,7 @@ and the gradient of the loss with respect to the logits has the form
 with per-row coefficients :math:`c, b, e` (:func:`grad_coefficients`), so one more pass over the rows
 produces it. This is the one place in sigmax that re-derives ``exp(z - max)`` instead of calling
 :func:`sigmax.logsumexp`: the fused loss must reuse the exponentials as probabilities for its own
-backward (DESIGN.md, principle 4). Every pass holds one chunk of logits (two with ``softcap``), in the
+backward (docs/ARCHITECTURE.md, "Floors"). Every pass holds one chunk of logits (two with ``softcap``), in the
 compute dtype: the extra memory is ``O(chunk x V)``, never ``O(N x V)``.
 
 No pass synchronizes with the host: chunk bounds are Python integers from shapes, and every
@@ -77,7 +77,7 @@ class Spec:
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float16/bfloat16 are computed in float32 (DESIGN.md, principle 5); float32/64 as they are."""
+    """float16/bfloat16 are computed in float32 (docs/ARCHITECTURE.md, "Dtypes"); float32/64 as they are."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
