@@ -85,7 +85,7 @@ def test_user_errors_exit_2(capsys, files):
     code, _, err = run(capsys, files / "logits.npy", "--loss", "hinge")
     assert code == 2 and "unknown loss 'hinge'" in err
     code, _, err = run(capsys, files / "logits.npy", "--task", "multiclass", "--axis", "4")
-    assert code == 2 and "axis=4 is out of range" in err
+    assert code == 2 and "--axis 4 is out of range" in err
 
 
 def test_console_script(files):

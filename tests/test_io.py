@@ -59,7 +59,7 @@ def test_csv_with_and_without_header(tmp_path):
 
 def test_csv_errors(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,x\n")
-    with pytest.raises(ScoreFileError, match="line 3 has a non-numeric value 'x'"):
+    with pytest.raises(ScoreFileError, match="line 3, column 2 has a non-numeric value 'x'"):
         load_scores(tmp_path / "bad.csv")
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
     with pytest.raises(ScoreFileError, match="different numbers of columns"):
@@ -180,3 +180,145 @@ def test_iter_chunks_bounded_memory(tmp_path):
 def test_module_lists_api():
     for name in sio.__all__:
         assert hasattr(sio, name)
+
+
+# ----------------------------------------------------------------- hostile files (issue 11)
+def _lying_npy(path, shape=(1 << 20, 1 << 22), nbytes=64):
+    """A .npy whose header promises ``shape`` float64 values but which holds ``nbytes`` of data."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        f.write(b"\0" * nbytes)
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_npy_header_promising_more_than_the_file_is_refused_before_allocating(tmp_path, mmap):
+    p = tmp_path / "lie.npy"
+    _lying_npy(p)  # 32 TiB promised
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScoreFileError, match=r"truncated or corrupt.*promises shape \(1048576, 4194304\)"):
+            load_scores(p, mmap=mmap)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 << 20
+    with pytest.raises(ScoreFileError, match="truncated"):
+        list(iter_chunks(p, 4))
+    with pytest.raises(ScoreFileError, match="truncated"):
+        count_rows(p)
+
+
+def test_truncated_npy_names_sizes(tmp_path):
+    p = tmp_path / "cut.npy"
+    np.save(p, np.ones((10, 3)))
+    data = p.read_bytes()
+    p.write_bytes(data[:-8])
+    with pytest.raises(ScoreFileError, match=r"promises shape \(10, 3\) of float64 \(368 bytes\) but the file holds 360 bytes"):
+        load_scores(p)
+
+
+def test_text_file_named_npy_says_it_is_text(tmp_path):
+    p = tmp_path / "scores.npy"
+    p.write_text("0.1,0.2\n0.3,0.4\n")
+    with pytest.raises(ScoreFileError, match=r"not a \.npy file \(it looks like text; rename it to \.csv") as e:
+        load_scores(p)
+    assert "pickled" not in str(e.value)
+
+
+def test_zip_named_npy_says_so(tmp_path):
+    p = tmp_path / "scores.npy"
+    np.savez(tmp_path / "a.npz", x=np.ones(3))
+    p.write_bytes((tmp_path / "a.npz").read_bytes())
+    with pytest.raises(ScoreFileError, match="zip archive"):
+        load_scores(p)
+
+
+def test_object_npy_still_says_pickled(tmp_path):
+    p = tmp_path / "obj.npy"
+    np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ScoreFileError, match="pickled"):
+        load_scores(p)
+
+
+def test_npz_member_over_the_memory_budget_is_refused_before_inflating(tmp_path):
+    p = tmp_path / "big.npz"
+    np.savez_compressed(p, logits=np.zeros((1000, 100)))  # 800 kB inflated, a few kB on disk
+    assert os.path.getsize(p) < 50_000
+    with pytest.raises(ScoreFileError, match=r"800,000 bytes once decompressed, over the memory budget of 100,000"):
+        load_scores(p, memory_budget=100_000)
+    assert load_scores(p, memory_budget=10**6).shape == (1000, 100)
+    assert load_scores(p).shape == (1000, 100)  # default 1 GiB
+    with pytest.raises(ScoreFileError, match="memory budget"):
+        list(iter_chunks(p, 10, memory_budget=100_000))
+    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes"):
+        load_scores(p, memory_budget=0)
+
+
+def test_npz_member_lying_header_is_refused(tmp_path):
+    import io as pyio
+    import zipfile
+
+    buf = pyio.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (1 << 40,)})
+    buf.write(b"\0" * 16)
+    with zipfile.ZipFile(tmp_path / "lie.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("logits.npy", buf.getvalue())
+    with pytest.raises(ScoreFileError, match="truncated or corrupt"):
+        load_scores(tmp_path / "lie.npz")
+
+
+def test_pandas_index_column_is_dropped_with_a_warning(tmp_path):
+    p = tmp_path / "df.csv"
+    p.write_text(",0,1,2\n0,0.1,0.2,0.7\n1,2.0,-1.0,0.5\n2,0.0,0.0,0.0\n")
+    with pytest.warns(UserWarning, match="pandas index and was dropped"):
+        s = load_scores(p)
+    assert s.shape == (3, 3) and s[0].tolist() == [0.1, 0.2, 0.7]
+    q = tmp_path / "y.csv"
+    q.write_text(",0\n0,2\n1,0\n2,1\n")
+    with pytest.warns(UserWarning, match="pandas index"):
+        assert load_labels(q).tolist() == [2, 0, 1]
+
+
+def test_unnamed_first_column_that_is_not_an_index_is_an_error(tmp_path):
+    p = tmp_path / "df.csv"
+    p.write_text(",a,b\n5,0.1,0.2\n9,2.0,-1.0\n")
+    with pytest.raises(ScoreFileError, match="no header name"):
+        load_scores(p)
+
+
+@pytest.mark.parametrize("text,where", [("1,2,,3\n4,5,6,7\n", "line 1, column 3 is empty"),
+                                        ("a,b\n1,2\n\n3,\n", "line 4, column 2 is empty")])
+def test_empty_csv_field_is_an_error(tmp_path, text, where):
+    p = tmp_path / "e.csv"
+    p.write_text(text)
+    with pytest.raises(ScoreFileError, match=where):
+        load_scores(p)
+
+
+def test_overflowing_csv_value_is_an_error_but_inf_literals_are_kept(tmp_path):
+    p = tmp_path / "o.csv"
+    p.write_text("1.0,2.0\n1e400,0\n")
+    with pytest.raises(ScoreFileError, match=r"line 2, column 1: 1e400 is beyond float64's range"):
+        load_scores(p)
+    q = tmp_path / "i.csv"
+    q.write_text("inf,-inf\nnan,-Infinity\n")
+    out = load_scores(q)
+    assert np.isposinf(out[0, 0]) and np.isneginf(out[0, 1]) and np.isnan(out[1, 0])
+
+
+def test_pt_with_a_python_object_is_cut_to_what_to_do(tmp_path):
+    torch = pytest.importorskip("torch")
+    import fractions
+
+    torch.save({"logits": torch.zeros(2), "note": fractions.Fraction(1, 3)}, tmp_path / "mixed.pt")
+    with pytest.raises(ScoreFileError) as e:
+        load_scores(tmp_path / "mixed.pt")
+    msg = str(e.value)
+    assert "fractions.Fraction" in msg and "save tensors only" in msg and "np.save" in msg
+    assert "weights_only=False" not in msg and "\n" not in msg and "add_safe_globals" not in msg
+    assert len(msg) < 400
+
+
+def test_is_streamed():
+    assert sio.is_streamed("a.npy") and not sio.is_streamed("a.npy", key="x")
+    assert not any(sio.is_streamed(f"a.{e}") for e in ("csv", "txt", "pt", "npz"))

@@ -30,12 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
+import tempfile
 import warnings
 import zipfile
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
+
+from ._inputs import spell
 
 __all__ = [
     "SCORE_EXTENSIONS",
@@ -45,6 +51,9 @@ __all__ = [
     "load_array",
     "iter_chunks",
     "count_rows",
+    "is_streamed",
+    "atomic_write",
+    "MEMORY_BUDGET",
 ]
 
 #: file extensions :func:`load_scores` reads
@@ -53,6 +62,65 @@ SCORE_EXTENSIONS = (".npy", ".npz", ".csv", ".txt", ".pt", ".pth")
 
 class ScoreFileError(ValueError):
     """A score/label file that cannot be read as asked: missing, unknown extension, bad content."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None,
+                 make_parents: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; rename it onto ``path`` only on success.
+
+    Every file sigmax writes (``.npy``, ``.csv``, ``.json``, ``.html``, ``.png``) goes through here, so
+    that an output may be one of the inputs (``calibrate apply X.npy -o X.npy``: the input stays whole
+    and readable until the new file replaces it in one ``os.replace``) and an interrupted or failed
+    write leaves the old file as it was and no partial file behind. Missing parent folders are
+    created (``make_parents=False`` makes them an error instead).
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with atomic_write(os.path.join(d, "sub", "a.txt"), "w", encoding="utf-8") as fh:
+        ...     _ = fh.write("hello")
+        >>> open(os.path.join(d, "sub", "a.txt")).read()
+        'hello'
+        >>> try:
+        ...     with atomic_write(os.path.join(d, "sub", "a.txt"), "w", encoding="utf-8") as fh:
+        ...         _ = fh.write("half")
+        ...         raise KeyboardInterrupt
+        ... except KeyboardInterrupt:
+        ...     pass
+        >>> open(os.path.join(d, "sub", "a.txt")).read(), sorted(os.listdir(os.path.join(d, "sub")))
+        ('hello', ['a.txt'])
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"output path must be a file name (str or os.PathLike), got {type(path).__name__}")
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ScoreFileError(f"{path}: is a directory; give a file name to write")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise ScoreFileError(f"{folder}: is not a folder; choose another output path")
+        if not make_parents:
+            raise ScoreFileError(f"{folder}: no such folder; create it first (mkdir -p {folder})")
+        os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if os.path.exists(path):  # keep the target's permission bits
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _ext(path: str) -> str:
@@ -92,72 +160,179 @@ def _pick(path: str, mapping: dict, key: str | None, what: str) -> Any:
     return mapping[key]
 
 
+#: the default memory budget of the loaders, in bytes (1 GiB): what one array may take once read
+MEMORY_BUDGET = 2**30
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _not_npy(path: str, head: bytes, what: str = ".npy file") -> ScoreFileError:
+    """The error for a file that does not start like a ``.npy``: say what it looks like instead."""
+    if head.startswith(b"PK"):
+        looks = "it is a zip archive: an .npz (rename it to .npz) or a torch.save file (rename it to .pt)"
+    elif head.startswith(b"\x80") or head.startswith(b"\x8a"):
+        looks = "it looks like a pickle (torch.save or pickle.dump), which sigmax never loads; save it with np.save"
+    else:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and (not text or all(c.isprintable() or c in "\r\n\t" for c in text)):
+            looks = "it looks like text; rename it to .csv (or .txt) if it holds numbers, one row per line"
+        else:
+            looks = "it does not start with the .npy signature; write it with np.save"
+    return ScoreFileError(f"{path}: is not a {what} ({looks})")
+
+
+def _npy_header(fh: IO, path: str, what: str = ".npy file") -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a ``.npy`` header, reading nothing else."""
+    head = fh.read(len(_NPY_MAGIC) + 2)  # the signature, then the format version (major, minor)
+    if not head.startswith(_NPY_MAGIC):
+        raise _not_npy(path, head + fh.read(56), what)
+    try:
+        version = (head[6], head[7])
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):  # 3.0 differs from 2.0 only by utf-8 field names
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unknown format version {version}")
+    except (ValueError, OSError, EOFError, IndexError, SyntaxError, TypeError) as exc:
+        raise ScoreFileError(f"{path}: not a valid {what}: its header cannot be read ({exc})") from None
+    return tuple(int(n) for n in shape), np.dtype(dtype), int(fh.tell())
+
+
+def _pickled(path: str, what: str = "") -> ScoreFileError:
+    return ScoreFileError(
+        f"{path}: {what}holds Python objects (pickled), which sigmax never loads; "
+        "save a numeric array (np.save(path, np.asarray(x, dtype=float)))"
+    )
+
+
+def _data_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n * dtype.itemsize
+
+
 def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    # read the header first: a header promising more than the file holds must not reach an allocation
+    with open(path, "rb") as fh:
+        shape, dtype, offset = _npy_header(fh, path)
+    if dtype.hasobject:
+        raise _pickled(path)
+    need = offset + _data_bytes(shape, dtype)
+    size = os.path.getsize(path)
+    if size < need:
+        raise ScoreFileError(
+            f"{path}: is truncated or corrupt: its header promises shape {shape} of {dtype} "
+            f"({need:,} bytes) but the file holds {size:,} bytes; write it again with np.save"
+        )
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise ScoreFileError(
-                f"{path}: holds Python objects (pickled), which sigmax never loads; "
-                "save a numeric array (np.save(path, np.asarray(x, dtype=float)))"
-            ) from None
+            raise _pickled(path) from None
         raise ScoreFileError(f"{path}: not a valid .npy file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise ScoreFileError(f"{path}: not a valid .npy file ({exc})") from None
 
 
-def _load_npz(path: str, key: str | None) -> np.ndarray:
+def _load_npz(path: str, key: str | None, memory_budget: int = MEMORY_BUDGET) -> np.ndarray:
     try:
+        with zipfile.ZipFile(path) as zf:
+            members = {(n[:-4] if n.endswith(".npy") else n): n for n in zf.namelist()}
+            name = _pick(path, members, key, ".npz archive")
+            label = name[:-4] if name.endswith(".npy") else name
+            info = zf.getinfo(name)
+            # check what the member declares before inflating it: the shape in its .npy header (read
+            # from the first bytes of the stream only) and its size in the zip directory
+            with zf.open(info) as fh:
+                shape, dtype, offset = _npy_header(fh, f"{path}:{label}", "numeric .npy member")
+            if dtype.hasobject:
+                raise _pickled(path, f"array {label!r} ")
+            nbytes = _data_bytes(shape, dtype)
+            if offset + nbytes > info.file_size:
+                raise ScoreFileError(
+                    f"{path}: array {label!r} is truncated or corrupt: its header promises shape {shape} "
+                    f"of {dtype} ({nbytes:,} bytes) but the member holds {info.file_size - offset:,}; save it again"
+                )
+            need = max(nbytes, info.file_size - offset)
+            if need > memory_budget:
+                raise ScoreFileError(
+                    f"{path}: array {label!r} would take {need:,} bytes once decompressed, over the memory "
+                    f"budget of {memory_budget:,} bytes; raise it ({spell('memory_budget')}=BYTES) or save "
+                    "the array as a .npy, which is streamed"
+                )
         with np.load(path, allow_pickle=False) as z:
-            name = _pick(path, {k: k for k in z.files}, key, ".npz archive")
-            return z[name]
+            return z[label]
     except ScoreFileError:
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise ScoreFileError(
-                f"{path}: array {key!r} holds Python objects (pickled), which sigmax never loads; "
-                "save numeric arrays"
-            ) from None
+            raise _pickled(path, f"array {key!r} ") from None
         raise ScoreFileError(f"{path}: not a valid .npz archive ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ScoreFileError(f"{path}: not a valid .npz archive ({exc})") from None
 
 
+_INF_WORDS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
+def _cell(path: str, c: str, line: int, col: int) -> float:
+    """One CSV cell as a float; an empty, non-numeric or overflowing cell is an error naming its place."""
+    if not c:
+        raise ScoreFileError(f"{path}: line {line}, column {col} is empty; every cell must hold a number "
+                             "(write nan for a missing value)")
+    try:
+        v = float(c)
+    except ValueError:
+        raise ScoreFileError(
+            f"{path}: line {line}, column {col} has a non-numeric value {c!r}; "
+            "only the first line may be a header, every other cell must be a number"
+        ) from None
+    if v in (math.inf, -math.inf) and c.lower() not in _INF_WORDS:
+        raise ScoreFileError(f"{path}: line {line}, column {col}: {c} is beyond float64's range (it would "
+                             "become inf); write inf or -inf if that is meant, or rescale the scores")
+    return v
+
+
 def _load_text(path: str, key: str | None) -> np.ndarray:
     with open(path, encoding="utf-8-sig") as f:
         text = f.read()
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    # (line number in the file, text): blank lines and # comments skipped, line numbers kept for messages
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1)
+             if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise ScoreFileError(f"{path}: the file is empty; write one row of scores per line")
-    delim = "," if "," in lines[0] else None
+    delim = "," if "," in lines[0][1] else None
     header: list[str] | None = None
 
     def split(ln: str) -> list[str]:
         return [c.strip() for c in (ln.split(delim) if delim else ln.split())]
 
-    first = split(lines[0])
-    try:
-        [float(c) for c in first]
-    except ValueError:
+    first = split(lines[0][1])
+    # a header: a name that is not a number, or pandas' index header (",0,1,2": first cell empty)
+    if any(c and not _is_float(c) for c in first) or (len(first) > 1 and first[0] == "" and all(first[1:])):
         header = first
         lines = lines[1:]
-    rows = []
-    for i, ln in enumerate(lines, start=2 if header else 1):
-        cells = split(ln)
-        try:
-            rows.append([float(c) for c in cells])
-        except ValueError:
-            bad = next(c for c in cells if not _is_float(c))
-            raise ScoreFileError(
-                f"{path}: data line {i} has a non-numeric value {bad!r}; "
-                "only the first line may be a header, every other cell must be a number"
-            ) from None
+    rows = [[_cell(path, c, i, j) for j, c in enumerate(split(ln), start=1)] for i, ln in lines]
     widths = {len(r) for r in rows}
     if len(widths) > 1:
         raise ScoreFileError(f"{path}: rows have different numbers of columns ({sorted(widths)}); "
                              "every row must have one value per class")
     arr = np.asarray(rows, dtype=np.float64).reshape(len(rows), widths.pop() if rows else 0)
+    if header is not None and header[0] == "" and arr.shape[1] == len(header):
+        # DataFrame.to_csv() writes its index as an unnamed first column: 0, 1, ..., N-1
+        if arr.shape[1] >= 2 and np.array_equal(arr[:, 0], np.arange(arr.shape[0])):
+            warnings.warn(f"{path}: the first column (no header name, values 0..{arr.shape[0] - 1}) is a pandas "
+                          "index and was dropped; save with DataFrame.to_csv(index=False) to avoid this",
+                          UserWarning, stacklevel=4)
+            arr, header = arr[:, 1:], header[1:]
+        else:
+            raise ScoreFileError(f"{path}: the first column has no header name (a pandas index?); save with "
+                                 "DataFrame.to_csv(index=False), or name the column")
     if key is not None:
         if header is None:
             raise ScoreFileError(f"{path}: key={key!r} given but the file has no header line naming columns")
@@ -177,6 +352,23 @@ def _is_float(c: str) -> bool:
         return False
 
 
+def _torch_reason(exc: BaseException) -> str:
+    """What went wrong in ``torch.load``, in one short clause: PyTorch's own text is long and advises
+    loading unsafely (``weights_only=False``), which sigmax never does and never suggests."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # PyTorch colours part of its message
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"holds a Python object ({found.group(1)}) beside its tensors, which sigmax never unpickles "
+                "(it reads .pt files weights-only)")
+    if "Weights only load failed" in text or "weights_only" in text:
+        return "holds Python objects beside its tensors, which sigmax never unpickles (it reads .pt files weights-only)"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    first = re.split(r"(?<=\.)\s", first, maxsplit=1)[0]  # the first sentence
+    if len(first) > 160:
+        first = first[:157].rstrip() + "..."
+    return f"cannot be read as a PyTorch file ({first.rstrip('.')})"
+
+
 def _load_pt(path: str, key: str | None) -> Any:
     try:
         import torch
@@ -190,11 +382,8 @@ def _load_pt(path: str, key: str | None) -> Any:
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
             obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for bad files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ScoreFileError(
-            f"{path}: cannot be loaded weights-only ({msg}); save plain tensors "
-            "(torch.save(logits) or torch.save({'logits': logits}))"
-        ) from None
+        raise ScoreFileError(f"{path}: {_torch_reason(exc)}; save tensors only (torch.save(logits) or "
+                             "torch.save({'logits': logits})), or the array with np.save") from None
     if isinstance(obj, dict):
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if key is None and len(tensors) != len(obj) and len(tensors) == 1:
@@ -215,7 +404,8 @@ def _load_pt(path: str, key: str | None) -> Any:
     return obj.detach()
 
 
-def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap: bool = False) -> Any:
+def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap: bool = False,
+               memory_budget: int = MEMORY_BUDGET) -> Any:
     """Load one numeric array from ``path`` (no shape or dtype checks; see :func:`load_scores`).
 
     Args:
@@ -224,13 +414,21 @@ def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap
             its header name). Required when there are several.
         as_numpy: return ``.pt`` content as a NumPy array (default) instead of a torch tensor.
         mmap: memory-map a ``.npy`` instead of reading it (read-only).
+        memory_budget: bytes one ``.npz`` member may take once decompressed (default 1 GiB); checked
+            from the archive's directory and the member's header *before* inflating it.
 
     Returns:
         A NumPy array (or a torch tensor for ``.pt`` when ``as_numpy=False``).
 
     Raises:
-        ScoreFileError: missing file, unknown extension, pickled objects, several arrays and no key.
+        ScoreFileError: missing file, unknown extension, pickled objects, several arrays and no key,
+            a truncated ``.npy`` (checked from its header before anything is allocated), an ``.npz``
+            member over ``memory_budget``, an empty or overflowing CSV cell.
+
+    Warns:
+        UserWarning: a pandas index column (``DataFrame.to_csv()``'s unnamed first column 0..N-1) was dropped.
     """
+    memory_budget = _budget(memory_budget)
     path = _check_path(path)
     ext = _ext(path)
     if ext == ".npy":
@@ -238,7 +436,7 @@ def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap
             raise ScoreFileError(f"{path}: a .npy file holds one array; drop key={key!r}")
         arr = _load_npy(path, mmap)
     elif ext == ".npz":
-        arr = _load_npz(path, key)
+        arr = _load_npz(path, key, memory_budget)
     elif ext in (".csv", ".txt"):
         arr = _load_text(path, key)
     else:
@@ -252,7 +450,7 @@ def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap
 
 
 def load_scores(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap: bool = False,
-                ndim: tuple[int, ...] | None = None) -> Any:
+                ndim: tuple[int, ...] | None = None, memory_budget: int = MEMORY_BUDGET) -> Any:
     """Load model scores (logits, probabilities or log-probabilities) from a file, safely.
 
     Integer and boolean arrays are converted to float64; floating dtypes (float16 included) are kept.
@@ -265,6 +463,7 @@ def load_scores(path: Any, *, key: str | None = None, as_numpy: bool = True, mma
         as_numpy: ``.pt`` content as NumPy (default) or as a torch tensor.
         mmap: memory-map a ``.npy`` (read-only; for large files prefer :func:`iter_chunks`).
         ndim: allowed numbers of dimensions; default ``(1, 2, 3, 4, 5)`` (no scalars).
+        memory_budget: bytes an ``.npz`` member may take decompressed (default 1 GiB = ``2**30``).
 
     Returns:
         The scores, with at least one dimension.
@@ -280,7 +479,7 @@ def load_scores(path: Any, *, key: str | None = None, as_numpy: bool = True, mma
         array([[ 2. ,  0.5],
                [-1. ,  3. ]])
     """
-    arr = load_array(path, key=key, as_numpy=as_numpy, mmap=mmap)
+    arr = load_array(path, key=key, as_numpy=as_numpy, mmap=mmap, memory_budget=memory_budget)
     allowed = ndim or (1, 2, 3, 4, 5)
     shape = tuple(arr.shape)
     if len(shape) not in allowed:
@@ -297,7 +496,8 @@ def load_scores(path: Any, *, key: str | None = None, as_numpy: bool = True, mma
     return arr
 
 
-def load_labels(path: Any, *, key: str | None = None, as_numpy: bool = True) -> Any:
+def load_labels(path: Any, *, key: str | None = None, as_numpy: bool = True,
+                memory_budget: int = MEMORY_BUDGET) -> Any:
     """Load targets: class indices (integers), multi-hot rows (0/1) or class probabilities.
 
     Whole-number float arrays of class indices (as a ``.csv`` gives) become ``int64``; 2-D arrays
@@ -307,6 +507,7 @@ def load_labels(path: Any, *, key: str | None = None, as_numpy: bool = True) -> 
         path: ``.npy``, ``.npz``, ``.csv``/``.txt``, ``.pt``/``.pth``.
         key: which array of an ``.npz``/``.pt`` dict, or which ``.csv`` column.
         as_numpy: ``.pt`` content as NumPy (default) or as a torch tensor.
+        memory_budget: bytes an ``.npz`` member may take decompressed (default 1 GiB = ``2**30``).
 
     Returns:
         ``int64`` indices for 1-D whole-number labels; otherwise the array as loaded.
@@ -318,7 +519,7 @@ def load_labels(path: Any, *, key: str | None = None, as_numpy: bool = True) -> 
         >>> load_labels(p)
         array([0, 2, 1])
     """
-    arr = load_array(path, key=key, as_numpy=as_numpy)
+    arr = load_array(path, key=key, as_numpy=as_numpy, memory_budget=memory_budget)
     shape = tuple(arr.shape)
     if len(shape) == 0:
         raise ScoreFileError(f"{os.fspath(path)}: labels are a scalar; save one label per sample")
@@ -336,6 +537,26 @@ def load_labels(path: Any, *, key: str | None = None, as_numpy: bool = True) -> 
     return arr
 
 
+def is_streamed(path: Any, key: str | None = None) -> bool:
+    """Whether :func:`iter_chunks` memory-maps ``path`` (a ``.npy``, no key) rather than reading it whole.
+
+    Only a ``.npy`` can be streamed from disk; ``.npz``, ``.csv``/``.txt`` and ``.pt`` are read whole
+    and then sliced, so what a command reports about its memory should say so.
+
+    Example:
+        >>> is_streamed("scores.npy"), is_streamed("scores.csv"), is_streamed("out.npz", key="logits")
+        (True, False, False)
+    """
+    return _ext(os.fspath(path)) == ".npy" and key is None
+
+
+def _budget(memory_budget: Any) -> int:
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
+        raise ValueError(f"memory_budget must be a positive number of bytes (default 2**30 = 1 GiB), "
+                         f"got {memory_budget!r}")
+    return int(memory_budget)
+
+
 def count_rows(path: Any) -> int:
     """The number of rows (first dimension) of a ``.npy`` file, read from its header only."""
     path = _check_path(path)
@@ -345,7 +566,7 @@ def count_rows(path: Any) -> int:
 
 
 def iter_chunks(path: Any, chunk_rows: int = 65536, *, key: str | None = None,
-                dtype: Any = None) -> Iterator[np.ndarray]:
+                dtype: Any = None, memory_budget: int = MEMORY_BUDGET) -> Iterator[np.ndarray]:
     """Yield blocks of at most ``chunk_rows`` rows of a score file, in order, in bounded memory.
 
     A ``.npy`` file is memory-mapped (``np.load(mmap_mode="r")``) and each block is copied out, so
@@ -357,6 +578,7 @@ def iter_chunks(path: Any, chunk_rows: int = 65536, *, key: str | None = None,
         chunk_rows: rows per block, a positive integer.
         key: as in :func:`load_scores` (for ``.npz``/``.pt``/``.csv``).
         dtype: cast each block to this NumPy dtype (default: the stored dtype; integers become float64).
+        memory_budget: as in :func:`load_array`, for the formats read whole (see :func:`is_streamed`).
 
     Yields:
         NumPy arrays ``block`` with ``block.shape[1:] == scores.shape[1:]``; concatenating them along
@@ -375,7 +597,7 @@ def iter_chunks(path: Any, chunk_rows: int = 65536, *, key: str | None = None,
     if _ext(path) == ".npy" and key is None:
         arr = _load_npy(path, mmap=True)
     else:
-        arr = load_array(path, key=key)
+        arr = load_array(path, key=key, memory_budget=memory_budget)
     if arr.ndim == 0:
         raise ScoreFileError(f"{path}: holds a scalar; save one row per sample")
     if arr.dtype.kind not in "biuf":

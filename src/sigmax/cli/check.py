@@ -15,6 +15,7 @@ import textwrap
 from typing import Any
 
 from . import CLIError
+from ._output import add_fail_on, add_memory_budget, exit_status
 
 HELP = "check that scores (and labels) are wired right: softmax twice, wrong axis, label mismatches, ..."
 
@@ -22,7 +23,19 @@ EPILOG = """examples:
   sigmax check logits.npy labels.npy --task multiclass
   sigmax check outputs.npz:probs outputs.npz:labels --task multiclass --space probs
   sigmax check scores.pt --loss BCEWithLogitsLoss --json
-exit status: 0 no error found, 1 a finding is an error (or a warning with --fail-on warning), 2 usage error"""
+exit status: 0 no error found, 1 a finding is an error (or a warning with --fail-on warning; never with
+--fail-on never), 2 usage error (one line on stderr: sigmax check: error: ...)"""
+
+
+def ignore_index_arg(text: str) -> int | None:
+    """``--ignore-index``: an integer label value, or ``none`` to skip nothing."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer label value (PyTorch uses -100) or 'none', "
+                                         f"got {text!r}") from None
 
 
 def register(sub) -> None:
@@ -41,9 +54,11 @@ def register(sub) -> None:
     p.add_argument("--loss", help="instead of --space: the loss they go to (cross_entropy, nll_loss, "
                                   "binary_cross_entropy, binary_cross_entropy_with_logits, or PyTorch's class names)")
     p.add_argument("--axis", type=int, default=-1, help="the class axis of the scores (default -1)")
-    p.add_argument("--ignore-index", type=int, default=-100, help="class-index targets to skip (default -100)")
-    p.add_argument("--fail-on", choices=["error", "warning"], default="error",
-                   help="exit 1 when a finding has this severity or worse (default error)")
+    p.add_argument("--ignore-index", type=ignore_index_arg, default=-100, metavar="N",
+                   help="class-index targets equal to N are skipped, as in PyTorch's losses (default -100; "
+                        "'none' to skip nothing)")
+    add_fail_on(p)
+    add_memory_budget(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
     p.set_defaults(func=run)
 
@@ -58,12 +73,13 @@ def _split_key(spec: str) -> tuple[str, str | None]:
     return path, key
 
 
-def _load(spec: str, what: str, labels: bool = False) -> Any:
+def _load(spec: str, what: str, labels: bool = False, memory_budget: int = 2**30) -> Any:
     from ..io import load_labels, load_scores
 
     path, key = _split_key(spec)
     try:
-        return load_labels(path, key=key) if labels else load_scores(path, key=key)
+        load = load_labels if labels else load_scores
+        return load(path, key=key, memory_budget=memory_budget)
     except (ValueError, TypeError) as exc:  # ScoreFileError is a ValueError: one line naming the file
         raise CLIError(f"{what}: {exc}") from None
 
@@ -72,18 +88,21 @@ def _describe(a: Any) -> dict[str, Any]:
     return {"shape": list(a.shape), "dtype": str(a.dtype)}
 
 
+def _task_text(findings) -> str:
+    task = getattr(findings, "task", None)
+    if task is None:
+        return "task not inferred (give --task to run the task-specific checks)"
+    return f"task {task} (inferred from the shapes)" if getattr(findings, "task_inferred", False) else f"task {task}"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..check import check
 
-    scores = _load(args.scores, "SCORES")
-    targets = _load(args.targets, "TARGETS", labels=True) if args.targets else None
-    try:
-        findings = check(scores, targets, task=args.task, space=args.space, axis=args.axis, loss=args.loss,
-                         ignore_index=args.ignore_index)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(str(exc)) from None
-    failing = ("error",) if args.fail_on == "error" else ("error", "warning")
-    code = 1 if any(f.severity in failing for f in findings) else 0
+    scores = _load(args.scores, "SCORES", memory_budget=args.memory_budget)
+    targets = _load(args.targets, "TARGETS", labels=True, memory_budget=args.memory_budget) if args.targets else None
+    findings = check(scores, targets, task=args.task, space=args.space, axis=args.axis, loss=args.loss,
+                     ignore_index=args.ignore_index)  # a ValueError/TypeError: one line, exit 2 (main)
+    code = exit_status(findings, args.fail_on)
     n = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
     if args.json:
         from ._output import print_json
@@ -91,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         print_json({
             "scores": {"path": args.scores, **_describe(scores)},
             "targets": {"path": args.targets, **_describe(targets)} if targets is not None else None,
-            "task": args.task, "space": args.space, "loss": args.loss, "axis": args.axis,
+            "task": getattr(findings, "task", args.task),
+            "task_inferred": bool(getattr(findings, "task_inferred", False)),
+            "space": getattr(findings, "space", args.space), "loss": args.loss, "axis": args.axis,
+            "ignore_index": args.ignore_index, "fail_on": args.fail_on,
             "findings": [f.as_dict() for f in findings],
             "counts": n, "ok": findings.ok, "exit_code": code,
         })
@@ -106,9 +128,11 @@ def _print(args, scores, targets, findings, n) -> None:
     what = f"{args.scores} {tuple(scores.shape)} {scores.dtype}"
     if targets is not None:
         what += f" with targets {args.targets} {tuple(targets.shape)}"
-    declared = ", ".join(f"{k}={v}" for k, v in (("task", args.task), ("space", args.space), ("loss", args.loss))
-                         if v) or "nothing declared: space=logits, task inferred"
-    print_note(f"sigmax check: {what}; {declared}")
+    space = getattr(findings, "space", None) or args.space or "logits"
+    declared = [_task_text(findings), f"space {space}" + ("" if args.space or args.loss else " (the default)")]
+    if args.loss:
+        declared.append(f"loss {args.loss}")
+    print_note(f"sigmax check: {what}; {', '.join(declared)}")
     if not findings:
         print_note("no findings: the wiring looks right", style="bold green")
         return
@@ -116,7 +140,7 @@ def _print(args, scores, targets, findings, n) -> None:
     for f in findings:
         style = {"error": "bold red", "warning": "bold yellow"}.get(f.severity, "bold")
         print()
-        print_note(f"{f.severity.upper()} [{f.code}]", style=style)
+        print_note(f"{f.severity.upper()} [{f.code}]", style=style)  # escaped: rich would eat [code]
         print(textwrap.fill(f.message, width, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False))
         print(textwrap.fill("fix: " + f.fix, width, initial_indent="  ", subsequent_indent="       ",
                             break_on_hyphens=False))

@@ -4,19 +4,30 @@ For each class: the logit, ``exp(logit)`` (shown even where float32, or float64,
 softmax probability, the sigmoid probability and the log-softmax. Then the single-label reading
 (argmax of the softmax), the multi-label reading (classes whose sigmoid passes ``--threshold``) and,
 for two classes, the binary equivalence ``softmax(x)[1] == sigmoid(x[1] - x[0])``.
+
+Logits may be negative or infinite (``sigmax explain -inf 2 inf``); a row whose logits are all
+``-inf`` has no distribution (every ``exp`` is 0) and is an error. ``--json`` keeps one type per
+field whatever the values: every number is a JSON number, or ``null`` where it is not finite, and
+the fields that can be infinite (``logit``, ``log_softmax``, ``logsumexp``, the binary ``logit``)
+come with a ``*_text`` twin that always holds the value as text (``"-inf"``, ``"2.5"``).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Any
 
 import numpy as np
 
 from ..activations import log_softmax, logsumexp, sigmoid, softmax, two_class_to_binary
+from ..io import atomic_write
 from . import CLIError
 from ._output import format_number, print_json, print_note, print_table
+
+#: file types ``--plot`` writes (matplotlib's formats that need no extra package)
+PLOT_EXTENSIONS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 #: the built-in example: four classes, as in the cat/dog/cow/zebra spreadsheet of the seed text
 EXAMPLE_LABELS = ("cat", "dog", "cow", "zebra")
@@ -30,7 +41,7 @@ def register(sub) -> None:
         "explain",
         help=HELP,
         description=HELP + ". With no logits, explains a built-in example (cat, dog, cow, zebra).",
-        epilog="examples:\n  sigmax explain\n  sigmax explain -0.3 -0.7\n"
+        epilog="examples:\n  sigmax explain\n  sigmax explain -0.3 -0.7\n  sigmax explain -inf 2 inf\n"
                "  sigmax explain 2.0 1.0 0.1 --labels cat,dog,bird --threshold 0.6\n"
                "  sigmax explain 0.1 0.2 100 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,7 +54,9 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="divide the logits by T before softmax and sigmoid (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
-    p.add_argument("--plot", metavar="FILE.png", help="also draw softmax and sigmoid side by side (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw softmax and sigmoid side by side (needs matplotlib); "
+                        f"one of {', '.join(PLOT_EXTENSIONS)}")
     p.set_defaults(func=run)
 
 
@@ -77,6 +90,12 @@ def exp_text(x: float) -> str:
     return f"{mant:.3f}e{k:+d}"
 
 
+def _text(v: Any) -> str:
+    """A number as text for the JSON ``*_text`` fields: ``"inf"``, ``"-inf"``, ``"nan"`` or ``repr``."""
+    v = float(v)
+    return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+
+
 def explain(logits: np.ndarray, labels: list[str], *, threshold: float = 0.5, temperature: float = 1.0) -> dict:
     """Everything ``sigmax explain`` shows, as a dictionary (the ``--json`` output)."""
     z = np.asarray(logits, dtype=np.float64)
@@ -89,17 +108,21 @@ def explain(logits: np.ndarray, labels: list[str], *, threshold: float = 0.5, te
         rows.append({
             "class": name,
             "logit": float(z[i]),
+            "logit_text": _text(z[i]),
             "exp": exp_text(float(z[i] / temperature)),
             "exp_overflows_float32": bool(f32_overflow[i] and z[i] > 0),
             "softmax": float(p_soft[i]),
             "sigmoid": float(p_sig[i]),
             "log_softmax": float(lsm[i]),
+            "log_softmax_text": _text(lsm[i]),
         })
     top = int(np.argmax(p_soft))
     passing = [labels[i] for i in range(len(labels)) if p_sig[i] >= threshold]
+    lse = float(logsumexp(z / temperature))
     out: dict[str, Any] = {
         "classes": rows,
-        "logsumexp": float(logsumexp(z / temperature)),
+        "logsumexp": lse,
+        "logsumexp_text": _text(lse),
         "temperature": temperature,
         "single_label": {"class": labels[top], "index": top, "probability": float(p_soft[top]),
                          "softmax_sum": float(np.sum(p_soft))},
@@ -108,7 +131,7 @@ def explain(logits: np.ndarray, labels: list[str], *, threshold: float = 0.5, te
     }
     if len(labels) == 2:
         b = float(two_class_to_binary(z) / temperature)
-        out["binary"] = {"logit": b, "sigmoid": float(sigmoid(b)), "softmax_class_1": float(p_soft[1])}
+        out["binary"] = {"logit": b, "logit_text": _text(b), "sigmoid": float(sigmoid(b)), "softmax_class_1": float(p_soft[1])}
     return out
 
 
@@ -130,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--temperature must be a positive number, got {args.temperature}")
     if np.isnan(z).any():
         raise CLIError("a logit is NaN; explain needs numbers")
+    if z.size and np.all(z == -np.inf):
+        raise CLIError("every LOGIT is -inf: the row has no distribution (exp(logit) is 0 for every class, so "
+                       "softmax would divide 0 by 0); give at least one logit above -inf")
+    if args.plot:
+        _plot_path(args.plot)
     res = explain(z, labels, threshold=args.threshold, temperature=args.temperature)
     if args.plot:
         _plot(res, args.plot)
@@ -152,8 +180,12 @@ def _print(res: dict) -> None:
     print_table(headers, rows, title=title, highlight_rows=[single["index"]])
     lse = res["logsumexp"]
     print()
-    print_note(f"sum of exp = {exp_text(lse)} = exp({format_number(lse)}); softmax = exp(logit - {format_number(lse)}), "
-               f"log_softmax = logit - {format_number(lse)}")
+    if lse == math.inf:
+        print_note("a logit is +inf: softmax shares the probability equally among the +inf classes (the limit), "
+                   "and log_softmax is 0 for them and -inf for the others")
+    else:
+        print_note(f"sum of exp = {exp_text(lse)} = exp({format_number(lse)}); softmax = exp(logit - {format_number(lse)}), "
+                   f"log_softmax = logit - {format_number(lse)}")
     print_note(f"single-label (softmax, exactly one class is true): {single['class']} "
                f"with probability {single['probability']:.4f}; the softmax column sums to "
                f"{single['softmax_sum']:.4f}", style="bold green")
@@ -168,6 +200,14 @@ def _print(res: dict) -> None:
         print_note(f"two classes = one binary logit: {names[1]} - {names[0]} = {b['logit']:.4f}; "
                    f"sigmoid({b['logit']:.4f}) = {b['sigmoid']:.4f} = softmax for {names[1]} "
                    f"({b['softmax_class_1']:.4f})", style="bold cyan")
+
+
+def _plot_path(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in PLOT_EXTENSIONS:
+        raise CLIError(f"--plot {path}: {'no' if not ext else 'unknown'} image extension{' ' + repr(ext) if ext else ''}; "
+                       f"give a file name ending in one of {', '.join(PLOT_EXTENSIONS)} (e.g. --plot row.png)")
+    return ext
 
 
 def _plot(res: dict, path: str) -> None:
@@ -196,9 +236,11 @@ def _plot(res: dict, path: str) -> None:
             ax.text(i, v + 0.02, f"{v:.3f}", ha="center", fontsize=8)
         ax.tick_params(axis="x", rotation=20 if len(names) > 4 else 0)
     fig.tight_layout()
+    fmt = {".jpg": "jpeg"}.get(_plot_path(path), _plot_path(path).lstrip("."))
     try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise CLIError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
+        with atomic_write(path, "wb") as fh:  # the old plot stays whole until the new one is complete
+            fig.savefig(fh, format=fmt, dpi=120)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot write --plot {path}: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
         plt.close(fig)
