@@ -223,3 +223,198 @@ def test_cuda_scores_and_guard():
     z = x.clone().requires_grad_(True)
     g(torch.softmax(z, dim=1), y).backward()
     assert [f.code for f in g.findings] == ["double-softmax"] and z.grad.device == x.device
+
+
+# --------------------------------------------------------------------------------- the table of rules
+
+def test_the_rule_table_is_the_single_source_of_codes_and_levels():
+    import sys
+
+    from sigmax import _rules
+
+    assert list(CODES) == [r.code for r in _rules.RULES]
+    assert {c: lvl for c, (lvl, _) in CODES.items()} == {r.code: r.level for r in _rules.RULES}
+    # documented where a user looks a code up: the module and the function, with its severity
+    module_doc, function_doc = sys.modules["sigmax.check"].__doc__, check.__doc__
+    for r in _rules.RULES:
+        for doc in (module_doc, function_doc):
+            assert any(line.split()[:2] == [r.code, r.level] for line in doc.splitlines() if line.strip()), r.code
+        assert all(u in CODES for u in r.unless) and callable(r.find)
+
+
+def test_each_rule_is_a_small_function_and_modules_stay_small():
+    import inspect
+    from pathlib import Path
+
+    from sigmax import _rules
+
+    for r in _rules.RULES:
+        assert len(inspect.getsource(r.find).splitlines()) <= 40, r.code
+    assert len(inspect.getsource(check).splitlines()) <= 90  # it builds the context and runs the table
+    for mod in ("check.py", "_rules.py", "torch/_guard.py"):
+        text = (Path(sigmax.__file__).parent / mod).read_text()
+        assert len(text.splitlines()) < 800, mod
+        # one floor: no import of sigmax.testing or of interpret's private names, one tolerance table
+        assert "from .testing" not in text and "from ..testing" not in text, mod
+        assert "interpret import _" not in text and "def _spacing" not in text and "DESIGN.md" not in text, mod
+
+
+def test_a_more_specific_rule_pre_empts_the_general_one():
+    from sigmax import _rules
+
+    unless = {r.code: r.unless for r in _rules.RULES}
+    assert "double-softmax" in unless["sigmoid-as-logits"]
+    # softmax rows declared as logits: double-softmax only, not also sigmoid-as-logits
+    assert check(sigmax.softmax(LOGITS)).codes == ["double-softmax"]
+    # a batch of one softmaxed over the batch axis: that finding only, not double-softmax or wrong-axis
+    assert check(sigmax.softmax(LOGITS[:1], axis=0), task="multiclass").codes == ["softmax-over-batch-of-one"]
+
+
+# --------------------------------------------------------------------------------- what was assumed
+
+def test_findings_say_which_task_and_space_were_assumed(np_torch):
+    x = np_torch.asarray(LOGITS)
+    f = check(_sm(np_torch), Y_IDX)
+    assert (f.task, f.task_inferred, f.space, f.loss) == ("multiclass", True, "logits", None)
+    f = check(np_torch.asarray(Z_BIN))
+    assert (f.task, f.task_inferred) == ("binary", True)
+    f = check(x)  # a class axis and no targets: the task cannot be told
+    assert (f.task, f.task_inferred) == (None, False)
+    f = check(x, task="multi-label")
+    assert (f.task, f.task_inferred, f.space) == ("multilabel", False, "logits")
+    f = check(sigmax.log_softmax(x), Y_IDX, loss="NLLLoss")
+    assert (f.task, f.task_inferred, f.space, f.loss) == ("multiclass", False, "log_probs", "nll_loss")
+    f = check(x, Y_MULTI, loss="BCEWithLogitsLoss")  # one sigmoid per column: multilabel
+    assert (f.task, f.task_inferred, f.space) == ("multilabel", True, "logits")
+    d = json.loads(json.dumps(f.to_dict()))
+    assert d["task"] == "multilabel" and d["space"] == "logits" and d["ignore_index"] == -100
+    assert d["ok"] is True and d["findings"] == [] and d["counts"] == {"error": 0, "warning": 0, "info": 0}
+    d = check(_sm(np_torch), Y_IDX).to_dict()
+    assert [g["code"] for g in d["findings"]] == ["double-softmax"] and d["counts"]["error"] == 1 and not d["ok"]
+
+
+def test_a_binary_or_multilabel_loss_with_columns_runs_the_multilabel_rules(np_torch):
+    # one-hot targets given to BCEWithLogitsLoss: a single-label problem wired as multi-label
+    assert check(np_torch.asarray(LOGITS), Y_HOT, loss="BCEWithLogitsLoss").codes == ["one-hot-targets-multilabel"]
+
+
+# --------------------------------------------------------------------------------- ignore_index
+
+def test_ignore_index_is_skipped_by_every_rule(np_torch):
+    z = np_torch.asarray(Z_BIN)
+    assert not check(z, np.r_[Y_BIN[:-1], -100], task="binary")  # binary labels
+    y = Y_MULTI.copy()
+    y[3, 1] = -100
+    assert not check(np_torch.asarray(LOGITS), y, task="multilabel")  # one multi-hot entry
+    hot = Y_HOT.copy()
+    hot[np.arange(4), (Y_IDX[:4] + 1) % 5] = -100  # skipped entries of one-hot rows: still one-hot
+    assert check(np_torch.asarray(LOGITS), hot, task="multilabel").codes == ["one-hot-targets-multilabel"]
+    # class indices: the skipped row counts neither in the range check nor in the mean nll_loss
+    y_idx = np.r_[Y_IDX[:-1], 7]
+    assert not check(np_torch.asarray(LOGITS), y_idx, task="multiclass", ignore_index=7)
+    f = next(g for g in check(np_torch.asarray(LOGITS), y_idx, loss="nll_loss", ignore_index=7)
+             if g.code == "logits-as-log-probs")
+    assert_close(f.details["mean_nll"], -LOGITS[np.arange(15), Y_IDX[:-1]].mean())
+    # log_sigmoid outputs with targets whose only positive entries are skipped: nothing to say
+    ls = sigmax.log_sigmoid(np_torch.asarray(LOGITS))
+    assert check(ls, np.where(Y_MULTI > 0, 7, 0), task="multilabel", ignore_index=7).codes == []
+
+
+def test_a_label_out_of_range_names_ignore_index(np_torch):
+    x = np_torch.asarray(LOGITS)
+    f = check(x, np.r_[Y_IDX[:-1], -1], task="multiclass")
+    assert f.codes == ["target-out-of-range"]
+    assert "ignore_index=-100 is skipped" in f[0].message and "pass ignore_index=-1" in f[0].fix
+    assert check(x, np.r_[Y_IDX[:-1], -1], task="multiclass", ignore_index=-1).ok
+    f = check(x, np.r_[Y_IDX[:-1], -100], task="multiclass", ignore_index=None)  # nothing skipped
+    assert f.codes == ["target-out-of-range"] and "no ignore_index is set" in f[0].message
+    f = check(np_torch.asarray(Z_BIN), np.r_[Y_BIN[:-1], -1])
+    assert f.codes == ["target-out-of-range"] and "ignore_index=-100 is skipped" in f[0].message
+    assert "pass ignore_index=-1" in f[0].fix
+    y = Y_MULTI.copy()
+    y[0, 0] = -1
+    f = check(x, y, task="multilabel")
+    assert f.codes == ["target-out-of-range"] and "ignore_index" in f[0].fix
+    # the range reported is that of the counted labels, not of the skipped ones
+    f = check(x, np.r_[[-100, 3, 4, 9] * 4], task="multiclass")
+    assert "(min 3, max 9;" in f[0].message
+
+
+def test_ignore_index_in_the_interface_in_use():
+    from sigmax._inputs import interface
+
+    with interface("cli"):
+        f = check(LOGITS, np.r_[Y_IDX[:-1], -1], task="multiclass")
+    assert "--ignore-index -100 is skipped" in f[0].message and "pass --ignore-index -1" in f[0].fix
+
+
+def test_bad_ignore_index():
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        check(LOGITS, Y_IDX, task="multiclass", ignore_index=1.5)
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        check(LOGITS, Y_IDX, task="multiclass", ignore_index=True)
+
+
+@pytest.mark.parametrize("task,labels,ignore_index", [
+    ("multiclass", np.r_[Y_IDX[:-2], -100, -100], -100),
+    ("multiclass", np.r_[Y_IDX[:-1], -1], -100),
+    ("multiclass", np.r_[Y_IDX[:-1], 5], -100),
+    ("multiclass", np.r_[Y_IDX[:-1], -100], None),
+    ("multiclass", np.r_[Y_IDX[:-1], 9], 9),
+    ("binary", np.r_[Y_BIN[:-1], -100], -100),
+    ("binary", np.r_[Y_BIN[:-1], 2], -100),
+    ("binary", np.r_[Y_BIN[:-1], -100], None),
+    ("multilabel", np.where(np.eye(16, 5) > 0, -100, Y_MULTI), -100),
+    ("multilabel", np.where(np.eye(16, 5) > 0, 2, Y_MULTI), -100),
+])
+def test_check_and_the_metrics_agree_on_labels(task, labels, ignore_index):
+    # the report and the metrics read labels through sigmax._inputs.canonical: check accepts what they accept
+    from sigmax._inputs import canonical
+
+    scores = Z_BIN if task == "binary" else LOGITS
+    try:
+        canonical(scores, labels, task, ignore_index=ignore_index)
+        accepted = True
+    except ValueError:
+        accepted = False
+    found = check(scores, labels, task=task, ignore_index=ignore_index)
+    assert ("target-out-of-range" not in found.codes) == accepted, found
+    assert found.ignore_index == ignore_index
+
+
+# --------------------------------------------------------------------------------- tolerances
+
+def test_probability_targets_get_the_tolerance_of_their_dtype():
+    torch = pytest.importorskip("torch")
+    z = torch.as_tensor(LOGITS)
+    soft = torch.softmax(z, 1).to(torch.bfloat16)  # rows sum to 1 within bfloat16's rounding (~3e-3)
+    assert float((soft.double().sum(1) - 1).abs().max()) > 1e-3
+    assert check(z, soft, task="multiclass").ok
+    off = soft.double() * 1.1
+    assert check(z, off, task="multiclass").codes == ["target-out-of-range"]  # clearly not a distribution
+
+
+def test_low_precision_uses_the_tolerance_table(np_torch):
+    from sigmax._tolerance import spacing
+
+    f = next(g for g in check(np_torch.asarray(LOGITS * 100, dtype="float16"), task="multiclass")
+             if g.code == "low-precision-logits")
+    assert f.details["spacing"] == spacing("float16", f.details["max_abs"])
+
+
+def test_jax_scores_and_ignore_index_without_dtype_warnings():
+    jax = pytest.importorskip("jax")
+    import warnings
+
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)  # JAX's default (sigmax.testing turns it on)
+    try:
+        x = jax.numpy.asarray(LOGITS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "int64/float64 not available" casts
+            assert check(sigmax.softmax(x), Y_IDX).codes == ["double-softmax"]
+            assert check(x, np.r_[Y_IDX[:-1], -100], loss="nll_loss").codes == ["logits-as-log-probs"]
+            assert check(x, np.r_[Y_IDX[:-1], -1]).codes == ["target-out-of-range"]
+            assert check(x, Y_HOT, task="multilabel").codes == ["one-hot-targets-multilabel"]
+    finally:
+        jax.config.update("jax_enable_x64", x64)

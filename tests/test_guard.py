@@ -147,8 +147,10 @@ def test_bad_arguments():
         def my_loss(a, b):
             return a
         guard(my_loss)
-    with pytest.raises(ValueError, match="expects must be"):
-        guard(F.cross_entropy, expects="probabilities")
+    with pytest.raises(ValueError, match="expects must be what the loss takes: unknown space 'scores'"):
+        guard(F.cross_entropy, expects="scores")
+    with pytest.raises(ValueError, match="min_severity must be one of"):
+        guard(F.cross_entropy, min_severity="fatal")
     with pytest.raises(ValueError, match="calls must be"):
         guard(F.cross_entropy, calls=-1)
     with pytest.raises(TypeError, match="needs a loss module or function"):
@@ -172,3 +174,35 @@ def test_sigmax_own_softmax_is_caught_by_values():
     g(sigmax.softmax(torch.randn(16, 5, requires_grad=True), axis=1), torch.randint(0, 5, (16,)))
     assert [f.code for f in g.findings] == ["double-softmax"]
     assert np.isclose(g.findings[0].details["loss_floor"], np.log1p(4 / np.e))
+
+
+def test_guard_reads_the_tables_of_check():
+    from sigmax._inputs import SPACES
+    from sigmax.check import LOSS_ALIASES, LOSSES
+
+    assert not hasattr(guard_module, "_KNOWN") and not hasattr(guard_module, "_EXPECTS")
+    # every loss check knows, by any of its spellings, is known to the guard
+    for name in list(LOSSES) + list(LOSS_ALIASES) + ["BCEWithLogitsLoss", "NLLLoss"]:
+        def fn(input, target):
+            return input.sum()
+        fn.__name__ = name
+        assert guard(fn).__wrapped__ is fn
+    # the one list of spellings: what interpret and check accept, the guard accepts
+    for spelling, space in (("probabilities", "probs"), ("logit", "logits"), ("log-probs", "log_probs")):
+        g = guard(lambda a, b: a, expects=spelling, task="multiclass", warn=False)
+        assert g._inspector.expects == space and space in SPACES
+    g = guard(lambda a, b: a, expects="probabilities", task="multiclass", warn=False)
+    g(torch.randn(16, 4) * 3, torch.randint(0, 4, (16,)))
+    assert "logits-as-probs" in [f.code for f in g.findings]
+
+
+def test_bce_has_no_ignore_index():
+    # PyTorch's BCE losses take no ignore_index: a -100 target is a wrong label there, not a skipped one
+    g = guard(torch.nn.BCEWithLogitsLoss(), warn=False)
+    y = Y_MULTI.clone()
+    y[0, 0] = -100
+    g(torch.randn(64, 4), y)
+    assert [f.code for f in g.findings] == ["target-out-of-range"]
+    g = guard(torch.nn.CrossEntropyLoss(), warn=False)  # CrossEntropyLoss skips -100 (its default)
+    g(torch.randn(64, 4), torch.where(Y == 0, -100, Y))
+    assert g.findings == []

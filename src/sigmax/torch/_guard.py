@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..check import CODES, Finding, double_softmax_floor
+from .._inputs import SPACES, validate_space
+from ..check import CODES, LOSSES, SEVERITIES, Finding, double_softmax_floor, loss_key
 
 __all__ = ["guard", "GuardedLoss", "WiringWarning"]
 
@@ -49,15 +50,8 @@ class WiringWarning(UserWarning):
     """A loss receives inputs that look (or certainly are) miswired; the message carries the fix."""
 
 
-#: PyTorch / sigmax loss names -> (task, space it expects); task None: binary or multilabel by shape
-_KNOWN = {
-    "CrossEntropyLoss": "cross_entropy", "cross_entropy": "cross_entropy",
-    "NLLLoss": "nll_loss", "nll_loss": "nll_loss",
-    "BCELoss": "binary_cross_entropy", "binary_cross_entropy": "binary_cross_entropy",
-    "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
-    "binary_cross_entropy_with_logits": "binary_cross_entropy_with_logits",
-}
-_EXPECTS = {"logits": None, "probs": None, "log_probs": None}
+#: losses whose PyTorch version has an ``ignore_index`` (default -100); the others skip no target
+_HAS_IGNORE_INDEX = ("cross_entropy", "nll_loss")
 # autograd nodes that only move or copy values: look through them to the activation behind
 _PASS = {"ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0", "UnsqueezeBackward0",
          "SqueezeBackward0", "SqueezeBackward1", "PermuteBackward0", "TransposeBackward0", "CloneBackward0",
@@ -96,12 +90,11 @@ def _activation(t: torch.Tensor) -> tuple[str | None, int | None]:
     return None, None
 
 
-def _graph_findings(kind: str, t: torch.Tensor, loss_key: str, class_axis: int | None) -> list[Finding]:
+def _graph_findings(kind: str, t: torch.Tensor, key: str, class_axis: int | None) -> list[Finding]:
     act, d = _activation(t)
     if act is None:
         return []
-    expects = {"cross_entropy": "logits", "binary_cross_entropy_with_logits": "logits",
-               "nll_loss": "log_probs", "binary_cross_entropy": "probs"}[loss_key]
+    expects = LOSSES[key][1]
     out = []
 
     def add(code, message, fix, severity=None):
@@ -112,7 +105,7 @@ def _graph_findings(kind: str, t: torch.Tensor, loss_key: str, class_axis: int |
         add("wrong-axis", f"the input of {kind} comes from {act.lower()}(dim={d}), but the classes are along dim "
             f"{class_axis}: the normalization mixes samples.", f"use dim={class_axis} (or dim=-1 for (N, C) input).")
     if expects == "logits":
-        if act == "Softmax" and loss_key == "cross_entropy":
+        if act == "Softmax" and key == "cross_entropy":
             c = t.shape[class_axis] if class_axis is not None else 2
             add("double-softmax", f"the input of {kind} comes from softmax, and {kind} applies log_softmax itself: "
                 f"softmax twice caps the reachable loss at log(1 + (C-1)/e) = {double_softmax_floor(c):.4f} "
@@ -121,7 +114,7 @@ def _graph_findings(kind: str, t: torch.Tensor, loss_key: str, class_axis: int |
             add("sigmoid-as-logits", f"the input of {kind} comes from {act.lower()}, and {kind} applies sigmoid "
                 "itself: probabilities end up squeezed into [0.5, 0.731].",
                 "remove the activation: give the loss the raw logits.", severity="error")
-        elif act == "LogSoftmax" and loss_key == "cross_entropy":
+        elif act == "LogSoftmax" and key == "cross_entropy":
             add("log-probs-as-logits", f"the input of {kind} comes from log_softmax; harmless ({kind} applies "
                 "log_softmax again, which changes nothing) but redundant.",
                 "drop the log_softmax, or use NLLLoss on its output.")
@@ -144,23 +137,27 @@ class _Inspector:
                  min_severity: str, warn: bool):
         if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
             raise ValueError(f"calls must be a non-negative integer, got {calls!r}")
-        if min_severity not in ("error", "warning", "info"):
-            raise ValueError(f"min_severity must be 'error', 'warning' or 'info', got {min_severity!r}")
+        if min_severity not in SEVERITIES:
+            raise ValueError(f"min_severity must be one of {', '.join(map(repr, SEVERITIES))}, got {min_severity!r}")
         name = _loss_name(loss)
-        key = _KNOWN.get(name)
+        key = loss_key(name, strict=False)
         if key is None and expects is None:
             raise ValueError(
-                f"sigmax.torch.guard does not know what {name!r} expects; pass expects='logits', 'probs' or "
-                "'log_probs' (and task=...)")
-        if expects is not None and expects not in _EXPECTS:
-            raise ValueError(f"expects must be 'logits', 'probs' or 'log_probs', got {expects!r}")
+                f"sigmax.torch.guard does not know what {name!r} expects; pass expects= one of "
+                f"{', '.join(map(repr, SPACES))} (and task=...)")
+        if expects is not None:
+            try:
+                expects = validate_space(expects)
+            except ValueError as exc:
+                raise ValueError(f"expects must be what the loss takes: {exc}") from None
         self.name, self.key, self.expects, self.task = name, key, expects, task
         self.left = calls
-        self.min_rank = ("error", "warning", "info").index(min_severity)
+        self.min_rank = SEVERITIES.index(min_severity)
         self.warn = warn
         self.findings: list[Finding] = []
         self.seen: set[str] = set()
-        self.ignore_index = getattr(loss, "ignore_index", -100)
+        # PyTorch's BCE losses have no ignore_index: a -100 target there is a wrong label, not a skipped one
+        self.ignore_index = getattr(loss, "ignore_index", -100 if key in _HAS_IGNORE_INDEX or key is None else None)
 
     def inspect(self, args, kwargs) -> None:
         self.left -= 1
@@ -183,7 +180,7 @@ class _Inspector:
                 continue
             self.seen.add(f.code)
             self.findings.append(f)
-            if self.warn and ("error", "warning", "info").index(f.severity) <= self.min_rank:
+            if self.warn and SEVERITIES.index(f.severity) <= self.min_rank:
                 warnings.warn(f"sigmax.guard({self.name}): {f}", WiringWarning, stacklevel=4)
 
     def _findings(self, inp: torch.Tensor, tgt, kwargs) -> list[Finding]:
@@ -274,7 +271,8 @@ def guard(loss: Any = None, *, calls: int = 3, expects: str | None = None, task:
             or sigmax's losses of the same names), or any callable ``loss(input, target, ...)`` together
             with ``expects=``. Without ``loss``, returns a decorator.
         calls: how many calls to inspect (default 3); after those the guard only forwards the call.
-        expects: what an unknown loss expects: ``"logits"``, ``"probs"`` or ``"log_probs"``.
+        expects: what an unknown loss expects: ``"logits"``, ``"probs"`` or ``"log_probs"`` (any spelling
+            :func:`sigmax.interpret` accepts, such as ``"probabilities"``).
         task: for an unknown loss (or to override binary/multilabel by shape): the task.
         min_severity: the lowest severity that warns (``"warning"``; ``"info"`` warns about everything).
             All findings are kept in ``.findings`` regardless.
