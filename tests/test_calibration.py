@@ -469,3 +469,198 @@ def test_calibration_lowers_held_out_ece_on_digits(task, method):
     if method == "temperature" and task == "multiclass":
         assert cal.scaler.temperature > 1  # the weakly regularised model is over-confident
         assert after["accuracy"] == before["accuracy"]  # argmax unchanged
+
+
+# ---------------------------------------------------------------------------------------------
+# loaded files are validated field by field; saves are atomic
+# ---------------------------------------------------------------------------------------------
+
+
+def _fitted(rng, task, method):
+    if task == "multiclass":
+        z, y = _sample_multiclass(rng, 400, c=3)
+    else:
+        z, y = _sample_sigmoid(rng, (400,) if task == "binary" else (400, 3))
+    return C.Calibrator().fit(2 * z, y, task, method=method), z, y
+
+
+@pytest.mark.parametrize("task, method, edit, field", [
+    ("multiclass", "temperature", lambda d: d["scaler"]["params"].update(temperature=-2.0), "scaler.params.temperature"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["params"].update(temperature=0), "scaler.params.temperature"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["params"].update(temperature=float("nan")),
+     "scaler.params.temperature"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["params"].update(temperature=float("inf")),
+     "scaler.params.temperature"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["params"].update(temperature=True), "scaler.params.temperature"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["params"].pop("temperature"), "scaler.params.temperature"),
+    ("multiclass", "temperature", lambda d: d["scaler"].update(type="VectorScaling"), "scaler.type"),
+    ("multiclass", "temperature", lambda d: d["scaler"].update(task="multilabel"), "scaler.task"),
+    ("multiclass", "temperature", lambda d: d["scaler"].update(space="probs"), "scaler.space"),
+    ("multiclass", "temperature", lambda d: d.update(n_classes=5), "n_classes"),
+    ("multiclass", "temperature", lambda d: d.update(method="isotonic"), "method"),
+    ("multiclass", "temperature", lambda d: d.update(method=None), "scaler"),
+    ("multiclass", "temperature", lambda d: d.update(space="logit"), "space"),
+    ("multiclass", "temperature", lambda d: d.update(axis="last"), "axis"),
+    ("multiclass", "temperature", lambda d: d.update(thresholds=0.5), "thresholds"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["options"].update(fast=True), "scaler.options"),
+    ("multiclass", "temperature", lambda d: d["scaler"]["options"].update(per_class=1), "scaler.options.per_class"),
+    ("multiclass", "vector", lambda d: d["scaler"]["params"].update(weight=[1.0, 2.0]), "scaler.params.weight"),
+    ("multiclass", "vector", lambda d: d["scaler"]["params"].update(bias=[0.0, None, 0.0]), "scaler.params.bias[1]"),
+    ("multiclass", "vector", lambda d: d["scaler"]["params"].update(weight=1.0), "scaler.params.weight"),
+    ("multiclass", "vector", lambda d: d["scaler"].update(n_classes=1), "scaler.n_classes"),
+    ("multilabel", "temperature", lambda d: d["scaler"]["params"].update(temperature=[1.0, -1.0, 1.0]),
+     "scaler.params.temperature[1]"),
+    ("multilabel", "platt", lambda d: d["scaler"]["params"].update(weight=[1.0, 1.0]), "scaler.params.weight"),
+    ("multilabel", "platt", lambda d: d.update(thresholds=[0.5, 1.5, 0.5]), "thresholds[1]"),
+    ("multilabel", "platt", lambda d: d.update(thresholds=[0.5, 0.5]), "thresholds"),
+    ("binary", "platt", lambda d: d["scaler"]["params"].update(bias=float("nan")), "scaler.params.bias"),
+    ("binary", "temperature", lambda d: d.update(thresholds=-0.1), "thresholds"),
+    ("binary", None, lambda d: d.update(scaler={}), "scaler"),
+    ("binary", None, lambda d: d.update(format=True), "format True"),
+])
+def test_from_dict_validates_every_field(rng, task, method, edit, field):
+    cal, z, _ = _fitted(rng, task, method)
+    d = json.loads(json.dumps(cal.to_dict()))
+    edit(d)
+    with pytest.raises(ValueError) as e:
+        C.from_dict(d)
+    assert field in str(e.value)
+
+
+def test_scaler_descriptions_are_validated_too(rng):
+    z, y = _sample_multiclass(rng, 300, c=3)
+    d = C.TemperatureScaling().fit(z, y).to_dict()
+    d["params"]["temperature"] = -1.0
+    with pytest.raises(ValueError, match="'params.temperature' must be > 0"):
+        C.from_dict(d)
+    d = C.VectorScaling().fit(z, y).to_dict()
+    d["n_classes"] = 4
+    with pytest.raises(ValueError, match="'params.weight' must have one number per class"):
+        C.from_dict(d)
+
+
+def test_valid_files_still_round_trip_without_the_new_field(rng, tmp_path):
+    cal, z, _ = _fitted(rng, "multilabel", "platt")
+    d = cal.to_dict()
+    d.pop("n_classes")  # files saved before n_classes was stored
+    back = C.from_dict(json.loads(json.dumps(d)))
+    assert back.n_classes_ == 3
+    np.testing.assert_array_equal(back.predict(2 * z), cal.predict(2 * z))
+
+
+def test_save_is_atomic_and_creates_folders(rng, tmp_path, monkeypatch):
+    cal, _, _ = _fitted(rng, "binary", "temperature")
+    path = tmp_path / "a" / "b" / "cal.json"
+    cal.save(path)
+    good = path.read_text()
+    assert C.load(path).task == "binary"
+    monkeypatch.setattr(C.Calibrator, "to_dict", lambda self: {"sigmax": "calibration", "bad": object()})
+    with pytest.raises(TypeError):
+        cal.save(path)  # json.dump fails half-way
+    assert path.read_text() == good
+    assert [p.name for p in path.parent.iterdir()] == ["cal.json"]
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="is a directory"):
+        cal.save(tmp_path / "a")
+
+
+# ---------------------------------------------------------------------------------------------
+# fit_calibrator and ignore_index
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fit_calibrator_resolves_method_and_tune(rng):
+    zb, yb = _sample_sigmoid(rng, (500,))
+    zm, ym = _sample_multiclass(rng, 500, c=3)
+    cal = C.fit_calibrator(2 * zb, yb, "binary")
+    assert cal.method == "temperature" and cal.thresholds is None and cal.space_ == "logits"
+    assert C.fit_calibrator(2 * zb, yb, "binary", tune="auto").thresholds.shape == ()
+    assert C.fit_calibrator(2 * zb, yb, "binary", method="none", tune="f1").scaler is None
+    assert C.fit_calibrator(2 * zm, ym, "multiclass", tune="auto").thresholds is None
+    assert C.fit_calibrator(2 * zm, ym, "multiclass", method="auto").method == "temperature"
+    same = C.Calibrator().fit(2 * zm, ym, "multiclass", method="vector")
+    got = C.fit_calibrator(2 * zm, ym, "multiclass", method="Vector")
+    np.testing.assert_array_equal(got.transform(zm), same.transform(zm))
+    p = C.fit_calibrator(scipy_special.expit(zb), yb, "binary", space="probs", method="platt", tune="f1")
+    assert p.space_ == "probs" and p.describe().startswith("Platt scaling, weight ")
+    with pytest.raises(ValueError, match="tune='f1' is for binary and multilabel"):
+        C.fit_calibrator(zm, ym, "multiclass", tune="f1")
+    with pytest.raises(ValueError, match="target_recall is for binary and multilabel"):
+        C.fit_calibrator(zm, ym, "multiclass", target_recall=0.9)
+    with pytest.raises(ValueError, match="unknown method"):
+        C.fit_calibrator(zm, ym, "multiclass", method="isotonic")
+    with pytest.raises(ValueError, match="unknown tune"):
+        C.fit_calibrator(zb, yb, "binary", tune="accuracy")
+    with pytest.raises(ValueError, match="PlattScaling is for"):
+        C.fit_calibrator(zm, ym, "multiclass", method="platt")
+
+
+def test_fit_calibrator_collects_warnings_as_notes(rng):
+    z, y = _sample_multiclass(rng, 20, c=3)
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        C.fit_calibrator(z, y, "multiclass", method="vector", notes=notes)
+    assert notes and all(n.startswith("Calibration warning: ") for n in notes)
+    with pytest.warns(UserWarning, match="parameter"):
+        C.fit_calibrator(z, y, "multiclass", method="vector")
+
+
+def test_describe_and_check_compatible(rng):
+    cal, _, _ = _fitted(rng, "multiclass", "temperature")
+    assert cal.describe().startswith("temperature scaling, T = ")
+    assert C.Calibrator().fit(np.zeros((40, 3)), np.arange(40) % 3, "multiclass", method=None).describe() == \
+        "no rescaling"
+    cal.check_compatible("multiclass", 3)
+    with pytest.raises(ValueError, match="fitted for task='multiclass'"):
+        cal.check_compatible("multilabel", 3)
+    with pytest.raises(ValueError, match="fitted on 3 classes but the scores have 4"):
+        cal.check_compatible("multiclass", 4)
+    ml, _, _ = _fitted(rng, "multilabel", "temperature")
+    assert ml.describe().endswith("(one per class)")
+
+
+def test_ignore_index_drops_rows_and_masks_entries(rng):
+    z, y = _sample_multiclass(rng, 600, c=3)
+    y2 = y.copy()
+    y2[::5] = -100
+    keep = y2 != -100
+    a = C.fit_calibrator(z, y2, "multiclass", ignore_index=-100)
+    b = C.fit_calibrator(z[keep], y[keep], "multiclass")
+    assert a.scaler.temperature == b.scaler.temperature
+    # multilabel: an ignored entry leaves out that (sample, label) only; per-label fits use their kept rows
+    zm, ym = _sample_sigmoid(rng, (600, 3))
+    ym2 = ym.copy()
+    mask = rng.uniform(size=ym.shape) < 0.2
+    ym2[mask] = -100
+    for method in ("temperature", "platt"):
+        cal = C.fit_calibrator(zm, ym2, "multilabel", method=method, tune="f1", ignore_index=-100)
+        for k in range(3):
+            kk = ~mask[:, k]
+            one = C.fit_calibrator(zm[kk, k], ym[kk, k], "binary", method=method, tune="f1")
+            if method == "temperature":
+                assert cal.scaler.temperature[k] == pytest.approx(one.scaler.temperature, rel=1e-9)
+            else:
+                assert cal.scaler.weight_[k] == pytest.approx(one.scaler.weight_, rel=1e-7)
+                assert cal.scaler.bias_[k] == pytest.approx(one.scaler.bias_, rel=1e-7, abs=1e-9)
+            assert cal.thresholds[k] == pytest.approx(float(one.thresholds), rel=1e-6)
+    shared = C.TemperatureScaling("multilabel").fit(zm, ym2, ignore_index=-100)
+    flat = C.TemperatureScaling("binary").fit(zm[~mask], ym[~mask])
+    assert shared.temperature == pytest.approx(flat.temperature, rel=1e-9)
+    with pytest.raises(ValueError, match="ignore_index"):
+        C.fit_calibrator(zm, ym2, "multilabel")
+
+
+def test_calibration_modules_are_small_and_import_no_private_names():
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(C.__file__).parent
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        assert text.count("\n") <= 800, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                inside = node.level == 1  # the package's own private modules
+                for alias in node.names:
+                    assert inside or not alias.name.startswith("_"), (path.name, node.module, alias.name)

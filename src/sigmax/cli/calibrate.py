@@ -1,10 +1,16 @@
 """``sigmax calibrate``: fit a calibrator on labelled scores and save it; apply it to new scores.
 
-``sigmax calibrate fit SCORES LABELS --task ... --space ... -o calib.json`` fits temperature, vector or
-Platt scaling (and, for binary/multilabel, per-class F1 thresholds) on *all* the given rows — use
-scores the model was not trained on — and writes JSON. ``sigmax calibrate apply calib.json SCORES -o
-out.npy`` writes the calibrated logits (or ``--probs``); a ``.npy`` input is processed in chunks, so
-files larger than memory work.
+``sigmax calibrate fit SCORES LABELS --task ... --space ... -o calib.json`` runs :func:`sigmax.check` on
+the scores (findings first; exit 1 on an error finding, ``--fail-on`` as in ``sigmax check``), fits
+temperature, vector or Platt scaling (and, for binary/multilabel, per-class F1 thresholds) on *all*
+the given rows — use scores the model was not trained on — with
+:func:`sigmax.calibration.fit_calibrator`, and writes JSON. ``sigmax calibrate apply calib.json SCORES
+-o out.npy`` reads SCORES in the space stored in the calibrator and writes the calibrated logits (or
+``--probs``); a ``.npy`` input is processed in chunks, so files larger than memory work. Every output
+is written to a temporary file beside the target and renamed into place, so ``-o`` may name the input.
+
+Exit status: 0 done, 1 a check finding reached ``--fail-on`` (``fit``; the calibrator is then not
+saved), 2 a usage error (one line naming the argument and the fix).
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 from . import CLIError
-from ._output import is_terminal, print_json, print_note, print_table
-from .report import add_method, add_task_space, load_calibrator, split_key, tune_value
+from ._output import add_fail_on, exit_status, is_terminal, print_json, print_note, print_table
+from .report import add_method, add_task_space, split_key
 
 HELP = "fit a calibrator on labelled scores (fit), or apply a saved one to new scores (apply)"
+
+SPACES = ("logits", "probs", "log_probs")
 
 
 def register(sub) -> None:
@@ -29,29 +38,39 @@ def register(sub) -> None:
         epilog="examples:\n"
                "  sigmax calibrate fit val_logits.npy val_labels.npy --task multiclass --space logits -o calib.json\n"
                "  sigmax calibrate apply calib.json test_logits.npy -o test_calibrated.npy\n"
-               "  sigmax calibrate apply calib.json test_logits.npy -o test_probs.csv --probs",
+               "  sigmax calibrate apply calib.json test_logits.npy -o test_probs.csv --probs\n"
+               "exit status: 0 done, 1 a check finding reached --fail-on (fit: nothing saved), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     f = actions.add_parser("fit", help="fit on SCORES and LABELS, write the calibrator as JSON",
-                           description="Fit a calibrator on every row of SCORES/LABELS (held-out data, not "
-                                       "the model's training data) and write it as JSON.")
+                           description="Check SCORES/LABELS, fit a calibrator on every row (held-out data, not "
+                                       "the model's training data) and write it as JSON. Exit 1 (nothing "
+                                       "saved) when a check finding reaches --fail-on.")
     f.add_argument("scores", metavar="SCORES", help="score file: .npy, .npz, .csv, .txt, .pt (FILE:KEY picks an array)")
     f.add_argument("labels", metavar="LABELS", help="class indices (binary, multiclass) or multi-hot rows (multilabel)")
     add_task_space(f)
     add_method(f)
-    f.add_argument("-o", "--output", required=True, metavar="FILE.json", help="where to write the calibrator")
+    f.add_argument("--ignore-index", type=int, default=-100, metavar="N",
+                   help="labels equal to N are left out, as in PyTorch's losses and `sigmax check` (default -100)")
+    add_fail_on(f)
+    f.add_argument("--no-check", action="store_true", help="skip sigmax.check() on the scores")
+    f.add_argument("-o", "--output", required=True, metavar="FILE.json",
+                   help="where to write the calibrator (missing folders are created)")
     f.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     f.set_defaults(func=run_fit)
     a = actions.add_parser("apply", help="apply a saved calibrator to SCORES, write calibrated logits",
                            description="Apply a saved calibrator to SCORES and write the calibrated logits "
-                                       "(or probabilities with --probs). A .npy input is streamed in chunks.")
+                                       "(or probabilities with --probs). SCORES are read in the space the "
+                                       "calibrator was fitted on. A .npy input is streamed in chunks; -o may "
+                                       "name the input (it is replaced only when the output is complete).")
     a.add_argument("calibrator", metavar="CALIBRATOR.json", help="from `sigmax calibrate fit` or `sigmax report --save-calibrator`")
     a.add_argument("scores", metavar="SCORES", help="score file (FILE:KEY picks an array)")
     a.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="output file: .npy (streamed for .npy input) or .csv")
-    a.add_argument("--space", default="logits", choices=("logits", "probs", "log_probs"),
-                   help="what SCORES hold (default logits); the output is always logits unless --probs")
+                   help="output file: .npy (streamed for .npy input) or .csv; missing folders are created")
+    a.add_argument("--space", default=None, choices=SPACES,
+                   help="what SCORES hold; default, and the only value accepted: the space stored in the "
+                        "calibrator. The output is logits unless --probs")
     a.add_argument("--probs", action="store_true", help="write calibrated probabilities instead of logits")
     a.add_argument("--chunk-rows", type=int, default=65536, metavar="N", help="rows per chunk for .npy input (default 65536)")
     a.set_defaults(func=run_apply)
@@ -63,119 +82,235 @@ def _no_action(args: argparse.Namespace) -> int:
     raise CLIError("say what to do: `sigmax calibrate fit ...` or `sigmax calibrate apply ...`")
 
 
-def run_fit(args: argparse.Namespace) -> int:
-    from ..io import ScoreFileError, load_labels, load_scores
+def _output_path(path: str, flag: str, example: str) -> None:
+    if os.path.isdir(path):
+        raise CLIError(f"{flag} {path}: is a directory; give a file name, e.g. {flag} "
+                       f"{os.path.join(path, example)}")
+
+
+# ------------------------------------------------------------------------------------------- fit
+def _print_findings(findings: list[dict]) -> None:
+    for f in findings:
+        sev = str(f.get("severity", "info"))
+        print_note(f"check: {sev} {f.get('code', '')}: {f.get('message', '')}",
+                   style="bold red" if sev == "error" else "yellow")
+        if f.get("fix"):
+            print_note(f"  fix: {f['fix']}")
+
+
+def _summaries(scores: Any, labels: Any, cal: Any, args: argparse.Namespace) -> tuple[dict, dict] | None:
+    """In-sample metrics before and after, on the rows the fit used (``None`` where the metrics cannot
+    leave ignored multilabel entries out)."""
+    from .._inputs import canonical
     from ..metrics import summary
-    from ..report._report import (
-        DEFAULT_METHOD,
-        _describe,
-        _fit,
-        _label_rows,
-        _rows,
-        _validate_labels,
-    )
+
+    c = canonical(scores, labels, args.task, axis=args.axis, ignore_index=args.ignore_index)
+    if c.valid is not None:
+        return None
+    s, y = c.scores, c.labels
+    before = summary(s, y, args.task, space=args.space)
+    thr = {} if cal.thresholds is None else {"threshold": cal.thresholds}
+    after = summary(np.asarray(cal.transform(s)), y, args.task, space="logits", **thr)
+    return before, after
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from .._inputs import interface
+
+    with interface("cli"):  # messages spell settings as flags: --space probs, --ignore-index -100
+        return _run_fit(args)
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from ..calibration import fit_calibrator
+    from ..io import ScoreFileError, load_labels, load_scores
 
     t0 = time.perf_counter()
     if args.method == "none":
         raise CLIError("--method none fits nothing; choose temperature, vector or platt (or auto)")
     if not args.output.lower().endswith(".json"):
         raise CLIError(f"-o {args.output}: a calibrator is written as JSON; name the file like calib.json")
+    _output_path(args.output, "-o", "calib.json")
     spath, skey = split_key(args.scores, "SCORES")
     lpath, lkey = split_key(args.labels, "LABELS")
-    method = DEFAULT_METHOD[args.task] if args.method == "auto" else args.method
-    tune = tune_value(args.tune)
-    if tune == "auto":
-        tune = "f1" if args.task != "multiclass" else None
-    if args.task == "multiclass" and tune is not None:
-        raise CLIError("--tune f1 is for binary and multilabel tasks (multiclass decides by argmax); drop --tune")
+    context = (f"(SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, --space {args.space})")
     try:
-        raw = np.asarray(load_scores(spath, key=skey))
-        s = _rows(raw, args.task, args.axis)
-        y = _label_rows(np.asarray(load_labels(lpath, key=lkey)), args.task, args.axis, raw.ndim)
-        _validate_labels(y, s, args.task, "LABELS")
-        notes: list[str] = []
-        cal = _fit(s, y, args.task, args.space, method, tune, notes)
-        before = summary(s, y, args.task, space=args.space)
-        after = summary(np.asarray(cal.transform(s)), y, args.task, space="logits",
-                        **({"threshold": cal.thresholds} if args.task != "multiclass" and
-                           getattr(cal, "thresholds", None) is not None else {}))
+        scores = load_scores(spath, key=skey)
+        labels = load_labels(lpath, key=lkey)
     except ScoreFileError as exc:
         raise CLIError(str(exc)) from None
-    except ValueError as exc:
-        raise CLIError(f"{exc} (SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, "
-                       f"--space {args.space})") from None
-    cal.save(args.output)
-    thr = getattr(cal, "thresholds", None)
+    findings: list[dict] = []
+    if not args.no_check:
+        from ..check import check
+
+        try:
+            found = check(scores, labels, task=args.task, space=args.space, axis=args.axis,
+                          ignore_index=args.ignore_index)
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"{exc} {context}") from None
+        for f in found:
+            d = f.as_dict()
+            d.pop("details", None)
+            findings.append(d)
+    code = exit_status(findings, args.fail_on)
+    notes: list[str] = []
+    try:
+        cal = fit_calibrator(scores, labels, args.task, space=args.space, method=args.method, tune=args.tune,
+                             axis=args.axis, ignore_index=args.ignore_index, notes=notes)
+        sides = _summaries(scores, labels, cal, args)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{exc} {context}") from None
+    if code == 0:
+        try:
+            cal.save(args.output)
+        except (ScoreFileError, OSError) as exc:
+            raise CLIError(f"-o {args.output}: cannot write the calibrator ({exc}); choose another path") from None
+    n_rows = int(cal.scaler.info_.get("n_samples", 0)) if cal.scaler is not None else None
+    thr = cal.thresholds
+    if args.json:
+        print_json({"calibrator": args.output if code == 0 else None, "saved": code == 0, "method": cal.method,
+                    "space": cal.space_, "summary": cal.describe(), "rows": n_rows,
+                    "thresholds": None if thr is None else np.asarray(thr).tolist(),
+                    "in_sample_before": None if sides is None else sides[0],
+                    "in_sample_after": None if sides is None else sides[1],
+                    "findings": findings, "notes": notes, "exit_code": code})
+        return code
+    _print_findings(findings)
+    rows = f" on {n_rows:,} rows" if n_rows is not None else ""
+    if sides is not None:
+        before, after = sides
+        keys = [k for k in ("nll", "brier", "accuracy", "f1_micro", "f1_macro", "ece") if k in before]
+        print_table(["metric (fit rows, in-sample)", "before", "after"], [[k, before[k], after[k]] for k in keys],
+                    title=f"fitted {cal.describe()}{rows}")
+    else:
+        print_note(f"fitted {cal.describe()}{rows} (in-sample metrics are not shown: labels equal to "
+                   f"--ignore-index {args.ignore_index} mask multilabel entries)")
     for n in notes:
         print_note(n, stream=sys.stderr)
-    out = {"calibrator": args.output, "method": method, "summary": _describe(cal), "rows": int(s.shape[0]),
-           "thresholds": None if thr is None else np.asarray(thr).tolist(),
-           "in_sample_before": before, "in_sample_after": after}
-    if args.json:
-        print_json(out)
-        return 0
-    keys = [k for k in ("nll", "brier", "accuracy", "f1_micro", "f1_macro", "ece") if k in before]
-    print_table(["metric (fit rows, in-sample)", "before", "after"], [[k, before[k], after[k]] for k in keys],
-                title=f"fitted {_describe(cal)} on {s.shape[0]:,} rows")
     if thr is not None:
         print_note("tuned thresholds: " + ", ".join(f"{v:.3f}" for v in np.atleast_1d(thr)[:12])
                    + (" ..." if np.size(thr) > 12 else ""))
     print_note("in-sample numbers are optimistic: measure on held-out rows with "
                f"`sigmax report TEST_SCORES TEST_LABELS --task {args.task} --space {args.space} --calibrator {args.output}`")
+    if code:
+        sev = "an error" if args.fail_on == "error" else f"a {args.fail_on} or worse"
+        print_note(f"not saved: sigmax check found {sev} (above); fix the wiring, or pass --fail-on never to "
+                   "save the calibrator anyway", style="bold red")
+        return code
     print_note(f"calibrator saved to {args.output} in {time.perf_counter() - t0:.1f} s", style="bold")
     return 0
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    from ..interpret import to_probs
-    from ..io import ScoreFileError, count_rows, iter_chunks, load_scores
+# ----------------------------------------------------------------------------------------- apply
+def _load_calibrator(path: str) -> Any:
+    """A saved calibrator, validated, or a one-line error naming CALIBRATOR.json and the fix."""
+    from ..calibration import load
 
-    cal = load_calibrator(args.calibrator)
-    task = getattr(cal, "task", None)
-    if task is None:
-        raise CLIError(f"{args.calibrator}: the calibrator does not say its task; refit it with `sigmax calibrate fit`")
+    if not os.path.exists(path):
+        raise CLIError(f"CALIBRATOR.json {path}: no such file; write one with `sigmax calibrate fit SCORES LABELS "
+                       "--task ... --space ... -o calib.json` or `sigmax report --save-calibrator`")
+    if os.path.isdir(path):
+        raise CLIError(f"CALIBRATOR.json {path}: is a directory; give the calibrator's .json file")
+    try:
+        cal = load(path)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CLIError(f"CALIBRATOR.json {path}: {exc}") from None
+    if getattr(cal, "task", None) is None or getattr(cal, "space_", None) is None:  # pragma: no cover - validated
+        raise CLIError(f"CALIBRATOR.json {path}: the calibrator does not say its task and space; refit it with "
+                       "`sigmax calibrate fit`")
+    return cal
+
+
+def _npy_header(fh, shape: tuple, dtype: np.dtype) -> None:
+    d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    try:
+        np.lib.format.write_array_header_1_0(fh, d)
+    except ValueError:  # pragma: no cover - a header over 64 KiB (absurdly many dimensions)
+        np.lib.format.write_array_header_2_0(fh, d)
+
+
+def _write_csv(fh, z: np.ndarray) -> None:
+    np.savetxt(fh, z.reshape(z.shape[0], -1), delimiter=",", fmt="%.10g")
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    from .._inputs import interface
+
+    with interface("cli"):
+        return _run_apply(args)
+
+
+def _run_apply(args: argparse.Namespace) -> int:
+    from .._array import normalize_axis
+    from ..interpret import to_probs
+    from ..io import ScoreFileError, atomic_write, count_rows, iter_chunks, load_array, load_scores
+
+    cal = _load_calibrator(args.calibrator)
+    task, stored = cal.task, cal.space_
+    if args.space is not None and args.space != stored:
+        raise CLIError(f"--space {args.space} contradicts the calibrator {args.calibrator}, fitted on --space "
+                       f"{stored}: SCORES must be {stored} (drop --space; the stored space is the default), or "
+                       f"fit a calibrator on {args.space} with `sigmax calibrate fit ... --space {args.space}`")
     if args.chunk_rows < 1:
         raise CLIError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
     out = args.output
     ext = os.path.splitext(out)[1].lower()
     if ext not in (".npy", ".csv"):
         raise CLIError(f"-o {out}: write .npy (any size) or .csv; e.g. -o calibrated.npy")
+    _output_path(out, "-o", "calibrated" + (ext or ".npy"))
     spath, skey = split_key(args.scores, "SCORES")
 
     def convert(block: np.ndarray) -> np.ndarray:
-        z = np.asarray(cal.transform(np.asarray(block), space=args.space))  # keeps the stored float dtype
-        return np.asarray(to_probs(z, task, space="logits")) if args.probs else z
+        z = np.asarray(cal.transform(np.asarray(block), space=stored))  # keeps the stored float dtype
+        return np.asarray(to_probs(z, task, space="logits", axis=cal.axis_)) if args.probs else z
 
+    context = f"(SCORES {args.scores}, read as --space {stored} as the calibrator says, calibrator task {task})"
     t0 = time.perf_counter()
     try:
-        if spath.lower().endswith(".npy") and skey is None and ext == ".npy":
+        stream = spath.lower().endswith(".npy") and skey is None
+        if stream:
             n = count_rows(spath)
-            mm = None
-            done = 0
-            for block in iter_chunks(spath, args.chunk_rows):
-                z = convert(block)
-                if mm is None:
-                    mm = np.lib.format.open_memmap(out, mode="w+", dtype=z.dtype, shape=(n,) + z.shape[1:])
-                mm[done:done + z.shape[0]] = z
-                done += z.shape[0]
-            if mm is not None:
-                mm.flush()
-                shape = mm.shape
-                del mm
-            else:
-                shape = (0,)
+            head = load_array(spath, mmap=True)
+            # the class axis must not be the row axis that chunks split
+            if task != "binary" and head.ndim >= 2 and normalize_axis(cal.axis_, head.ndim) == 0:
+                stream = False
+        if stream:
+            chunks = iter_chunks(spath, args.chunk_rows)
+            first = next(chunks, None)
+            z0 = convert(first) if first is not None else np.zeros((0,) + head.shape[1:], dtype=np.float64)
+            shape = (n,) + z0.shape[1:]
+            # written beside the target and renamed into place when complete: -o may be the input
+            with atomic_write(out, "wb" if ext == ".npy" else "w", encoding=None if ext == ".npy" else "utf-8") as fh:
+                if ext == ".npy":
+                    _npy_header(fh, shape, z0.dtype)
+                write = (lambda z: fh.write(np.ascontiguousarray(z, dtype=z0.dtype).tobytes())) if ext == ".npy" \
+                    else (lambda z: _write_csv(fh, z))
+                done = 0
+                if first is not None:
+                    write(z0)
+                    done = z0.shape[0]
+                for block in chunks:
+                    z = convert(block)
+                    write(z)
+                    done += z.shape[0]
+                if done != n:  # pragma: no cover - the file changed while it was read
+                    raise ScoreFileError(f"{spath}: read {done} rows but its header says {n}; was it being written?")
         else:
             z = convert(load_scores(spath, key=skey))
             shape = z.shape
-            if ext == ".npy":
-                np.save(out, z)
-            else:
-                np.savetxt(out, z.reshape(z.shape[0], -1), delimiter=",", fmt="%.10g")
+            with atomic_write(out, "wb" if ext == ".npy" else "w", encoding=None if ext == ".npy" else "utf-8") as fh:
+                if ext == ".npy":
+                    np.save(fh, z)
+                else:
+                    _write_csv(fh, z)
     except ScoreFileError as exc:
         raise CLIError(str(exc)) from None
-    except ValueError as exc:
-        raise CLIError(f"{exc} (SCORES {args.scores}, --space {args.space}, calibrator task {task})") from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{exc} {context}") from None
+    except OSError as exc:
+        raise CLIError(f"-o {out}: cannot write ({exc}); choose another path") from None
     what = "probabilities" if args.probs else "logits"
-    print_note(f"wrote calibrated {what} {tuple(shape)} to {out} in {time.perf_counter() - t0:.1f} s",
+    print_note(f"wrote calibrated {what} {tuple(shape)} to {out} in {time.perf_counter() - t0:.1f} s "
+               f"(SCORES read as {stored}, the calibrator's space; output space: {what})",
                stream=sys.stdout if not is_terminal() else None)
     return 0
