@@ -205,8 +205,12 @@ def test_declared_probs_validated(np_torch):
     wrong_axis = sigmax.softmax(np_torch.asarray([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]]), axis=0)
     with pytest.raises(ValueError, match="wrong axis"):
         interpret(wrong_axis, "multiclass", space="probs")
-    with pytest.raises(ValueError, match="NaN"):
-        interpret(np_torch.asarray([[float("nan"), 1.0]]), "multiclass", space="probs")
+    # a NaN row is not a validation error: it gets no decision (test_nan_rows_get_no_decision)
+    with pytest.warns(UserWarning, match="1 row"):
+        r = interpret(np_torch.asarray([[float("nan"), 1.0], [0.3, 0.7]]), "multiclass", space="probs")
+    assert np.asarray(r.predictions).tolist() == [-1, 1]
+    with pytest.raises(ValueError, match="do not sum to 1"):  # the other rows are still validated
+        interpret(np_torch.asarray([[float("nan"), 1.0], [0.3, 0.3]]), "multiclass", space="probs")
     interpret(np_torch.asarray([[0.9, 0.8]]), "multilabel", space="probs")  # fine for multilabel
     r = interpret(np_torch.asarray([[2.0, -1.0]]), "multilabel", space="probs", validate=False)
     assert r.probs is not None
@@ -241,7 +245,7 @@ def test_bad_arguments(np_torch):
         interpret(x, "multilabel", threshold=[0.5, 2.0, 0.5])
     with pytest.raises(TypeError, match="one number"):
         interpret(x[0], "binary", threshold=[0.5, 0.5, 0.5])
-    with pytest.raises(ValueError, match=r"top_k must be an integer in \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"top_k=4 but there are only 3 classes; top_k must be an integer in 1\.\.3"):
         interpret(x, "multiclass", top_k=4)
     with pytest.raises(ValueError, match="top_k needs several classes"):
         interpret(x, "binary", top_k=1)
@@ -346,3 +350,107 @@ def test_cuda_device_kept():
         parts = [_fields(interpret(xs[i:i + 1], task, **kw)) for i in range(xs.shape[0])]
         for k, v in whole.items():
             np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), v, err_msg=f"cuda {task} {k}")
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN rows get no decision; one spelling list; one top_k rule
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task,kw", _OPTIONS, ids=lambda v: str(v))
+def test_nan_rows_get_no_decision(np_torch, task, kw, rng):
+    # regression: interpret predicted class 0 (binary and multilabel: 0 for every label) for a NaN row
+    x = rng.normal(size=(7, 5)) * 3
+    x[2, 1] = math.nan  # one NaN logit: the whole row (every label of a multilabel row) gets no decision
+    x[5, :] = math.nan
+    if task == "binary":
+        x = x[:, 1]
+        x[5] = math.nan
+    xs = np_torch.asarray(x, dtype="float32")
+    with pytest.warns(UserWarning, match="2 row\\(s\\) of scores contain NaN: they get no decision"):
+        r = interpret(xs, task, **kw)
+    pred = to_numpy(r.predictions)
+    nan_rows = [2, 5]
+    assert np.all(pred[nan_rows] == ABSTAIN)
+    if r.abstained is not None:
+        assert np.all(to_numpy(r.abstained)[nan_rows])
+    # the other rows are decided exactly as without the NaN rows
+    keep = [i for i in range(7) if i not in nan_rows]
+    ref = interpret(np_torch.asarray(x[keep], dtype="float32"), task, **kw)
+    np.testing.assert_array_equal(pred[keep], to_numpy(ref.predictions))
+    np.testing.assert_array_equal(to_numpy(r.probs)[keep], to_numpy(ref.probs))
+
+
+@pytest.mark.parametrize("space", ["probs", "log_probs"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_nan_rows_in_declared_probabilities(np_torch, task, space):
+    # regression: declared probabilities with a NaN row raised instead of abstaining on that row
+    p = np.array([[0.2, 0.8], [math.nan, 0.5], [0.6, 0.4]])
+    x = p[:, 0] if task == "binary" else p
+    if space == "log_probs":
+        with np.errstate(invalid="ignore"):
+            x = np.log(x)
+    with pytest.warns(UserWarning, match="1 row"):
+        r = interpret(np_torch.asarray(x), task, space=space)
+    pred = to_numpy(r.predictions)
+    assert np.all(pred[1] == ABSTAIN) and np.all(pred[[0, 2]] != ABSTAIN)
+
+
+def test_no_warning_without_nan(recwarn):
+    interpret(np.array([[1.0, -np.inf], [np.inf, 0.0]]), "multilabel")
+    interpret(np.array([[1.0, -np.inf], [np.inf, 0.0]]), "multiclass")
+    assert not [w for w in recwarn if "NaN" in str(w.message)]
+
+
+def test_nan_rows_under_jit():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    f = jax.jit(lambda z: interpret(z, "multilabel").predictions)  # no concrete count, no warning: still -1
+    z = jnp.array([[1.0, -2.0], [jnp.nan, 3.0]])
+    assert np.asarray(f(z)).tolist() == [[1, 0], [-1, -1]]
+    with pytest.warns(UserWarning, match="1 row"):  # eager JAX counts and warns
+        assert np.asarray(interpret(z, "multilabel").predictions).tolist() == [[1, 0], [-1, -1]]
+
+
+def test_one_list_of_spellings():
+    # regression: interpret accepted space="logit", the CLI rejected it; the aliases are one table now
+    from sigmax import _inputs
+
+    x = np.array([[1.0, 2.0, 0.5]])
+    for alias, name in _inputs.ALIASES.items():
+        if name in _inputs.SPACES:
+            assert interpret(x if name == "logits" else to_probs(x, "multiclass") if name == "probs"
+                             else to_log_probs(x, "multiclass"), "multiclass", space=alias).space == name
+        else:
+            assert interpret(x, alias).task == name
+
+
+def test_top_k_rule_is_shared_with_metrics():
+    # regression: metrics.accuracy(top_k=5) over 3 classes gave 1.0 while interpret raised
+    from sigmax import metrics
+
+    x = np.array([[1.0, 2.0, 0.5], [0.0, 0.1, 0.2]])
+    with pytest.raises(ValueError, match="top_k=5 but there are only 3 classes") as a:
+        interpret(x, "multiclass", top_k=5)
+    with pytest.raises(ValueError, match="top_k=5 but there are only 3 classes") as b:
+        metrics.accuracy(x, [0, 1], "multiclass", top_k=5)
+    assert str(a.value) == str(b.value)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="top_k"):
+            interpret(x, "multiclass", top_k=bad)
+        with pytest.raises(ValueError, match="top_k"):
+            metrics.accuracy(x, [0, 1], "multiclass", top_k=bad)
+    assert metrics.accuracy(x, [0, 1], "multiclass", top_k=3) == 1.0
+
+
+def test_does_not_import_testing():
+    import ast
+    import inspect
+
+    import sigmax.interpret as mod
+
+    tree = ast.parse(inspect.getsource(mod))
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "testing" not in names and not any(str(m).endswith(".testing") for m in names)
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not [a for a in imported if a.startswith("_")], "private names imported across modules"

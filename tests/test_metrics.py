@@ -193,12 +193,13 @@ def test_matches_torchmetrics(rng, norm):
     # torchmetrics bins [lo, hi): equal to Guo's (lo, hi] unless a confidence sits on an edge (never here)
     ref = float(tmc.multiclass_calibration_error(torch.tensor(p), torch.tensor(y), num_classes=10, n_bins=15,
                                                  norm=norm))
-    ours = M.calibration_error(torch.tensor(z), torch.tensor(y), "multiclass", norm=norm)
+    # torchmetrics' MCE takes every non-empty bin: min_bin_count=1
+    ours = M.calibration_error(torch.tensor(z), torch.tensor(y), "multiclass", norm=norm, min_bin_count=1)
     assert ours == pytest.approx(ref, rel=1e-6, abs=1e-7)  # torchmetrics computes in float32
     pb = rng.uniform(size=3000)
     yb = (rng.uniform(size=3000) < pb ** 1.3).astype(np.int64)
     ref_b = float(tmc.binary_calibration_error(torch.tensor(pb), torch.tensor(yb), n_bins=15, norm=norm))
-    ours_b = M.calibration_error(pb, yb, "binary", space="probs", mode="classwise", norm=norm)
+    ours_b = M.calibration_error(pb, yb, "binary", space="probs", mode="classwise", norm=norm, min_bin_count=1)
     assert ours_b == pytest.approx(ref_b, rel=1e-6, abs=1e-7)
 
 
@@ -208,7 +209,7 @@ def test_matches_netcal(rng):
     p = scipy_special.softmax(z, axis=1)
     assert M.calibration_error(p, y, "multiclass", space="probs") == pytest.approx(
         netcal.ECE(bins=15).measure(p, y), rel=1e-9)
-    assert M.calibration_error(p, y, "multiclass", space="probs", norm="max") == pytest.approx(
+    assert M.calibration_error(p, y, "multiclass", space="probs", norm="max", min_bin_count=1) == pytest.approx(
         netcal.MCE(bins=15).measure(p, y), rel=1e-9)
 
 
@@ -253,8 +254,8 @@ def test_binning_and_modes(rng):
     zb, yb = _binary(rng)
     two = np.stack([np.zeros_like(zb), zb], axis=1)
     assert_close(M.calibration_error(zb, yb, "binary"), M.calibration_error(two, yb, "multiclass"), "float64")
-    # MCE >= RMS >= ECE
-    e, m, s = (M.calibration_error(z, y, "multiclass", norm=n) for n in ("l1", "max", "l2"))
+    # MCE (over every non-empty bin) >= RMS >= ECE
+    e, m, s = (M.calibration_error(z, y, "multiclass", norm=n, min_bin_count=1) for n in ("l1", "max", "l2"))
     assert m >= s >= e
 
 
@@ -264,7 +265,7 @@ def test_reliability_dataclass():
     assert np.isnan(r.confidence[2]) and np.isnan(r.accuracy[2])  # the empty bin (0.5, 0.75]
     d = r.to_dict()
     assert d["confidence"][2] is None and d["count"] == [1, 1, 0, 2]
-    assert r.error("max") >= r.ece
+    assert r.error("max", min_bin_count=1) >= r.ece
     eq = M.reliability([0.9, 0.8, 0.3, 0.2], [1, 0, 0, 0], "binary", space="probs", binning="equal_mass",
                        n_bins=2, mode="classwise")
     with pytest.raises(ValueError, match="same bin edges"):

@@ -18,8 +18,9 @@ task             ``scores``                  ``labels``
 ===============  ==========================  ==================================================
 
 Rows whose label is ``ignore_index`` are dropped (binary, multiclass) or their entries masked out
-(multilabel), as in PyTorch's losses and torchmetrics. Scores holding NaN are an error here: a metric
-over them cannot be right (``interpret`` instead gives such rows no decision, ``-1``, and warns).
+(multilabel), as in PyTorch's losses and torchmetrics. Scores holding NaN are an error here (except in
+the rows or entries that ``ignore_index`` leaves out): a metric over them cannot be right
+(``interpret`` instead gives such rows no decision, ``-1``, and warns).
 
 The spelling of a setting depends on the interface in use: ``space='probs'`` in Python, ``--space
 probs`` on the command line (:func:`spell`, switched by :func:`interface`).
@@ -187,16 +188,28 @@ def to_numpy(x: Any, name: str = "x") -> np.ndarray:
 
 
 def _scores64(scores: Any, name: str) -> np.ndarray:
-    s = to_numpy(scores, name).astype(np.float64, copy=False)
-    if s.size and np.isnan(s).any():
-        rows = np.isnan(s).reshape(s.shape[0], -1).any(axis=1) if s.ndim else np.array([True])
+    return to_numpy(scores, name).astype(np.float64, copy=False)
+
+
+def _check_nan(s: np.ndarray, name: str, kept: np.ndarray | None, ignore: int | None) -> None:
+    """A ``ValueError`` if scores that are kept (not ignored) hold NaN; ``kept`` has ``s``'s shape or its rows'."""
+    if not s.size:
+        return
+    nan = np.isnan(s)
+    if not nan.any():
+        return
+    if kept is not None:
+        nan &= kept if kept.shape == s.shape else kept.reshape(kept.shape + (1,) * (s.ndim - kept.ndim))
+    rows = nan.reshape(s.shape[0], -1).any(axis=1)
+    if rows.any():
         first = np.flatnonzero(rows)[:3].tolist()
+        skip = (f"mark their labels with {spell('ignore_index')}" if ignore is None else
+                f"set their labels to {spell('ignore_index', ignore)}")
         raise ValueError(
-            f"{name} contain {int(np.isnan(s).sum())} NaN value(s) in {int(rows.sum())} row(s) (first: {first}); "
-            "a metric over them cannot be right. Find where the model produced NaN, or drop those rows "
-            "(and their labels)"
+            f"{name} contain {int(nan.sum())} NaN value(s) in {int(rows.sum())} row(s) (first: {first}); "
+            f"a metric over them cannot be right. Find where the model produced NaN, or drop those rows "
+            f"(and their labels), or {skip}"
         )
-    return s
 
 
 def _binary_values(y: np.ndarray, task: str, name: str, ignore: int | None) -> np.ndarray:
@@ -355,6 +368,7 @@ def canonical(scores: Any, labels: Any, task: str, *, axis: Any = -1, ignore_ind
                 y = _binary_values(np.moveaxis(y, ax, -1), task, labels_name, ignore).reshape(-1, c)
         s = s.reshape(-1, c)
     w = _weights(sample_weight, s.shape[0], row_shape)
+    _check_nan(s, scores_name, None if y is None or ignore is None else y != ignore, ignore)
     valid = None
     n_ignored = 0
     if y is not None and ignore is not None:

@@ -2,7 +2,7 @@ r"""Tasks, declared input spaces, probabilities and decisions.
 
 The caller *declares* what the scores are (``space="logits" | "probs" | "log_probs"``) and what the
 task is (``task="binary" | "multiclass" | "multilabel"``); nothing is guessed from value ranges
-(DESIGN.md, principle 1). Heuristics live in :mod:`sigmax.check`, which only warns.
+(docs/ARCHITECTURE.md). Heuristics live in :mod:`sigmax.check`, which only warns.
 
 =============  ======================  =============================  ==========================
 task           scores shape            probabilities                  log-probabilities
@@ -11,20 +11,30 @@ binary         ``(N,)`` one logit       ``sigmoid(z)`` = P(positive)   ``log_sig
 multiclass     ``(N, C)``, one label    ``softmax(x, axis)``           ``log_softmax(x, axis)``
 multilabel     ``(N, C)``, many labels  ``sigmoid(x)`` per class       ``log_sigmoid(x)``
 =============  ======================  =============================  ==========================
+
+A NaN row gets no decision. :func:`interpret` predicts :data:`ABSTAIN` (``-1``) for every sample whose
+scores hold a NaN — binary: the sample; multiclass: the row (softmax makes the whole row NaN);
+multilabel: *every* label of the row (one NaN logit means the row's scores cannot be trusted, and
+``top_k`` and ``at_least_one`` decide a row as a whole) — marks them in ``abstained`` when
+``abstain_below`` is given, and emits one ``UserWarning`` saying how many rows. Probabilities,
+confidence and the other fields stay NaN there. Declared probabilities are validated on the other
+rows. (The metrics refuse NaN scores instead: a metric over them cannot be right.)
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
+import sys
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from ._array import (
-    _device,
+    Prepared,
     check_temperature,
     finish,
     like,
@@ -33,43 +43,15 @@ from ._array import (
     resolve_axis,
 )
 from ._array import quiet as _quiet
-from .activations import log_sigmoid, log_softmax, logit, logsumexp, sigmoid, softmax
+from ._inputs import SPACES, TASKS, spell, to_numpy, validate_space, validate_task, validate_top_k
+from ._tolerance import sum_tolerance
+from .activations import log1mexp, log_sigmoid, log_softmax, logit, logsumexp, sigmoid, softmax
 
 __all__ = ["TASKS", "SPACES", "ABSTAIN", "validate_task", "validate_space", "to_probs", "to_log_probs",
            "validate_probs", "validate_log_probs", "interpret", "Interpretation"]
 
-#: the prediction given where ``interpret(..., abstain_below=...)`` abstains
+#: the prediction given where ``interpret(..., abstain_below=...)`` abstains, and for rows holding NaN
 ABSTAIN = -1
-
-TASKS = ("binary", "multiclass", "multilabel")
-SPACES = ("logits", "probs", "log_probs")
-
-
-def _choice(value: Any, options: tuple[str, ...], name: str, hint: str) -> str:
-    if isinstance(value, str):
-        v = value.strip().lower().replace("-", "_")
-        aliases = {"multi_class": "multiclass", "multi_label": "multilabel", "probabilities": "probs",
-                   "prob": "probs", "logprobs": "log_probs", "log_prob": "log_probs", "logit": "logits"}
-        v = aliases.get(v, v)
-        if v in options:
-            return v
-    close = difflib.get_close_matches(str(value), options, n=1)
-    did = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"unknown {name} {value!r}{did}; use one of {', '.join(map(repr, options))}. {hint}")
-
-
-def validate_task(task: Any) -> str:
-    """``task`` normalised to one of :data:`TASKS`, or a ``ValueError`` naming the choices."""
-    return _choice(task, TASKS, "task",
-                   "binary: one score per sample; multiclass: exactly one true class (softmax); "
-                   "multilabel: any number of true classes (one sigmoid each).")
-
-
-def validate_space(space: Any) -> str:
-    """``space`` normalised to one of :data:`SPACES`, or a ``ValueError`` naming the choices."""
-    return _choice(space, SPACES, "space",
-                   "Say what the numbers are: raw model outputs ('logits'), outputs of softmax/sigmoid "
-                   "('probs') or of log_softmax/log_sigmoid ('log_probs').")
 
 
 def validate_probs(probs: Any, task: str, *, axis: int = -1, name: str = "scores") -> None:
@@ -85,8 +67,10 @@ def validate_probs(probs: Any, task: str, *, axis: int = -1, name: str = "scores
         ...
         ValueError: scores were declared space='probs' but 2 value(s) lie outside [0, 1] (min -1, max 2): these look like logits; pass space='logits'
     """
-    task = validate_task(task)
-    p = prepare(probs, name=name)
+    _check_probs(prepare(probs, name=name), validate_task(task), axis, name)
+
+
+def _check_probs(p: Prepared, task: str, axis: int, name: str) -> None:
     xp, x = p.xp, p.x
     bad = ~((x >= 0) & (x <= 1))
     nbad = int(xp.sum(xp.astype(bad, xp.int64)))
@@ -98,15 +82,15 @@ def validate_probs(probs: Any, task: str, *, axis: int = -1, name: str = "scores
         if bool(xp.any(xp.isnan(x))):
             cause = "they contain NaN; find where the model produced it"
         elif lo < 0 and bool(xp.all(x <= 0)):
-            cause = "all are <= 0, like log-probabilities; pass space='log_probs'"
+            cause = f"all are <= 0, like log-probabilities; pass {spell('space', 'log_probs')}"
         else:
-            cause = "these look like logits; pass space='logits'"
-        raise ValueError(f"{name} were declared space='probs' but {nbad} value(s) lie outside [0, 1] "
+            cause = f"these look like logits; pass {spell('space', 'logits')}"
+        raise ValueError(f"{name} were declared {spell('space', 'probs')} but {nbad} value(s) lie outside [0, 1] "
                          f"(min {lo:.4g}, max {hi:.4g}): {cause}")
     if task == "multiclass" and x.ndim >= 1:
         ax = normalize_axis(axis, x.ndim)
         sums = xp.sum(x, axis=ax)
-        tol = _sum_tol(p.out_dtype, x.shape[ax])
+        tol = sum_tolerance(p.out_dtype, x.shape[ax])
         off = xp.abs(sums - 1.0) > tol
         if bool(xp.any(off)):
             worst = float(xp.max(xp.abs(sums - 1.0)))
@@ -114,20 +98,9 @@ def validate_probs(probs: Any, task: str, *, axis: int = -1, name: str = "scores
             other = [a for a in range(x.ndim) if a != ax]
             hint = ("softmax may have been taken over the wrong axis (the sums along another axis are 1)"
                     if other and _sums_to_one_along(xp, x, other[0], tol) else
-                    "these may be sigmoid outputs of a multi-label model: use task='multilabel'")
+                    f"these may be sigmoid outputs of a multi-label model: use {spell('task', 'multilabel')}")
             raise ValueError(f"{name} were declared multiclass probabilities but {n_off} row(s) along axis "
                              f"{ax} do not sum to 1 (worst is off by {worst:.3g}); {hint}")
-
-
-def _sum_tol(dtype, c: int) -> float:
-    """How far a sum of ``c`` probabilities stored in ``dtype`` may be from 1: ``8 c eps``, where
-    eps is the dtype's (1e-3 for half precision) and at least 1e-6 for float64 (float64 probabilities
-    are often float32 ones cast up)."""
-    name = str(dtype)
-    eps = float(np.finfo(np.float32 if name.endswith("float32") else np.float64).eps)
-    if "16" in name:
-        eps = 1e-3
-    return max(1e-6 if eps < 1e-10 else 0.0, 8 * c * eps)
 
 
 def validate_log_probs(log_probs: Any, task: str, *, axis: int = -1, name: str = "scores") -> None:
@@ -143,20 +116,24 @@ def validate_log_probs(log_probs: Any, task: str, *, axis: int = -1, name: str =
         ...
         ValueError: scores were declared space='log_probs' but 2 value(s) are > 0 (max 0.8): they lie in [0, 1] like probabilities; pass space='probs'
     """
-    task = validate_task(task)
-    p = prepare(log_probs, name=name)
+    _check_log_probs(prepare(log_probs, name=name), validate_task(task), axis, name)
+
+
+def _check_log_probs(p: Prepared, task: str, axis: int, name: str) -> None:
     xp, x = p.xp, p.x
     c = x.shape[normalize_axis(axis, x.ndim)] if (task == "multiclass" and x.ndim >= 1) else 1
-    tol = _sum_tol(p.out_dtype, c)
+    tol = sum_tolerance(p.out_dtype, c)
     if bool(xp.any(xp.isnan(x))):
-        raise ValueError(f"{name} were declared space='log_probs' but contain NaN; find where the model produced it")
+        raise ValueError(f"{name} were declared {spell('space', 'log_probs')} but contain NaN; find where the model "
+                         "produced it")
     bad = x > tol
     nbad = int(xp.sum(xp.astype(bad, xp.int64)))
     if nbad:
         hi = float(xp.max(x))
-        cause = ("they lie in [0, 1] like probabilities; pass space='probs'"
-                 if bool(xp.all((x >= 0) & (x <= 1))) else "these look like logits; pass space='logits'")
-        raise ValueError(f"{name} were declared space='log_probs' but {nbad} value(s) are > 0 (max {hi:.4g}): {cause}")
+        cause = (f"they lie in [0, 1] like probabilities; pass {spell('space', 'probs')}"
+                 if bool(xp.all((x >= 0) & (x <= 1))) else f"these look like logits; pass {spell('space', 'logits')}")
+        raise ValueError(f"{name} were declared {spell('space', 'log_probs')} but {nbad} value(s) are > 0 "
+                         f"(max {hi:.4g}): {cause}")
     if task == "multiclass" and x.ndim >= 1:
         ax = normalize_axis(axis, x.ndim)
         lse = logsumexp(x, axis=ax)
@@ -167,7 +144,7 @@ def validate_log_probs(log_probs: Any, task: str, *, axis: int = -1, name: str =
             raise ValueError(
                 f"{name} were declared multiclass log-probabilities but for {n_off} row(s) along axis {ax} "
                 f"logsumexp is not 0 (worst is off by {worst:.3g}); they may be log_sigmoid outputs of a "
-                "multi-label model (use task='multilabel') or log_softmax over another axis")
+                f"multi-label model (use {spell('task', 'multilabel')}) or log_softmax over another axis")
 
 
 def _sums_to_one_along(xp, x, axis, tol) -> bool:
@@ -300,9 +277,34 @@ class Interpretation:
 
 
 def _np(a):
-    from .testing import to_numpy
+    return to_numpy(a, "abstained")
 
-    return to_numpy(a)
+
+def _device(x):
+    try:
+        return array_api_compat.device(x)
+    except Exception:  # pragma: no cover - libraries without devices
+        return None
+
+
+def _is_traced(x: Any) -> bool:
+    """Inside ``jax.jit`` / ``torch.compile``: values are not concrete, so nothing may be counted."""
+    jax = sys.modules.get("jax")
+    tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+    if tracer is not None and isinstance(x, tracer):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor) and torch.compiler.is_compiling()
+
+
+def _count(xp, mask) -> int | None:
+    """How many entries of ``mask`` are true, or ``None`` where values are traced."""
+    if _is_traced(mask):
+        return None
+    try:
+        return int(xp.sum(xp.astype(mask, xp.int32)))
+    except (RuntimeError, TypeError):  # torch.func transforms: no concrete value
+        return None
 
 
 def _number_in_unit(v: Any, name: str) -> float:
@@ -325,7 +327,7 @@ def _threshold(xp, threshold, x, task, ax):
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         return _number_in_unit(threshold, "threshold")
     if task == "binary":
-        raise TypeError(f"threshold for task='binary' must be one number in [0, 1], got {threshold!r}")
+        raise TypeError(f"threshold for {spell('task', 'binary')} must be one number in [0, 1], got {threshold!r}")
     th = like(xp, threshold, x, name="threshold")
     c = x.shape[ax]
     if th.ndim != 1 or th.shape[0] != c:
@@ -346,14 +348,6 @@ def _in_space(xp, th, space):
         return -math.inf if th == 0 else math.inf if th == 1 else float(logit(th))
     with np.errstate(divide="ignore"):
         return xp.log(th) if space == "log_probs" else logit(th)
-
-
-def _log1mexp(xp, lp):
-    # log(1 - exp(lp)) for lp <= 0: log(-expm1(lp)) near 0, log1p(-exp(lp)) below -ln 2 (Maechler 2012)
-    near = lp > -math.log(2.0)
-    a = xp.where(near, lp, -1.0)
-    b = xp.where(near, -1.0, lp)
-    return xp.where(near, xp.log(-xp.expm1(a)), xp.log1p(-xp.exp(b)))
 
 
 def _take_first(a, ax, k):
@@ -425,24 +419,30 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
     p = prepare(scores, name="scores")
     xp, x = p.xp, p.x
     if task != "binary" and x.ndim == 0:
-        raise ValueError(f"task={task!r} needs scores with a class axis, got a scalar; "
-                         "use task='binary' for one score per sample")
+        raise ValueError(f"{spell('task', task)} needs scores with a class axis, got a scalar; "
+                         f"use {spell('task', 'binary')} for one score per sample")
     ax = normalize_axis(axis, x.ndim) if task != "binary" else None
     if temperature is not None and space != "logits":
-        raise ValueError(f"temperature divides logits, but space={space!r}; pass logits or drop temperature")
-    # validate the caller's array, not the float32 copy of half input: the tolerance follows its dtype
-    if validate and space == "probs":
-        validate_probs(scores, task, axis=-1 if ax is None else ax)
-    elif validate and space == "log_probs":
-        validate_log_probs(scores, task, axis=-1 if ax is None else ax)
+        raise ValueError(f"temperature divides logits, but {spell('space', space)}; pass logits or drop temperature")
+    # a NaN row gets no decision (the module docstring): which rows, and how many (None when traced)
+    nan_rows = xp.isnan(x) if task == "binary" else xp.any(xp.isnan(x), axis=ax)
+    n_nan = _count(xp, nan_rows)
+    if validate and space != "logits":
+        # validate the rows that get a decision; the tolerance follows the caller's dtype (p.out_dtype)
+        checked = p
+        if n_nan:
+            c = 1 if task != "multiclass" else x.shape[ax]
+            neutral = (1.0 / c if task == "multiclass" else 0.5) if space == "probs" else \
+                (-math.log(c) if task == "multiclass" else -math.log(2.0))
+            mask = nan_rows if ax is None else xp.expand_dims(nan_rows, axis=ax)
+            checked = p._replace(x=xp.where(mask, xp.asarray(neutral, dtype=x.dtype, device=_device(x)), x))
+        (_check_probs if space == "probs" else _check_log_probs)(checked, task, -1 if ax is None else ax, "scores")
     if top_k is not None:
         if task == "binary":
-            raise ValueError("top_k needs several classes; task='binary' has one score per sample")
-        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= x.shape[ax]:
-            raise ValueError(f"top_k must be an integer in [1, {x.shape[ax]}] (the number of classes), got {top_k!r}")
-        top_k = int(top_k)
+            raise ValueError(f"top_k needs several classes; {spell('task', 'binary')} has one score per sample")
+        top_k = validate_top_k(top_k, x.shape[ax])  # the one rule, shared with metrics.accuracy
     if at_least_one and task != "multilabel":
-        raise ValueError("at_least_one applies to task='multilabel' (binary and multiclass always decide)")
+        raise ValueError(f"at_least_one applies to {spell('task', 'multilabel')} (binary and multiclass always decide)")
     if threshold is not None and task == "multiclass":
         raise ValueError("threshold applies to binary and multilabel tasks; for multiclass the decision is the "
                          "argmax: use abstain_below= to refuse unconfident rows, or top_k=")
@@ -477,7 +477,7 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
         elif space == "probs":
             q, log_q = 1.0 - s, xp.log1p(-s)
         else:
-            q, log_q = -xp.expm1(s), _log1mexp(xp, s)  # 1 - exp(lp) without cancellation
+            q, log_q = -xp.expm1(s), log1mexp(s)  # 1 - exp(lp) without cancellation
         conf = xp.maximum(probs, q)
         margin = xp.abs(probs - q)
         entropy = -(xp.where(probs == 0, 0.0, probs * log_probs) + xp.where(q == 0, 0.0, q * log_q))
@@ -502,9 +502,18 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
         topk_idx = _take_first(xp.argsort(s, axis=ax, descending=True, stable=True), ax, top_k)
         topk_probs = finish(p, xp.take_along_axis(probs, topk_idx, axis=ax))
     abstained = None
+    no_decision = xp.asarray(ABSTAIN, dtype=pred.dtype, device=_device(pred))
     if abstain_below is not None:
         abstained = conf < abstain_below
-        pred = xp.where(abstained, xp.asarray(ABSTAIN, dtype=pred.dtype, device=_device(pred)), pred)
+        pred = xp.where(abstained, no_decision, pred)
+    if n_nan != 0:  # NaN rows (every label of a multilabel row): no decision
+        nan_pred = nan_rows if task != "multilabel" else xp.expand_dims(nan_rows, axis=ax)
+        pred = xp.where(nan_pred, no_decision, pred)
+        if abstained is not None:
+            abstained = abstained | nan_pred
+        if n_nan:
+            warnings.warn(f"{n_nan} row(s) of scores contain NaN: they get no decision (prediction {ABSTAIN}, "
+                          "as an abstention); find where the model produced NaN", UserWarning, stacklevel=3)
     if isinstance(th, float) or th is None:
         th_out = th
     else:
