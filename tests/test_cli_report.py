@@ -72,7 +72,9 @@ def test_streamed_report_gives_the_same_numbers(files, capsys):
     whole = json.loads(out)
     code2, out2, _ = _run(capsys, *args, "--chunk-rows", "64")
     streamed = json.loads(out2)
-    assert code == code2 == 0 and streamed["streamed"] and not whole["streamed"]
+    # a .npy is always memory-mapped: the chunk size changes nothing but the memory used
+    assert code == code2 == 0 and streamed["streamed"] and whole["streamed"]
+    assert streamed["memory"]["chunk_rows"] == 64 and whole["memory"]["chunk_rows"] > 64
     for side in ("before", "after"):
         for k, v in whole[side].items():
             assert streamed[side][k] == pytest.approx(v, rel=1e-7, abs=1e-12), (side, k)
@@ -98,9 +100,15 @@ def test_calibrate_fit_for_multilabel_probabilities_from_csv(tmp_path, capsys):
     (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--fit-fraction", "2"],
      "--fit-fraction must be in (0, 1]"),
     (["report", "{d}/s.npy", "{d}/bad.npy", "--task", "multiclass", "--space", "logits", "--no-html"],
-     "labels have 5 rows but the scores have 800"),
+     "LABELS has 5 rows but SCORES has 800"),
     (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "probs", "--no-html"],
-     "declared space='probs'"),
+     "declared --space probs"),
+    (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--out", "{d}/y.npy"],
+     "--out {d}/y.npy: is a file, not a folder"),
+    (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--memory-budget", "lots"],
+     "--memory-budget 'lots' is not a size"),
+    (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--memory-budget", "1K"],
+     "--memory-budget '1K' is below the minimum"),
     (["report", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "--calibrator", "{d}/nope.json"],
      "--calibrator {d}/nope.json: no such file"),
     (["calibrate", "fit", "{d}/s.npy", "{d}/y.npy", "--task", "multiclass", "--space", "logits", "-o", "{d}/c.txt"],
@@ -136,8 +144,42 @@ def test_check_findings_come_first_with_their_fix(files, capsys):
     np.save(d / "p.npy", p / p.sum(axis=1, keepdims=True))
     code, out, err = _run(capsys, "report", d / "p.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
                           "--out", d / "rep")
-    assert code == 0, err
+    # an error-level finding (softmax outputs declared as logits): printed first, exit 1 as `sigmax check`
+    assert code == 1, err
     first = out.splitlines()[0]
-    assert first.startswith("check: error double-softmax") and "\n  fix: " in out
+    assert first.startswith("check: error [double-softmax]") and "\n  fix: " in out
+    assert "cannot be right until the error" in out and "lowered ECE" not in out
     html = (d / "rep" / "index.html").read_text()
     assert '<span class="sev error">error</span><code>double-softmax</code>' in html
+    assert "Check failed: double-softmax" in html
+    # --fail-on as in `sigmax check`: never -> 0; warning -> 1 too
+    code, _out, _err = _run(capsys, "report", d / "p.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                            "--no-html", "--fail-on", "never")
+    assert code == 0
+    code, out, _err = _run(capsys, "report", d / "p.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                           "--no-html", "--json")
+    assert code == 1 and json.loads(out)["exit_code"] == 1
+
+
+def test_ignore_index_rows_are_left_out_as_in_check(files, capsys):
+    d, z, y = files
+    y2 = y.copy()
+    y2[:50] = -100
+    np.save(d / "y2.npy", y2)
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y2.npy", "--task", "multiclass", "--space", "logits",
+                          "--no-html", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["n_ignored"] > 0 and any("ignore_index" in n for n in res["notes"])
+    code, _out, err = _run(capsys, "report", d / "s.npy", d / "y2.npy", "--task", "multiclass", "--space", "logits",
+                           "--no-html", "--ignore-index", "-1")
+    assert code == 2 and "class index -100" in err and len(err.strip().splitlines()) == 1
+
+
+def test_out_naming_a_file_leaves_it_alone(files, capsys):
+    d, _z, _y = files
+    (d / "taken").write_text("keep me")
+    code, _out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                           "--out", d / "taken")
+    assert code == 2 and "is a file, not a folder" in err
+    assert (d / "taken").read_text() == "keep me"

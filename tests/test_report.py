@@ -57,9 +57,16 @@ def test_before_and_after_are_the_metrics_of_the_held_out_rows(task):
     assert rep.n_eval == ev.sum() and rep.n_fit == (~ev).sum()
     _assert_metrics_close(rep.before.metrics, metrics.summary(z[ev], y[ev], task))
     thr = rep.thresholds
-    kw = {"threshold": thr} if task != "multiclass" and thr is not None else {}
-    after = metrics.summary(np.asarray(rep.calibrator.transform(z[ev])), y[ev], task, **kw)
-    _assert_metrics_close(rep.after.metrics, after)
+    zc = np.asarray(rep.calibrator.transform(z[ev]))
+    # "after" decides at the default threshold: calibration alone; the tuned thresholds come apart
+    _assert_metrics_close(rep.after.metrics, metrics.summary(zc, y[ev], task))
+    if task != "multiclass":
+        tuned = metrics.summary(zc, y[ev], task, threshold=thr)
+        assert set(rep.tuned) <= set(tuned)
+        for k, v in rep.tuned.items():
+            assert v == pytest.approx(tuned[k], rel=1e-12), k
+    else:
+        assert rep.tuned is None
     # the diagram is the table's: same bins, same ECE
     assert rep.before.reliability.ece == pytest.approx(rep.before.metrics["ece"], rel=1e-12)
     assert rep.after.reliability.count.sum() == rep.before.reliability.count.sum()
@@ -97,7 +104,7 @@ def test_fit_on_a_separate_calibration_set_and_a_given_calibrator():
     again = calibration_report(zt, yt, "multiclass", calibrator=rep.calibrator, check=False)
     _assert_metrics_close(again.after.metrics, rep.after.metrics)
     assert again.n_fit == 0 and "already fitted" in " ".join(again.notes)
-    with pytest.raises(ValueError, match="fitted for task='multiclass' but the report is for task='multilabel'"):
+    with pytest.raises(ValueError, match="fitted for task='multiclass' but the scores are declared task='multilabel'"):
         calibration_report(zt, (zt > 0).astype(float), "multilabel", calibrator=rep.calibrator, check=False)
     with pytest.raises(ValueError, match="fitted on 5 classes but the scores have 4"):
         calibration_report(zt[:, :4], yt % 4, "multiclass", calibrator=rep.calibrator, check=False)
@@ -136,14 +143,18 @@ def test_class_axis_first():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"labels": np.zeros(7, dtype=int)}, "labels have 7 rows but the scores have 10"),
-    ({"labels": np.full(10, 5)}, "class index 5, outside [0, 2]"),
-    ({"tune": "f1"}, "threshold tuning is for binary and multilabel"),
-    ({"method": "isotonic"}, "unknown calibration method 'isotonic'"),
+    ({"labels": np.zeros(7, dtype=int)}, "labels have shape (7,) but multiclass scores of shape (10, 3)"),
+    ({"labels": np.full(10, 5)}, "class index 5, out of range for 3 classes"),
+    ({"tune": "f1"}, "tune='f1' is for binary and multilabel"),
+    ({"method": "isotonic"}, "unknown method 'isotonic'"),
     ({"fit_fraction": 0.0}, "fit_fraction must be in (0, 1]"),
     ({"space": "probz"}, "unknown space 'probz'"),
     ({"class_names": ["a"]}, "class_names has 1 names but the scores have 3"),
-    ({"labels": np.eye(3)[np.arange(10) % 3]}, "for one-hot rows give labels.argmax(axis)"),
+    ({"labels": np.eye(3)[np.arange(10) % 3]}, "these look one-hot: pass class indices, labels.argmax(axis=-1)"),
+    ({"labels": np.full(10, -100), "ignore_index": None}, "class index -100, out of range"),
+    ({"labels": np.full(10, -100)}, "every label equals ignore_index=-100"),
+    ({"memory_budget": "lots"}, "memory_budget 'lots' is not a size"),
+    ({"min_bin_count": 0}, "min_bin_count must be a positive integer"),
 ])
 def test_bad_input_is_one_clear_error(kwargs, message):
     z = np.zeros((10, 3))
@@ -237,13 +248,18 @@ def test_table_text_and_dict():
     z, y = _data("binary", 500)
     rep = calibration_report(z, y, "binary", check=False)
     headers, rows = rep.table()
-    assert headers == ["metric", "before", "after", "change"]
-    assert [r[0] for r in rows] == ["NLL", "Brier", "accuracy", "F1 micro", "F1 macro", "ECE", "MCE", "class-wise ECE"]
+    # binary: one F1 (the positive class), no class-wise ECE, and the tuned thresholds in their own column
+    assert headers == ["metric", "before", "after", "change", "tuned thresholds", "change"]
+    assert [r[0] for r in rows] == ["NLL", "Brier", "accuracy", "F1", "ECE", "MCE (bins ≥ 10 rows)"]
+    assert [r[0] for r in rows if r[4] != ""] == ["accuracy", "F1"]
+    assert "2 classes (one positive class scored)" in rep.subtitle() and "1 class" not in rep.subtitle()
     text = rep.to_text()
     assert "ECE" in text and re.search(r"ECE\s+\d\.\d{4}\s+\d\.\d{4}\s+[-+]\d\.\d{4}", text)
     d = rep.to_dict()
     assert d["after"]["ece"] == rep.after.metrics["ece"] and d["n_eval"] == rep.n_eval
+    assert d["memory"]["budget_bytes"] == 1 << 30 and d["memory"]["chunk_rows"] >= 1
     assert "tuned thresholds" in " ".join(rep.notes)
+    assert "classwise" not in rep.figures()  # binary: the reliability diagram is the one class's
 
 
 def test_html_is_self_contained_with_every_figure(tmp_path):
@@ -296,3 +312,47 @@ def test_plot_accumulator_is_additive():
     assert np.allclose(whole.classwise_ece(), parts.classwise_ece())
     assert all(np.array_equal(whole.histogram().groups[k], parts.histogram().groups[k]) for k in ("right", "wrong"))
     assert isinstance(Report, type)
+
+
+# ------------------------------------------------------------------------------- trust fixes
+def test_memory_budget_sets_the_chunks_and_the_fit_sample_and_is_said():
+    z, y = _data("multiclass", 3000, c=50)
+    small = calibration_report(z, y, "multiclass", check=False, memory_budget="16M")
+    big = calibration_report(z, y, "multiclass", check=False)
+    assert small.memory.chunk_rows < 3000 and small.memory.budget == 16 << 20
+    # the in-memory report is the chunked pipeline: chunking changes nothing but the memory
+    _assert_metrics_close(small.before.metrics, big.before.metrics, rtol=1e-9)
+    assert any("memory budget 16 MiB: chunks of" in n for n in small.notes)
+    with pytest.raises(ValueError, match="too small for rows of 100,000 scores"):
+        calibration_report(np.zeros((4, 100_000)), np.zeros(4, int), "multiclass", check=False,
+                           memory_budget="16M")
+
+
+def test_mce_leaves_out_bins_of_a_few_rows():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    z = np.where(y == 1, 2.0, -2.0) + rng.normal(size=2000) * 0.3
+    z[0], y[0] = 0.05, 0  # one row alone in a bin near 0.5, wrong: a gap of ~0.5 from one sample
+    rep = calibration_report(z, y, "binary", method="none", check=False, n_bins=20)
+    one = metrics.calibration_error(z, y, "binary", n_bins=20, norm="max", min_bin_count=1)
+    assert rep.before.metrics["mce"] < one
+    assert rep.min_bin_count == 10 and any("at least 10 rows" in n for n in rep.notes)
+
+
+def test_changes_are_never_minus_zero_percent_and_columns_keep_one_notation():
+    from sigmax.report._format import format_change, format_column
+
+    assert format_change(0.25, 0.2499) == "-0.00010 (-0.04%)"
+    assert "(-0%)" not in format_change(0.5, 0.4990)
+    col = format_column([0.3391, 9.396e-04, 0.0009])
+    assert len({len(c.split(".")[1]) for c in col}) == 1 and not any("e" in c for c in col)
+
+
+def test_ignore_index_is_the_default_and_can_be_turned_off():
+    z, y = _data("multiclass", 600, c=3)
+    y = y.copy()
+    y[:40] = -100
+    rep = calibration_report(z, y, "multiclass", check=False)
+    assert rep.n_ignored > 0 and rep.n_eval + rep.n_fit < 600
+    with pytest.raises(ValueError, match="class index -100"):
+        calibration_report(z, y, "multiclass", check=False, ignore_index=None)

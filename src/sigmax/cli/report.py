@@ -3,7 +3,10 @@
 The rows of SCORES/LABELS are split at random (``--fit-fraction``, ``--seed``): one part fits the
 calibrator, the other is evaluated before and after, so the "after" column is honest. With
 ``--calibrator FILE`` an already fitted calibrator is applied to every row instead. A ``.npy`` score file
-given ``--chunk-rows`` (or larger than 1 GiB) is streamed from disk in bounded memory.
+is always read memory-mapped, chunk by chunk, so the command stays within ``--memory-budget`` (1 GiB by
+default) whatever the number of rows and classes; other formats are read whole first. Exit status: 0,
+1 when a check() finding reaches ``--fail-on`` (error by default; the findings are printed first), 2 on
+a usage error.
 """
 
 from __future__ import annotations
@@ -15,12 +18,18 @@ import time
 from typing import Any
 
 from . import CLIError
-from ._output import is_terminal, print_json, print_note, print_table
+from ._output import (
+    add_fail_on,
+    escape,
+    exit_status,
+    is_terminal,
+    print_json,
+    print_note,
+    print_table,
+    rich_available,
+)
 
 HELP = "calibrate held-out scores and report metrics before/after, with an HTML report of plots"
-
-#: .npy files larger than this are streamed even without --chunk-rows
-STREAM_BYTES = 1 << 30
 
 
 def register(sub) -> None:
@@ -31,7 +40,8 @@ def register(sub) -> None:
                "  sigmax report probs.csv y.csv --task multilabel --space probs --out my-report\n"
                "  sigmax report scores.npz:val_logits scores.npz:val_labels --task binary --space logits \\\n"
                "      --save-calibrator calib.json\n"
-               "  sigmax report big.npy labels.npy --task multiclass --space logits --chunk-rows 65536",
+               "  sigmax report big.npy labels.npy --task multiclass --space logits --memory-budget 2G\n"
+               "exit status: 0 ok, 1 a check() finding reaches --fail-on (default: an error), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scores", metavar="SCORES", help="score file: .npy, .npz, .csv, .txt, .pt (FILE:KEY picks an array)")
@@ -52,9 +62,18 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     p.add_argument("--bins", type=int, default=15, help="equal-width bins for ECE and the diagrams (default 15)")
     p.add_argument("--class-names", metavar="A,B,...", help="class names for the plots, comma-separated")
+    p.add_argument("--memory-budget", default="1G", metavar="SIZE",
+                   help="memory for the chunks and the calibrator's fitting sample, e.g. 512M, 2G (default 1G); "
+                        "the report says the chunk and fit rows it used")
     p.add_argument("--chunk-rows", type=int, metavar="N",
-                   help="stream a .npy SCORES file N rows at a time (bounded memory; automatic above 1 GiB)")
+                   help="at most N rows per chunk (default: as many as --memory-budget allows)")
+    p.add_argument("--ignore-index", type=int, default=-100, metavar="N",
+                   help="labels equal to N are left out (rows; multilabel: entries), as in `sigmax check` and "
+                        "PyTorch's losses (default -100)")
+    p.add_argument("--min-bin-count", type=int, default=None, metavar="N",
+                   help="the MCE takes bins holding at least N rows (default 10)")
     p.add_argument("--no-check", action="store_true", help="skip sigmax.check() on the scores")
+    add_fail_on(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -96,26 +115,38 @@ def tune_value(arg: str) -> Any:
     return None if arg == "none" else arg
 
 
+def _say(text: str, *, stream=None, style: str = "") -> None:
+    """print_note with text shown as written: escaped where rich draws it (``[double-softmax]`` is no markup)."""
+    rich = style and is_terminal(stream or sys.stdout) and rich_available()
+    print_note(escape(text) if rich else text, stream=stream, style=style)
+
+
 def print_report(rep, *, stream=None) -> None:
     """The findings of check() (first: they may make the numbers meaningless), the before/after table
     and its notes; rich in a terminal, plain text when piped."""
-    for f in rep.findings or ():
+    order = {"error": 0, "warning": 1}
+    for f in sorted(rep.findings or (), key=lambda f: order.get(str(f.get("severity")), 2)):
         sev = str(f.get("severity", "info"))
-        print_note(f"check: {sev} {f.get('code', '')}: {f.get('message', '')}", stream=stream,
+        _say((f"check: {sev} [{f.get('code', '')}]: {f.get('message', '')}"), stream=stream,
                    style="bold red" if sev == "error" else "yellow")
         if f.get("fix"):
-            print_note(f"  fix: {f['fix']}", stream=stream)
-    headers, rows = rep.table()
+            _say((f"  fix: {f['fix']}"), stream=stream)
+    errors = rep.errors
+    if errors:
+        print_note("the numbers below cannot be right until the error(s) above are fixed", stream=stream,
+                   style="bold red")
+    headers, rows = rep.formatted_table()
     ece_row = [i for i, r in enumerate(rows) if r[0] == "ECE"]
     print_table(headers, rows, title=f"{rep.title} · {rep.n_eval:,} held-out rows", highlight_rows=ece_row,
                 stream=stream)
-    if rep.after is not None:
+    if rep.after is not None and not errors:
         b, a = rep.before.metrics["ece"], rep.after.metrics["ece"]
         word = "lowered" if a < b else "did not lower"
-        print_note(f"{rep.calibrator_text}: {word} ECE {b:.4f} -> {a:.4f} on rows it never saw", stream=stream,
+        seen = "on rows it never saw" if rep.n_fit else "on every row"
+        _say((f"{rep.calibrator_text}: {word} ECE {b:.4f} -> {a:.4f} {seen}"), stream=stream,
                    style="bold green" if a < b else "bold red")
     for n in rep.notes:
-        print_note("  " + n, stream=stream)
+        _say(("  " + n), stream=stream)
 
 
 def figure_count(out_dir) -> int:
@@ -124,7 +155,7 @@ def figure_count(out_dir) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import ScoreFileError, load_labels, load_scores
-    from ..report import calibration_report, stream_calibration_report, write_html
+    from ..report import calibration_report, parse_memory, stream_calibration_report, write_html
 
     t0 = time.perf_counter()
     if not 0 < args.fit_fraction <= 1:
@@ -133,6 +164,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--bins must be a positive integer, got {args.bins}")
     if args.chunk_rows is not None and args.chunk_rows < 1:
         raise CLIError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
+    if args.min_bin_count is not None and args.min_bin_count < 1:
+        raise CLIError(f"--min-bin-count must be a positive integer, got {args.min_bin_count}; e.g. --min-bin-count 10")
+    try:
+        budget = parse_memory(args.memory_budget, "--memory-budget")
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    if not args.no_html and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out}: is a file, not a folder; the report writes index.html and PNG files into "
+                       "a folder: give a new or existing folder name, e.g. --out sigmax-report")
     if args.calibrator and args.save_calibrator:
         raise CLIError("--calibrator applies a saved calibrator, so there is nothing to --save-calibrator; drop one")
     if args.method == "none" and args.save_calibrator:
@@ -140,42 +180,44 @@ def run(args: argparse.Namespace) -> int:
     spath, skey = split_key(args.scores, "SCORES")
     lpath, lkey = split_key(args.labels, "LABELS")
     cal = load_calibrator(args.calibrator) if args.calibrator else None
-    stream = args.chunk_rows is not None or (
-        spath.lower().endswith(".npy") and skey is None and os.path.getsize(spath) > STREAM_BYTES)
+    stream = spath.lower().endswith(".npy") and skey is None  # memory-mapped: within the budget at any size
     show = None if is_terminal(sys.stderr) else False
     common = {"task": args.task, "space": args.space, "axis": args.axis, "calibrator": cal, "method": args.method,
               "tune": tune_value(args.tune), "fit_fraction": args.fit_fraction, "seed": args.seed,
               "n_bins": args.bins, "class_names": class_names(args.class_names), "check": not args.no_check,
-              "show_progress": show}
+              "show_progress": show, "memory_budget": budget, "ignore_index": args.ignore_index,
+              "min_bin_count": args.min_bin_count}
     try:
         if stream:
-            if not spath.lower().endswith(".npy"):
-                print_note(f"note: {spath} is not a .npy file, so it is read whole and then processed in chunks",
-                           stream=sys.stderr)
             rep = stream_calibration_report(spath, lpath, chunk_rows=args.chunk_rows, scores_key=skey,
                                             labels_key=lkey, title=f"{args.task} report: {os.path.basename(spath)}",
                                             **common)
         else:
             scores = load_scores(spath, key=skey)
             labels = load_labels(lpath, key=lkey)
-            rep = calibration_report(scores, labels, source=spath,
+            rep = calibration_report(scores, labels, source=spath, chunk_rows=args.chunk_rows,
                                      title=f"{args.task} report: {os.path.basename(spath)}", **common)
     except ScoreFileError as exc:
         raise CLIError(str(exc)) from None
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise CLIError(f"{exc} (SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, "
                        f"--space {args.space})") from None
     if args.save_calibrator and rep.calibrator is not None:
         rep.calibrator.save(args.save_calibrator)
     page = None
     if not args.no_html:
-        page = write_html([rep], args.out, title=f"sigmax report: {os.path.basename(spath)}", show_progress=show)
+        try:
+            page = write_html([rep], args.out, title=f"sigmax report: {os.path.basename(spath)}", show_progress=show)
+        except (NotADirectoryError, ScoreFileError, FileExistsError) as exc:
+            raise CLIError(f"--out {args.out}: {exc}") from None
+    code = exit_status(rep.findings, args.fail_on)
     if args.json:
         d = rep.to_dict()
         d["html"] = None if page is None else str(page)
         d["calibrator_file"] = args.save_calibrator
+        d["exit_code"] = code
         print_json(d)
-        return 0
+        return code
     print_report(rep)
     if args.save_calibrator and rep.calibrator is not None:
         print_note(f"calibrator saved to {args.save_calibrator} (apply it: sigmax calibrate apply "
@@ -184,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
         print_note(f"report: {page} ({figure_count(args.out)} figures, also as PNG files in {args.out}/)",
                    style="bold")
     print_note(f"done in {time.perf_counter() - t0:.1f} s")
-    return 0
+    if code:
+        print_note(f"exit status 1: a check() finding reaches --fail-on {args.fail_on} (see the top)",
+                   stream=sys.stderr)
+    return code
 
 
 def load_calibrator(path: str):

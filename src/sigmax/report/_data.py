@@ -115,9 +115,10 @@ class PlotAccumulator:
             self.pos_hist = np.zeros((nc, self.grid), dtype=np.int64)
             self.neg_hist = np.zeros((nc, self.grid), dtype=np.int64)
 
-    def add(self, probs: np.ndarray, labels: np.ndarray) -> None:
+    def add(self, probs: np.ndarray, labels: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Add a chunk: probabilities ``(n,)`` (binary) or ``(n, C)``; labels class indices ``(n,)``
-        (binary, multiclass) or multi-hot ``(n, C)`` (multilabel)."""
+        (binary, multiclass) or multi-hot ``(n, C)`` (multilabel); ``valid``: for multilabel, the
+        ``(n, C)`` entries to count (``None``: all; the others carry an ignored label)."""
         probs = np.asarray(probs, dtype=np.float64)
         n = int(probs.shape[0])
         if n == 0:
@@ -137,8 +138,10 @@ class PlotAccumulator:
             pc = probs.reshape(n, -1)
             onehot = (np.asarray(labels, dtype=np.float64).reshape(n, -1) == 1).astype(np.float64)
             dec = pc > 0.5
-            conf = np.where(dec, pc, 1.0 - pc).reshape(-1)
-            hit = (dec == (onehot == 1)).reshape(-1)
+            keep = None if valid is None else np.asarray(valid, dtype=bool).reshape(n, -1)
+            conf = np.where(dec, pc, 1.0 - pc)
+            hit = dec == (onehot == 1)
+            conf, hit = (conf.reshape(-1), hit.reshape(-1)) if keep is None else (conf[keep], hit[keep])
         self.conf_total += float(conf.sum())
         self.hit_total += float(hit.sum())
         self.entries += conf.size
@@ -149,19 +152,27 @@ class PlotAccumulator:
         if onehot is None:
             self.support += np.bincount(y, minlength=nc)
             return
+        keep = None if self.task == "multiclass" or valid is None else np.asarray(valid, dtype=bool).reshape(n, -1)
+        if keep is not None:
+            onehot = onehot * keep  # an ignored entry is no positive
         self.support += onehot.sum(axis=0).astype(np.int64)
         if self.classwise:
-            bi = (bin_index(pc, self.n_bins) + (np.arange(nc) * self.n_bins)[None, :]).ravel()
-            size = nc * self.n_bins
-            self.cw_conf += np.bincount(bi, weights=pc.ravel(), minlength=size).reshape(nc, -1)
-            self.cw_hit += np.bincount(bi, weights=onehot.ravel(), minlength=size).reshape(nc, -1)
-            self.cw_count += np.bincount(bi, minlength=size).reshape(nc, -1)
+            bi = bin_index(pc, self.n_bins) + (np.arange(nc) * self.n_bins)[None, :]
+            w = pc if keep is None else pc * keep
+            if keep is not None:
+                bi = np.where(keep, bi, nc * self.n_bins)  # ignored entries land in a discarded bin
+            size = nc * self.n_bins + 1
+            self.cw_conf += np.bincount(bi.ravel(), weights=w.ravel(), minlength=size)[:-1].reshape(nc, -1)
+            self.cw_hit += np.bincount(bi.ravel(), weights=onehot.ravel(), minlength=size)[:-1].reshape(nc, -1)
+            self.cw_count += np.bincount(bi.ravel(), minlength=size)[:-1].reshape(nc, -1)
+            del bi, w
         if self.curves:
             g = np.clip((pc * self.grid).astype(np.int64), 0, self.grid - 1) + (np.arange(nc) * self.grid)[None, :]
             pos = onehot > 0.5
+            neg = ~pos if keep is None else ~pos & keep
             size = nc * self.grid
             self.pos_hist += np.bincount(g[pos], minlength=size).reshape(nc, -1)
-            self.neg_hist += np.bincount(g[~pos], minlength=size).reshape(nc, -1)
+            self.neg_hist += np.bincount(g[neg], minlength=size).reshape(nc, -1)
 
     def histogram(self) -> Histogram:
         return Histogram(np.linspace(0, 1, self.hist_bins + 1),

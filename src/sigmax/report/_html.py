@@ -13,12 +13,12 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from ._format import format_change, format_value
 from ._plots import COLORS
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._report import Report
+Report = Any  # a sigmax.report.Report; not imported, so that _report (which writes pages) and this stay acyclic
 
 __all__ = ["render_html", "write_html"]
 
@@ -63,6 +63,7 @@ td.b {{ color: var(--before); }} td.a {{ color: var(--after); font-weight: 600; 
        text-transform: uppercase; border-radius: 6px; padding: 1px 6px; margin-right: 8px; color: white; }}
 .sev.error {{ background: var(--bad); }} .sev.warning {{ background: #d97706; }} .sev.info {{ background: #6b7280; }}
 .sev.ok {{ background: var(--good); }}
+.card.alarm {{ border: 2px solid var(--bad); margin-bottom: 14px; }} .card.alarm h3 {{ color: var(--bad); }}
 code {{ font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; background: #f3f4f6;
        padding: 1px 5px; border-radius: 4px; }}
 .fix {{ color: var(--muted); font-size: 13.5px; margin-left: 76px; }}
@@ -78,11 +79,16 @@ _KPIS = (("ece", "ECE", -1), ("nll", "NLL", -1), ("brier", "Brier", -1), ("accur
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.{digits}f}"
+    return "–" if v is None else format_value(v, digits)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sigmax")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+        return "(not installed)"
 
 
 def _delta_class(before: float, after: float, better: int) -> str:
@@ -110,6 +116,12 @@ def slug(text: str) -> str:
 def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: str) -> str:
     out = [f'<section class="task" id="{anchor}">', f"<h2>{html.escape(rep.title)}</h2>"]
     out.append(f'<p class="sub">{html.escape(rep.subtitle())}</p>')
+    errors = [f for f in rep.findings or () if str(f.get("severity")) == "error"]
+    if errors:
+        codes = ", ".join(str(f.get("code", "")) for f in errors)
+        out.append(f'<div class="card alarm"><h3>Check failed: {html.escape(codes)}</h3><p>sigmax.check() found '
+                   f"{len(errors)} error(s) in how the scores are declared or wired (see Checks below). The numbers "
+                   "of this report cannot be right until they are fixed.</p></div>")
     # KPI cards
     out.append('<div class="kpis">')
     b, a = rep.before.metrics, rep.after.metrics if rep.after is not None else None
@@ -120,8 +132,7 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
         if a is not None and key in a:
             va = float(a[key])
             cls = _delta_class(vb, va, better)
-            rel = (va - vb) / abs(vb) * 100 if vb else float("nan")
-            delta = f"{va - vb:+.4f}" + (f" ({rel:+.0f}%)" if math.isfinite(rel) else "")
+            delta = format_change(vb, va)
             main = " main" if key == "ece" else ""
             out.append(f'<div class="kpi{main}"><div class="name">{name}</div><div class="vals">'
                        f'<span style="color:var(--before)">{_fmt(vb)}</span><span class="arrow">→</span>'
@@ -132,13 +143,12 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
     out.append("</div>")
     # metrics table + findings side by side
     out.append('<div class="grid two">')
-    headers, rows = rep.table()
+    headers, rows = rep.formatted_table()
     tab = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
     for row in rows:
         cells = [f"<td>{html.escape(str(row[0]))}</td>"]
-        for j, v in enumerate(row[1:], start=1):
+        for j, text in enumerate(row[1:], start=1):
             cls = ' class="b"' if headers[j] == "before" else (' class="a"' if headers[j] == "after" else "")
-            text = v if isinstance(v, str) else _fmt(v)
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         tab.append("<tr>" + "".join(cells) + "</tr>")
     tab.append("</tbody></table>")
@@ -162,7 +172,8 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
                 out.append(f'<p class="how">The first {len(crows)} of {rep.n_classes} classes.</p>')
         out.append("</div>")
     out.append('<div class="card"><h3>Checks</h3><p class="how">What <code>sigmax.check()</code> found in the '
-               'scores and labels (warnings only: nothing was changed).</p><ul class="findings">')
+               'scores and labels (nothing was changed; an error means the numbers cannot be right).</p>'
+               '<ul class="findings">')
     if rep.findings is None:
         out.append('<li><span class="sev info">n/a</span>check() is not available in this install.</li>')
     elif not rep.findings:
@@ -188,8 +199,6 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
 def render_html(reports: Sequence[Report], figures: Sequence[dict[str, tuple[str, str, bytes]]], *,
                 title: str = "sigmax calibration report", anchors: Sequence[str] | None = None) -> str:
     """The HTML text of a report page with one section per :class:`Report`."""
-    from .. import __version__
-
     anchors = list(anchors or [slug(r.title) for r in reports])
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = ""
@@ -202,7 +211,7 @@ def render_html(reports: Sequence[Report], figures: Sequence[dict[str, tuple[str
              f"on held-out data.</p>{nav}</header><main>")]
     for rep, figs, anchor in zip(reports, figures, anchors):
         parts.append(_section(rep, figs, anchor))
-    parts.append(f"</main><footer>sigmax {__version__} · {now} · self-contained: no scripts, no network"
+    parts.append(f"</main><footer>sigmax {_version()} · {now} · self-contained: no scripts, no network"
                  "</footer></body></html>")
     return "\n".join(parts)
 
@@ -214,9 +223,13 @@ def write_html(reports: Sequence[Report], out_dir: str | os.PathLike, *, title: 
     A progress bar counts the figures on stderr when it is a terminal (``show_progress`` forces it on
     or off). Returns the path of the HTML file.
     """
+    from ..io import atomic_write
     from ._progress import progress as _progress
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{os.fspath(out)} is a file, not a folder: the report writes index.html and its "
+                                 "PNG files into a folder; give a folder name (a new one is created)")
     out.mkdir(parents=True, exist_ok=True)
     anchors: list[str] = []
     for r in reports:
@@ -229,8 +242,11 @@ def write_html(reports: Sequence[Report], out_dir: str | os.PathLike, *, title: 
         for rep, anchor in zip(reports, anchors):
             figs = rep.figures(progress=bar)
             for key, (_, _, png) in figs.items():
-                (out / f"{anchor}-{key}.png").write_bytes(png)
+                with atomic_write(out / f"{anchor}-{key}.png", "wb") as fh:
+                    fh.write(png)
             all_figs.append(figs)
     page = out / filename
-    page.write_text(render_html(reports, all_figs, title=title, anchors=anchors), encoding="utf-8")
+    text = render_html(reports, all_figs, title=title, anchors=anchors)
+    with atomic_write(page, "w", encoding="utf-8") as fh:
+        fh.write(text)
     return page

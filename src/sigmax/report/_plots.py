@@ -13,7 +13,8 @@ import numpy as np
 
 from ._data import Histogram, ThresholdCurves
 
-__all__ = ["COLORS", "classwise_png", "histogram_png", "reliability_png", "threshold_curves_png"]
+__all__ = ["COLORS", "classwise_png", "draw_figures", "figure_keys", "histogram_png", "reliability_png",
+           "threshold_curves_png"]
 
 #: one palette for the whole report (also used by the HTML)
 COLORS = {
@@ -215,3 +216,71 @@ def threshold_curves_png(curves: ThresholdCurves, names: Sequence[str]) -> bytes
         fig.legend(handles, labels, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0 + 0.02 / rows))
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.06 / rows))
         return _png(fig)
+
+
+# ------------------------------------------------------------------ the report's figures, with their captions
+def figure_keys(rep) -> list[str]:
+    """The figures a report shows, in order (``rep`` is a :class:`sigmax.report.Report`)."""
+    keys = ["reliability", "confidence"]
+    if rep.task != "binary" and rep.before.classwise_ece is not None:
+        keys.append("classwise")  # binary: the one positive column is the reliability diagram already
+    if (rep.after or rep.before).curves is not None:
+        keys.append("thresholds")
+    return keys
+
+
+def _caption_reliability(rep) -> str:
+    what = ("for every (sample, class) decision p > 0.5, its confidence max(p, 1 - p) against how often "
+            "it is right" if rep.task != "multiclass" else
+            "the confidence of the predicted class against how often it is right")
+    return (f"Bars show, per confidence bin, {what}; a calibrated model sits on the dashed diagonal. "
+            "Shaded: the gap between claimed and observed confidence. ECE is the count-weighted mean gap "
+            f"(the table's ECE); MCE is the largest gap over bins of at least {rep.min_bin_count:,} rows "
+            "(the lower panel counts the rows per bin).")
+
+
+def _caption_confidence(rep) -> str:
+    return ("How confident the decisions are, split into right (green) and wrong (red). When the mean "
+            "confidence line sits right of the accuracy line the model is over-confident; calibration "
+            "moves them together.")
+
+
+def _caption_classwise(rep) -> str:
+    return "One-vs-rest ECE of each class's probability (the worst 20 before calibration)."
+
+
+def _caption_thresholds(rep) -> str:
+    curves = (rep.after or rep.before).curves
+    which = "after calibration" if rep.after is not None else "as given"
+    tuned = (" The green dashed line marks the tuned threshold, the dotted line 0.5."
+             if curves.chosen is not None else " The dotted line marks 0.5.")
+    most = (f" The {len(curves.classes)} classes with most positives are shown."
+            if rep.task != "binary" and len(curves.classes) < rep.n_classes else "")
+    return f"Precision, recall and F1 of deciding 'present' when p > threshold, per class, {which}." + tuned + most
+
+
+def draw_figures(rep, progress=None) -> dict[str, tuple[str, str, bytes]]:
+    """Draw a report's figures: ``{key: (title, how-to-read caption, PNG bytes)}``; each caption is
+    written beside the code that draws its figure."""
+    binary_like = rep.task != "multiclass"
+    after = rep.after
+    figs: dict[str, tuple[str, str, bytes]] = {}
+    for key in figure_keys(rep):
+        if key == "reliability":
+            figs[key] = ("Reliability diagram", _caption_reliability(rep),
+                         reliability_png(rep.before.reliability, after.reliability if after else None,
+                                         binary_like=binary_like))
+        elif key == "confidence":
+            figs[key] = ("Confidence histogram", _caption_confidence(rep),
+                         histogram_png(rep.before.histogram, after.histogram if after else None,
+                                       binary_like=binary_like))
+        elif key == "classwise":
+            figs[key] = ("Calibration error per class", _caption_classwise(rep),
+                         classwise_png(rep.before.classwise_ece, after.classwise_ece if after else None,
+                                       rep.class_names))
+        else:
+            figs[key] = ("Decision thresholds", _caption_thresholds(rep),
+                         threshold_curves_png((after or rep.before).curves, rep.class_names))
+        if progress is not None:
+            progress.advance(1)
+    return figs

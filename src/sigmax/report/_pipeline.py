@@ -1,0 +1,509 @@
+"""The one evaluation pipeline: split, fit, measure before and after, chunk by chunk, within a memory budget.
+
+Scores come from a *source* of chunks: :class:`ArraySource` slices arrays already in memory,
+:class:`FileSource` reads a ``.npy`` file memory-mapped (other formats are read whole, then sliced).
+:func:`calibration_report` is the in-memory case and :func:`stream_calibration_report` the file case of
+:func:`evaluate`, which does everything else once:
+
+1. the plan (:func:`sigmax.report.plan_memory`): rows per chunk and rows of the fitting sample, from the
+   budget in bytes and the number of scores per row;
+2. pass 1, per chunk: each row's seeded uniform number (:func:`split_mask`, independent of the chunking)
+   sends it to the fitting rows or the evaluation rows; evaluation rows are validated once
+   (:func:`sigmax._inputs.canonical` via the public :mod:`sigmax.metrics` floor), turned into
+   probabilities once, and summed into the "before" side; a uniform sample of the fitting rows, at most
+   the plan's fit rows, is kept;
+3. the calibrator is fitted on that sample (:func:`fit_calibrator`);
+4. pass 2: the evaluation rows again, calibrated, summed into the "after" side (at the default
+   threshold, and at the tuned thresholds when there are some, so the two effects show apart).
+
+With a calibrator given (or none to fit), the "after" side is summed in pass 1 and there is no pass 2.
+See ``docs/ARCHITECTURE.md`` for the route of a score file from ``sigmax report`` to the HTML.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import io as sio
+from .._array import normalize_axis
+from .._inputs import canonical, to_numpy, validate_ignore_index, validate_space, validate_task
+from ..interpret import to_probs
+from ..metrics import DEFAULT_MIN_BIN_COUNT, MetricAccumulator
+from ._budget import DEFAULT_BUDGET, MemoryPlan, plan_memory
+from ._data import PlotAccumulator, View
+from ._progress import progress as _progress
+from ._report import Report
+
+__all__ = ["DEFAULT_IGNORE_INDEX", "ArraySource", "FileSource", "calibration_report", "evaluate", "split_mask",
+           "stream_calibration_report"]
+
+#: PyTorch's ignore_index default, as in :func:`sigmax.check`
+DEFAULT_IGNORE_INDEX = -100
+_SPLIT_BLOCK = 4096
+
+
+def split_mask(start: int, n: int, fraction: float, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per row ``start .. start + n - 1``, the same whichever chunks ask.
+
+    Row ``i`` fits the calibrator when its number is below ``fit_fraction``; the numbers come from
+    blocks of 4096 rows seeded by ``(seed, block)``, so chunked and whole-array reports split alike.
+
+    Example:
+        >>> u = split_mask(0, 10_000, 0.5, seed=0)
+        >>> bool(np.array_equal(u[5000:6000], split_mask(5000, 1000, 0.5, seed=0)))
+        True
+    """
+    if n <= 0:
+        return np.zeros(0)
+    first, last = start // _SPLIT_BLOCK, (start + n - 1) // _SPLIT_BLOCK
+    u = np.concatenate([np.random.default_rng([seed, b]).random(_SPLIT_BLOCK) for b in range(first, last + 1)])
+    off = start - first * _SPLIT_BLOCK
+    return u[off:off + n]
+
+
+# ------------------------------------------------------------------------------------ sources
+class ArraySource:
+    """Chunks of arrays in memory (NumPy, PyTorch, JAX, lists), sliced along the rows without copying.
+
+    The class axis is moved last (a view); a chunk is a block of leading rows.
+    """
+
+    streamed = False
+
+    def __init__(self, scores: Any, labels: Any, task: str, axis: Any = -1, *, names=("scores", "labels")) -> None:
+        s = to_numpy(scores, names[0])
+        y = to_numpy(labels, names[1])
+        self.names = names
+        if s.ndim == 0:
+            canonical(s, y, task)  # the canonical error for a scalar
+        if task != "binary":
+            if s.ndim < 2:
+                canonical(s, y, task, axis=axis)  # raises: the class axis is missing
+            ax = normalize_axis(axis, s.ndim, name="axis")
+            if task == "multilabel" and y.shape == s.shape:
+                y = np.moveaxis(y, ax, -1)
+            s = np.moveaxis(s, ax, -1)
+            want = s.shape if task == "multilabel" else s.shape[:-1]
+            self.n_classes = int(s.shape[-1])
+        else:
+            want = s.shape
+            if s.ndim == 2 and s.shape[1] == 1 and y.shape == (s.shape[0],):
+                y = y.reshape(-1, 1)
+            self.n_classes = 2
+        if tuple(y.shape) != tuple(want):
+            canonical(scores, labels, task, axis=axis, scores_name=names[0], labels_name=names[1])  # its message
+            raise ValueError(f"{names[1]} have shape {tuple(y.shape)} but {names[0]} need {names[1]} of shape "
+                             f"{tuple(want)}")  # pragma: no cover - canonical raises first
+        self.scores, self.labels = s, y
+        self.n_rows = int(s.shape[0])
+        inner = int(np.prod(s.shape[1:])) if s.ndim > 1 else 1
+        self.scores_per_row = max(inner, 1)
+        self.row_shape = s.shape[1:]
+
+    def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for i in range(0, self.n_rows, rows):
+            yield i, self.scores[i:i + rows], self.labels[i:i + rows]
+
+    def first(self, rows: int) -> tuple[Any, Any]:
+        return self.scores[:rows], self.labels[:rows]
+
+
+class FileSource:
+    """Chunks of a score file and its label file, read in order (a ``.npy`` is memory-mapped)."""
+
+    streamed = True
+
+    def __init__(self, scores_path: Any, labels_path: Any, task: str, axis: Any = -1, *,
+                 scores_key: str | None = None, labels_key: str | None = None) -> None:
+        self.scores_path, self.labels_path = scores_path, labels_path
+        self.scores_key, self.labels_key = scores_key, labels_key
+        npy = str(scores_path).lower().endswith(".npy") and scores_key is None
+        self.n_rows = sio.count_rows(scores_path) if npy else int(sio.load_array(scores_path, key=scores_key).shape[0])
+        n_labels = self._count_labels()
+        if n_labels != self.n_rows:
+            raise ValueError(f"LABELS has {n_labels} rows but SCORES has {self.n_rows}; give one label per score row, "
+                             "in the same order")
+        first = next(iter(sio.iter_chunks(scores_path, 1, key=scores_key)), None)
+        if first is None:
+            raise ValueError(f"SCORES {os.fspath(scores_path)} holds no rows; metrics need at least one sample")
+        ndim = first.ndim
+        if task != "binary":
+            if ndim < 2:
+                raise ValueError(f"{task} scores need a class axis: the file holds shape ({self.n_rows},); "
+                                 "use task='binary' for one score per sample")
+            ax = normalize_axis(axis, ndim, name="axis")
+            if ax == 0:
+                raise ValueError("streaming reads rows along the first axis, so the class axis cannot be axis 0; "
+                                 "save the scores as (samples, classes)")
+            self.n_classes = int(first.shape[ax])
+        else:
+            self.n_classes = 2
+        self.axis = axis
+        self.scores_per_row = max(int(np.prod(first.shape[1:])) if ndim > 1 else 1, 1)
+        self.names = ("SCORES", "LABELS")
+
+    def _count_labels(self) -> int:
+        if str(self.labels_path).lower().endswith(".npy") and self.labels_key is None:
+            return sio.count_rows(self.labels_path)
+        return int(sio.load_labels(self.labels_path, key=self.labels_key).shape[0])
+
+    def _label_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        if str(self.labels_path).lower().endswith(".npy") and self.labels_key is None:
+            yield from sio.iter_chunks(self.labels_path, rows)
+            return
+        y = sio.load_labels(self.labels_path, key=self.labels_key)
+        for i in range(0, y.shape[0], rows):
+            yield y[i:i + rows]
+
+    def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        ys = self._label_chunks(rows)
+        start = 0
+        for s in sio.iter_chunks(self.scores_path, rows, key=self.scores_key):
+            y = next(ys)
+            yield start, s, y
+            start += s.shape[0]
+
+    def first(self, rows: int) -> tuple[Any, Any]:
+        return next(iter(self.chunks(rows)))[1:]
+
+
+# ------------------------------------------------------------------------------------ one side
+class _Side:
+    """The metrics (:class:`sigmax.metrics.MetricAccumulator`) and the plot data of one set of scores.
+
+    With ``tuned`` thresholds, the decision metrics are summed a second time at those thresholds.
+    """
+
+    def __init__(self, task: str, space: str, n_classes: int, n_bins: int, min_bin_count: int,
+                 ignore_index: int | None, tuned: Any = None) -> None:
+        self.task, self.space, self.ignore = task, space, ignore_index
+        kw = {"space": space, "n_bins": n_bins, "min_bin_count": min_bin_count, "ignore_index": ignore_index}
+        self.metrics = MetricAccumulator(task, **kw)
+        self.tuned = (MetricAccumulator(task, threshold=tuned, **kw)
+                      if tuned is not None and task != "multiclass" else None)
+        self.plots = PlotAccumulator(task, 1 if task == "binary" else n_classes, n_bins=n_bins)
+        self.rows = 0
+
+    def add(self, c: Any) -> None:
+        """Add one validated chunk (a :class:`sigmax._inputs.Canonical` record)."""
+        if c.n == 0:
+            return
+        # ignored multilabel entries: the record masks them (valid); the metrics read the ignore value
+        y = c.labels if c.valid is None else np.where(c.valid, c.labels, self.ignore)
+        self.metrics.update(c.scores, y)
+        if self.tuned is not None:
+            self.tuned.update(c.scores, y)
+        p = np.asarray(to_probs(c.scores, self.task, space=self.space, axis=-1), dtype=np.float64)
+        self.plots.add(p, c.labels, valid=c.valid)
+        self.rows += c.n
+
+    def view(self, chosen: Any = None) -> View:
+        m = self.metrics.compute() if self.rows else {}
+        rel = self.metrics.reliability if self.rows else None
+        v = self.plots.view(m, rel, chosen)
+        if self.tuned is not None and self.rows:
+            t = self.tuned.compute()
+            v.extra["tuned"] = {k: t[k] for k in ("accuracy", "f1_micro", "f1_macro", "precision_micro",
+                                                  "recall_micro") if k in t}
+        return v
+
+
+# ------------------------------------------------------------------------------------ fitting
+def _fit(scores: np.ndarray, labels: np.ndarray, task: str, space: str, method: Any, tune: Any,
+         ignore_index: int | None, notes: list[str]):
+    """:func:`sigmax.calibration.fit_calibrator` on the sample; its warnings become notes of the report."""
+    from ..calibration import fit_calibrator
+
+    return fit_calibrator(scores, labels, task, space=space, method=method, tune=tune, axis=-1,
+                          ignore_index=ignore_index, notes=notes)
+
+
+def _thresholds(cal: Any) -> Any:
+    t = getattr(cal, "thresholds", None) if cal is not None else None
+    return None if t is None else np.asarray(t, dtype=np.float64)
+
+
+def _findings(scores: Any, labels: Any, task: str, space: str, axis: Any, ignore_index: Any) -> list[dict] | None:
+    """The findings of :func:`sigmax.check` as plain dicts (code, severity, message, fix)."""
+    try:
+        from ..check import check
+    except ImportError:  # pragma: no cover - check ships with sigmax
+        return None
+    out = []
+    kw = {} if ignore_index is None else {"ignore_index": ignore_index}
+    for f in check(scores, labels, task=task, space=space, axis=axis, **kw):
+        d = f.as_dict() if hasattr(f, "as_dict") else dict(f)
+        d.pop("details", None)
+        d["severity"] = str(d.get("severity") or "info")
+        out.append(d)
+    return out
+
+
+def _names(class_names: Sequence[str] | None, n: int, task: str) -> list[str]:
+    """The names the figures use: one per class, or for binary the positive class's name."""
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if task == "binary" and len(names) in (1, 2):
+            return names[-1:]
+        if len(names) != n:
+            raise ValueError(f"class_names has {len(names)} names but the scores have {n} class(es)")
+        return names
+    return ["positive"] if task == "binary" else [f"class {i}" for i in range(n)]
+
+
+def _threshold_note(thr: Any, names: Sequence[str], most: int = 8) -> str:
+    t = np.atleast_1d(np.asarray(thr, dtype=np.float64))
+    pairs = ", ".join(f"{n} {v:.2f}" for n, v in zip(list(names)[:most], t[:most])) + (", ..." if t.size > most else "")
+    return (f"Tuned thresholds ({pairs}): the 'after' column decides at 0.5, so it shows calibration alone; "
+            "the 'tuned thresholds' column shows the decisions at the tuned thresholds.")
+
+
+# ------------------------------------------------------------------------------------ the pipeline
+def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, fit: tuple[Any, Any] | None = None,
+             calibrator: Any = None, method: str | None = "auto", tune: Any = "auto", fit_fraction: float = 0.5,
+             max_fit_rows: int | None = None, seed: int = 0, n_bins: int = 15, min_bin_count: int | None = None,
+             class_names: Sequence[str] | None = None, title: str | None = None, source_name: str = "",
+             check: bool = True, show_progress: bool | None = None, memory_budget: Any = DEFAULT_BUDGET,
+             chunk_rows: int | None = None, ignore_index: Any = DEFAULT_IGNORE_INDEX) -> Report:
+    """The report of a source of chunks (:class:`ArraySource`, :class:`FileSource`); see the module."""
+    t0 = time.perf_counter()
+    task, space = validate_task(task), validate_space(space)
+    if method == "none":
+        method = None
+    ignore = validate_ignore_index(ignore_index)
+    mbc = DEFAULT_MIN_BIN_COUNT if min_bin_count is None else int(min_bin_count)
+    if mbc < 1:
+        raise ValueError(f"min_bin_count must be a positive integer, got {min_bin_count!r}")
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer))
+                                   or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    C = source.n_classes
+    names = _names(class_names, C, task)
+    if calibrator is not None:
+        calibrator.check_compatible(task, C)
+    split = calibrator is None and method is not None and fit is None  # fit on some rows of the source
+    if split and not 0 < fit_fraction <= 1:
+        raise ValueError(f"fit_fraction must be in (0, 1], got {fit_fraction!r}")
+    fitting = calibrator is None and method is not None
+    plan: MemoryPlan = plan_memory(memory_budget, scores_per_row=source.scores_per_row, n_rows=source.n_rows,
+                                   fitting=fitting, chunk_rows=chunk_rows)
+    fit_cap = plan.fit_rows if max_fit_rows is None else max(1, min(plan.fit_rows, int(max_fit_rows)))
+    rows = plan.chunk_rows
+    notes: list[str] = []
+    frac = fit_fraction if split else 0.0
+    n_lead = source.n_rows
+    keep = min(1.0, fit_cap / max(frac * n_lead, 1.0)) if split else 0.0
+    cal = calibrator
+    if fit is not None and fitting:  # a separate calibration set (in memory): a uniform sample of it
+        fsrc = ArraySource(fit[0], fit[1], task, axis, names=("fit scores", "fit labels"))
+        if fsrc.n_classes != C:
+            raise ValueError(f"the fit scores have {fsrc.n_classes} classes but the scores have {C}")
+        take = np.arange(fsrc.n_rows)
+        if fsrc.n_rows > fit_cap:
+            take = np.sort(np.random.default_rng(seed).choice(fsrc.n_rows, fit_cap, replace=False))
+        cal = _fit(fsrc.scores[take], fsrc.labels[take], task, space, method, tune, ignore, notes)
+        n_fit = int(take.size)
+        n_fit_rows = fsrc.n_rows
+    else:
+        n_fit = n_fit_rows = 0
+    thr = _thresholds(cal)
+    passes = 2 if split else 1
+    side = {"n_bins": n_bins, "min_bin_count": mbc, "ignore_index": ignore}
+    before = _Side(task, space, C, **side)
+    after = _Side(task, "logits", C, tuned=thr, **side) if cal is not None else None
+    findings: list[dict] | None = []
+    fit_s: list[np.ndarray] = []
+    fit_y: list[np.ndarray] = []
+    kept = 0
+    n_ignored = 0
+    cname = dict(scores_name=source.names[0], labels_name=source.names[1])
+    cax = axis if source.streamed else -1
+    with _progress(passes * n_lead, "report" + (" (streaming)" if source.streamed else ""),
+                   enabled=show_progress) as bar:
+        for start, s, y in source.chunks(rows):
+            if start == 0 and check:
+                findings = _findings(s, y, task, space, cax, ignore)
+                if findings and s.shape[0] < n_lead:
+                    notes.append(f"check() ran on the first {s.shape[0]:,} rows.")
+            u = split_mask(start, s.shape[0], frac, seed)
+            fm = u < frac
+            ev = ~fm if frac < 1 else np.ones_like(fm)
+            if split:
+                n_fit_rows += int(fm.sum())
+                take = u < frac * keep
+                if take.any() and kept < fit_cap:
+                    ts, ty = s[take][:fit_cap - kept], y[take][:fit_cap - kept]
+                    fit_s.append(np.array(ts))  # a copy: never a view of a memory-mapped chunk
+                    fit_y.append(np.array(ty))
+                    kept += ts.shape[0]
+            if ev.any():
+                c = canonical(s[ev] if not ev.all() else s, y[ev] if not ev.all() else y, task, axis=cax,
+                              ignore_index=ignore, allow_empty=True, **cname)
+                n_ignored += c.n_ignored
+                before.add(c)
+                if after is not None:
+                    after.add(_calibrated(cal, c, space))
+                del c
+            bar.advance(s.shape[0])
+        if split:
+            if not fit_s:
+                raise ValueError(f"{n_lead:,} row(s) are too few to split into fitting and evaluation rows; give "
+                                 "more rows, a larger fit_fraction or a separate calibration set")
+            fs, fy = np.concatenate(fit_s), np.concatenate(fit_y)
+            fit_s.clear()
+            fit_y.clear()
+            n_fit = int(fs.shape[0])
+            cal = _fit(fs, fy, task, space, method, tune, ignore, notes)
+            del fs, fy
+            thr = _thresholds(cal)
+            after = _Side(task, "logits", C, tuned=thr, **side)
+            for start, s, y in source.chunks(rows):
+                u = split_mask(start, s.shape[0], frac, seed)
+                ev = ~(u < frac) if frac < 1 else np.ones(u.shape, dtype=bool)
+                if ev.any():
+                    c = canonical(s[ev], y[ev], task, axis=cax, ignore_index=ignore, allow_empty=True, **cname)
+                    after.add(_calibrated(cal, c, space))
+                    del c
+                bar.advance(s.shape[0])
+    if before.rows == 0:
+        what = f"every evaluated label equals ignore_index={ignore}" if n_ignored else "no rows were evaluated"
+        raise ValueError(f"{what}; metrics need at least one sample (give more rows or a smaller fit_fraction)")
+    # notes: how the rows were used
+    if calibrator is not None:
+        notes.append("Calibrator given (already fitted): every row is evaluated.")
+    elif fit is not None and fitting:
+        sample = f"a uniform sample of {n_fit:,} of its {n_fit_rows:,} rows" if n_fit < n_fit_rows else \
+            f"all its {n_fit:,} rows"
+        notes.append(f"The calibrator was fitted on the separate calibration set ({sample}); every row is evaluated.")
+    elif split:
+        sample = (f"a uniform sample of {n_fit:,} of the {n_fit_rows:,} fitting rows" if n_fit < n_fit_rows
+                  else f"{n_fit:,} rows")
+        if frac >= 1:
+            notes.append(f"In-sample: the calibrator was fitted on {sample} of the rows it is evaluated on; "
+                         "the 'after' numbers are optimistic.")
+        else:
+            notes.append(f"Rows split at random (seed {seed}): the calibrator was fitted on {sample}; "
+                         f"{before.rows:,} held out for evaluation.")
+    if n_ignored:
+        what = ("entry" if n_ignored == 1 else "entries") if task == "multilabel" else ("row" if n_ignored == 1 else "rows")
+        notes.append(f"{n_ignored:,} {what} with label {ignore} (ignore_index) left out.")
+    if thr is not None and task != "multiclass":
+        notes.append(_threshold_note(thr, names))
+    notes.append(f"MCE: the largest gap over bins holding at least {mbc:,} rows (smaller bins are noise).")
+    notes.append(plan.describe() + (" (memory-mapped)" if source.streamed else "") + ".")
+    return Report(title=title or f"{task} calibration report", task=task, space=space, n_classes=C,
+                  class_names=names, before=before.view(), after=None if after is None else after.view(thr),
+                  method=getattr(cal, "method", method) if cal is not None else None, calibrator=cal,
+                  calibrator_text=cal.describe() if cal is not None else "", thresholds=thr,
+                  findings=findings, notes=notes, n_fit=n_fit, n_eval=before.rows, source=source_name,
+                  streamed=source.streamed, seconds=time.perf_counter() - t0, memory=plan, min_bin_count=mbc,
+                  n_ignored=n_ignored)
+
+
+def _calibrated(cal: Any, c: Any, space: str) -> Any:
+    """The chunk's calibrated logits, as a canonical record (labels already validated)."""
+    from dataclasses import replace
+
+    z = np.asarray(to_numpy(cal.transform(c.scores, space=space), "calibrated scores"), dtype=np.float64)
+    return replace(c, scores=z)
+
+
+# ------------------------------------------------------------------------------------ the two doors
+def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,
+                       fit: tuple[Any, Any] | None = None, calibrator: Any = None, method: str | None = "auto",
+                       tune: Any = "auto", fit_fraction: float = 0.5, seed: int = 0, n_bins: int = 15,
+                       min_bin_count: int | None = None, ignore_index: int | None = DEFAULT_IGNORE_INDEX,
+                       memory_budget: Any = DEFAULT_BUDGET, max_fit_rows: int | None = None,
+                       chunk_rows: int | None = None, class_names: Sequence[str] | None = None, title: str | None = None, source: str = "",
+                       check: bool = True, show_progress: bool | None = None) -> Report:
+    """Calibrate on some rows and report the metrics before and after on the others.
+
+    Arrays in memory are the one-source case of the streaming pipeline (:mod:`sigmax.report`): they are
+    read in chunks, so the report's own memory stays within ``memory_budget`` whatever their size.
+
+    Args:
+        scores: ``(N,)`` (binary) or ``(N, C)`` scores in the declared ``space`` (any array library;
+            more dimensions are fine, ``axis`` names the class axis).
+        labels: class indices ``(N,)`` (binary, multiclass) or multi-hot ``(N, C)`` (multilabel).
+        task, space, axis: as in :func:`sigmax.interpret.to_probs`.
+        fit: ``(scores, labels)`` of a separate calibration set; then every row of ``scores`` is evaluated.
+        calibrator: an already fitted calibrator (from :func:`sigmax.calibration.load`); nothing is fitted.
+        method: ``"temperature"`` (the default; one temperature per class for multilabel), ``"vector"``
+            (multiclass), ``"platt"`` (binary, multilabel) or ``"none"`` (report the scores as they are).
+        tune: ``"f1"`` to tune per-class thresholds (default for binary and multilabel) or ``None``.
+        fit_fraction: without ``fit``, the fraction of rows (chosen at random with ``seed``) that fits
+            the calibrator; the rest is evaluated. ``1.0`` fits and evaluates on the same rows (in-sample,
+            said so in the report).
+        n_bins: equal-width bins of the calibration error and the reliability diagram.
+        min_bin_count: the MCE is taken over bins with at least this many rows (default 10).
+        ignore_index: rows (multilabel: entries) with this label are left out (PyTorch's -100 by default,
+            as in :func:`sigmax.check`; ``None`` keeps every label).
+        memory_budget: bytes (or ``"512M"``, ``"2G"``) for the chunks and the fitting sample.
+        max_fit_rows: at most this many rows fit the calibrator (default: what the budget allows).
+        chunk_rows: at most this many rows per chunk (default: what the budget allows).
+        class_names: one name per class, for the figures (binary: the positive class's name).
+        check: run :func:`sigmax.check` on the first chunk and list its findings.
+        show_progress: draw a progress bar (default: when stderr is a terminal).
+
+    Returns:
+        A :class:`Report`.
+
+    Example:
+        >>> from sigmax.datasets import digits_scores
+        >>> d = digits_scores("multiclass")
+        >>> rep = calibration_report(d.test_logits, d.test_labels, "multiclass",
+        ...                          fit=(d.calib_logits, d.calib_labels), check=False)
+        >>> rep.after.metrics["ece"] < rep.before.metrics["ece"]
+        True
+    """
+    task = validate_task(task)
+    src = ArraySource(scores, labels, task, axis)
+    return evaluate(src, task, space=space, axis=axis, fit=fit, calibrator=calibrator, method=method, tune=tune,
+                    fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
+                    min_bin_count=min_bin_count, class_names=class_names, title=title, source_name=source,
+                    check=check, show_progress=show_progress, memory_budget=memory_budget,
+                    chunk_rows=chunk_rows, ignore_index=ignore_index)
+
+
+def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, space: str = "logits",
+                              axis: int = -1, chunk_rows: int | None = None, calibrator: Any = None,
+                              method: str | None = "auto", tune: Any = "auto", fit_fraction: float = 0.5,
+                              max_fit_rows: int | None = None, seed: int = 0, n_bins: int = 15,
+                              min_bin_count: int | None = None, ignore_index: int | None = DEFAULT_IGNORE_INDEX,
+                              scores_key: str | None = None, labels_key: str | None = None,
+                              class_names: Sequence[str] | None = None, title: str | None = None,
+                              check: bool = True, show_progress: bool | None = None,
+                              memory_budget: Any = DEFAULT_BUDGET) -> Report:
+    """:func:`calibration_report` for a score file read chunk by chunk, within ``memory_budget`` bytes.
+
+    The ``.npy`` file is memory-mapped (:func:`sigmax.io.iter_chunks`) and read twice: once for the
+    "before" sums and a uniform sample of the fitting rows (as many as the budget allows), once more
+    for the "after" sums. ``chunk_rows`` (default: from the budget) is lowered to what the budget allows.
+
+    Returns:
+        A :class:`Report` whose metrics equal those of :func:`calibration_report` on the same rows
+        (up to floating-point summation order) when the fitting sample is all the fitting rows.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from sigmax.datasets import digits_scores
+        >>> d, tmp = digits_scores("multiclass"), tempfile.mkdtemp()
+        >>> np.save(os.path.join(tmp, "s.npy"), d.test_logits); np.save(os.path.join(tmp, "y.npy"), d.test_labels)
+        >>> rep = stream_calibration_report(os.path.join(tmp, "s.npy"), os.path.join(tmp, "y.npy"), "multiclass",
+        ...                                 chunk_rows=100, check=False)
+        >>> rep.streamed, rep.n_fit + rep.n_eval, rep.memory.chunk_rows
+        (True, 697, 100)
+    """
+    task = validate_task(task)
+    src = FileSource(scores_path, labels_path, task, axis, scores_key=scores_key, labels_key=labels_key)
+    return evaluate(src, task, space=space, axis=axis, calibrator=calibrator, method=method, tune=tune,
+                    fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
+                    min_bin_count=min_bin_count, class_names=class_names, title=title,
+                    source_name=os.fspath(scores_path), check=check, show_progress=show_progress,
+                    memory_budget=memory_budget, chunk_rows=chunk_rows, ignore_index=ignore_index)
