@@ -3,7 +3,7 @@
 Everything that touches "which array library is this, and in which dtype do we compute" lives
 here, so that the math modules read like math.
 
-Policy (DESIGN.md, principle 3 and 5):
+Policy (docs/ARCHITECTURE.md, the dtype policy):
 
 * NumPy arrays, PyTorch tensors, JAX arrays and any Array-API array are accepted and the result
   has the input's array type and device. Python lists and scalars become NumPy.
@@ -34,6 +34,9 @@ __all__ = [
     "default_float",
     "is_floating",
     "is_half",
+    "device_of",
+    "empty_reduction",
+    "reduced_shape",
 ]
 
 
@@ -87,9 +90,17 @@ def default_float(xp, device=None):
         return xp.float64
 
 
+def _is_numpy_bfloat16(dtype) -> bool:
+    # ml_dtypes.bfloat16 (what JAX hands NumPy) is a NumPy extension dtype of kind "V": NumPy's own
+    # isdtype/issubdtype do not know it as floating, so it is recognised by name (O(1), no import).
+    return getattr(dtype, "name", None) == "bfloat16"
+
+
 def is_floating(xp, dtype) -> bool:
     if is_torch(xp):
         return dtype.is_floating_point
+    if is_numpy(xp) and _is_numpy_bfloat16(dtype):
+        return True
     try:
         return xp.isdtype(dtype, "real floating")
     except (AttributeError, TypeError):  # pragma: no cover
@@ -114,19 +125,19 @@ class Prepared(NamedTuple):
     xp: Any
     x: Any  # in the compute dtype (float32 for half input)
     out_dtype: Any  # the dtype the caller gets back
-    numpy_scalar: bool  # input was a Python/NumPy scalar: return a NumPy scalar
+    numpy_scalar: bool  # NumPy input: a 0-d result is returned as a NumPy scalar, as NumPy does
 
 
 def prepare(x: Any, *, name: str = "x", xp=None) -> Prepared:
     """Convert ``x`` to an array of a floating compute dtype.
 
     Lists and scalars become NumPy; integer/bool input is promoted to the default float; float16
-    and bfloat16 are upcast to float32 for computation (``finish`` casts back).
+    and bfloat16 (PyTorch's, JAX's and NumPy's ``ml_dtypes.bfloat16``) are upcast to float32 for
+    computation (``finish`` casts back). For NumPy input ``numpy_scalar`` is set: ``finish`` then
+    returns a 0-d result as a NumPy scalar (``np.float64``, ...), as NumPy's own reductions do.
     """
-    scalar = False
     if xp is None:
         if isinstance(x, (numbers.Number, np.generic)) or isinstance(x, (list, tuple)):
-            scalar = isinstance(x, (numbers.Number, np.generic))
             try:
                 x = np.asarray(x)
             except ValueError as exc:
@@ -143,13 +154,13 @@ def prepare(x: Any, *, name: str = "x", xp=None) -> Prepared:
     if is_floating(xp, dtype):
         out_dtype = dtype
         if is_half(xp, dtype):
-            x = xp.astype(x, xp.float32)  # half precision: compute in float32 (DESIGN.md, principle 5)
+            x = xp.astype(x, xp.float32)  # half precision: compute in float32, cast back by finish
     elif dtype == xp.bool or _is_integer(xp, dtype):
         out_dtype = default_float(xp, _device(x))
         x = xp.astype(x, out_dtype)
     else:
         raise TypeError(f"{name} must be real-valued (float, int or bool), got dtype {dtype}")
-    return Prepared(xp, x, out_dtype, scalar)
+    return Prepared(xp, x, out_dtype, is_numpy(xp))
 
 
 def _is_integer(xp, dtype) -> bool:
@@ -169,10 +180,15 @@ def _device(x):
 
 
 def finish(p: Prepared, out: Any) -> Any:
-    """Cast ``out`` back to the caller's dtype (and to a NumPy scalar for scalar input)."""
+    """Cast ``out`` back to the caller's dtype (half precision: from float32 to float16/bfloat16).
+
+    NumPy: a 0-d result becomes a NumPy scalar (``np.float64``, ``ml_dtypes.bfloat16``, ...), as
+    NumPy's and SciPy's own reductions return; PyTorch and JAX keep their 0-d arrays. A caller that
+    needs a 0-d NumPy array passes ``p._replace(numpy_scalar=False)``.
+    """
     if out.dtype != p.out_dtype:
         out = p.xp.astype(out, p.out_dtype)
-    if p.numpy_scalar and getattr(out, "ndim", 1) == 0:
+    if p.numpy_scalar and type(out) is np.ndarray and out.ndim == 0:
         return out[()]
     return out
 
@@ -217,6 +233,28 @@ def as_mask(xp, where: Any, x: Any, *, name: str = "where"):
             f"{tuple(x.shape)}; give a mask of x's shape (True = keep)"
         ) from None
     return where
+
+
+def device_of(x: Any) -> Any:
+    """The device of array ``x`` (``None`` for libraries without devices)."""
+    return _device(x)
+
+
+def empty_reduction(shape: Sequence[int], axis: Any) -> bool:
+    """Whether reducing an array of ``shape`` over ``axis`` (normalized: an int, a tuple or ``None``
+    for all) reduces over no entries at all. O(1) in the data: shape inspection only."""
+    if axis is None:
+        return 0 in tuple(shape)
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return any(shape[a] == 0 for a in axes)
+
+
+def reduced_shape(shape: Sequence[int], axis: Any) -> tuple:
+    """The shape of a ``keepdims=True`` reduction of ``shape`` over ``axis`` (normalized)."""
+    if axis is None:
+        return (1,) * len(shape)
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(1 if i in axes else int(d) for i, d in enumerate(shape))
 
 
 def resolve_axis(axis: Any, dim: Any, *, default: Any = -1) -> Any:

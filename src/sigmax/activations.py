@@ -1,6 +1,6 @@
 r"""The sigmoid family, the softmax family, log-sum-exp and the two-class conversions.
 
-Each primitive exists once, here (DESIGN.md, principle 2); losses, calibration, metrics, the CLI and
+Each primitive exists once, here (docs/ARCHITECTURE.md); losses, calibration, metrics, the CLI and
 the torch extensions call these. Every function takes NumPy arrays, PyTorch tensors (autograd flows
 through, devices are kept), JAX arrays or any Array-API array, and lists or numbers (which become
 NumPy). Results keep the input's array type, device and floating dtype; float16 and bfloat16 are
@@ -26,11 +26,14 @@ from . import _kernels
 from ._array import (
     as_mask,
     check_temperature,
+    device_of,
+    empty_reduction,
     finish,
     is_jax,
     like,
     normalize_axis,
     prepare,
+    reduced_shape,
     resolve_axis,
 )
 from ._array import quiet as _quiet
@@ -45,6 +48,7 @@ __all__ = [
     "logsumexp",
     "binary_to_two_class",
     "two_class_to_binary",
+    "log1mexp",
 ]
 
 _INF = float("inf")
@@ -216,6 +220,57 @@ def logit(p: Any, eps: float | None = None) -> Any:
     return finish(pp, xp.where(mid, near_half, far))
 
 
+_LN2 = 0.6931471805599453  # log(2)
+
+
+def _log1mexp(xp, x):
+    """``log(1 - exp(x))`` on an array of ``xp`` already in its compute dtype (see :func:`log1mexp`)."""
+    near = x > -_LN2
+    # safe-where: each branch sees only arguments it is accurate (and finite) for, so neither the
+    # discarded branch nor its gradient produces a NaN or inf that `where` would then have to drop.
+    a = xp.where(near, x, -1.0)
+    b = xp.where(near, -1.0, x)
+    # near 0, 1 - exp(x) cancels: -expm1(x) keeps its digits; below -ln 2, exp(x) < 1/2 and
+    # log1p(-exp(x)) keeps the digits of a tiny exp(x) that log(1 - tiny) would round away.
+    return xp.where(near, xp.log(-xp.expm1(a)), xp.log1p(-xp.exp(b)))
+
+
+@_quiet
+def log1mexp(x: Any) -> Any:
+    r"""``log(1 - exp(x))`` for ``x <= 0``, accurately: the log of a complementary probability.
+
+    .. math:: \operatorname{log1mexp}(x) = \log(1 - e^{x}) =
+              \begin{cases} \log(-\operatorname{expm1}(x)) & x > -\ln 2 \\
+                             \operatorname{log1p}(-e^{x}) & x \le -\ln 2 \end{cases}
+
+    Given a log-probability ``log p`` it returns ``log(1 - p)`` without forming ``1 - p`` (which
+    cancels near ``p = 1`` and rounds to 1 for tiny ``p``).
+
+    Args:
+        x: values ``<= 0`` (log-probabilities), any shape; NumPy, PyTorch, JAX or any Array-API
+            array, a list or a number.
+
+    Returns:
+        Same shape, array type, device and floating dtype as ``x`` (half precision computed in float32).
+
+    Note:
+        ``log1mexp(0) == -inf``, ``log1mexp(-inf) == 0`` (gradient 0), ``x > 0`` gives NaN (the log of
+        a negative number), NaN stays NaN.
+
+    Reference:
+        M. Maechler, "Accurately Computing log(1 - exp(-|a|))", the Rmpfr package vignette (2012).
+
+    Example:
+        >>> import sigmax.activations as act
+        >>> act.log1mexp([-1e-20, -0.5, -50.0])
+        array([-4.60517019e+01, -9.32752130e-01, -1.92874985e-22])
+        >>> float(act.log1mexp(0.0)), float(act.log1mexp(-np.inf))
+        (-inf, 0.0)
+    """
+    p = prepare(x)
+    return finish(p, _log1mexp(p.xp, p.x))
+
+
 # --------------------------------------------------------------------------------------------
 # softmax family and log-sum-exp
 # --------------------------------------------------------------------------------------------
@@ -244,12 +299,23 @@ def _shift(xp, x, m, edge: bool):
         return x - m, m, None  # shift by the max: exp(x - m) <= 1 never overflows
     pos_inf = m == _INF
     # +inf in a row: the limit of softmax puts equal mass on the +inf entries, none elsewhere.
-    x = xp.where(pos_inf, xp.where(x == _INF, 0.0, -_INF), x)
+    # Safe-where: -inf is produced only in rows that hold +inf (never an all -inf temporary that a
+    # `where` then discards, which trips jax_debug_infs on finite input).
+    x = xp.where(pos_inf & (x != _INF), -_INF, xp.where(pos_inf, 0.0, x))
     empty = m == -_INF
     # An all -inf row (or all masked) is shifted by 0, keeping exp(z) = 0 and its gradient 0;
     # +inf rows (now 0 / -inf) are shifted by 0 too; NaN rows stay NaN through x itself.
     m = xp.where(xp.isfinite(m), m, 0.0)
     return x - m, m, empty
+
+
+def _row_max(xp, x, ax):
+    """``max(x, axis=ax, keepdims=True)``, and ``-inf`` (the maximum of nothing) for a reduction over
+    no entries, where NumPy, PyTorch and JAX raise. The check is shape inspection, O(1); the rest of
+    the edge path then gives ``logsumexp = -inf`` and an empty softmax, with (empty) gradients."""
+    if empty_reduction(x.shape, ax):
+        return xp.full(reduced_shape(x.shape, ax), -_INF, dtype=x.dtype, device=device_of(x))
+    return xp.max(x, axis=ax, keepdims=True)
 
 
 def _log_sum_exp_shifted(xp, z, axis, empty=None):
@@ -273,17 +339,31 @@ def _log_sum_exp_shifted(xp, z, axis, empty=None):
 
 
 def _prepare_rows(x, axis, dim, temperature, where, *, name="x"):
-    """Shared argument handling of softmax / log_softmax."""
+    """Shared argument handling of softmax / log_softmax: ``(p, xp, xv, ax, scalar)``.
+
+    A 0-d ``x`` is one distribution over one entry (axis ``0``, ``-1``, ``None`` or ``()``, as in
+    PyTorch and SciPy): it is computed as shape ``(1,)`` and ``scalar`` says to reshape back. The
+    axis is checked after ``temperature`` and ``where`` have broadcast ``x``.
+    """
     p = prepare(x, name=name)
     xp, xv = p.xp, p.x
-    ax = normalize_axis(resolve_axis(axis, dim), xv.ndim)
+    axis = resolve_axis(axis, dim)
+    scalar = xv.ndim == 0
+    if scalar:
+        xv = xp.reshape(xv, (1,))
     t = check_temperature(xp, temperature, xv)
     if t is not None:
         xv = xv / t  # temperature scaling: softmax(x / T)
     mask = as_mask(xp, where, xv)
     if mask is not None:
         xv = xp.where(mask, xv, -_INF)  # masked entries take no mass: exp(-inf) = 0
-    return p, xp, xv, ax
+    if scalar:
+        if axis not in (0, -1, None, (), (0,), (-1,)) or isinstance(axis, bool):
+            raise ValueError(f"axis={axis!r} is not valid for a 0-d (scalar) input; use 0, -1 or None "
+                             "(one distribution over the single entry)")
+        axis = 0
+    ax = normalize_axis(axis, xv.ndim, allow_tuple=True, allow_none=True)
+    return p, xp, xv, ax, scalar and tuple(xv.shape) == (1,)
 
 
 @_quiet
@@ -298,7 +378,8 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
 
     Args:
         x: logits.
-        axis: the class axis (``dim=`` is accepted as an alias, as in PyTorch). Default: last.
+        axis: the class axis (``dim=`` is accepted as an alias, as in PyTorch). Default: last. A
+            tuple of axes, or ``None`` for all, makes one distribution over the joint axes (SciPy).
         temperature: divide the logits by ``T > 0`` first (a number, or an array broadcastable to
             ``x``, e.g. one temperature per class).
         where: boolean mask broadcastable to ``x``; ``False`` entries get probability 0 and the rest
@@ -312,7 +393,9 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
     Note:
         Shifting by the row maximum means no overflow: ``softmax([0.1, 0.2, 100])`` is exact. A row
         that is all ``-inf`` (or all masked) gives 0 everywhere, with zero gradient. ``+inf``
-        entries share the row's mass equally (the limit). NaN anywhere makes its row NaN.
+        entries share the row's mass equally (the limit). NaN anywhere makes its row NaN. A
+        zero-size class axis gives an empty array of ``x``'s shape; a 0-d ``x`` gives 1 (PyTorch
+        with ``dim=0`` or ``-1``, SciPy).
 
     Example:
         >>> import sigmax
@@ -323,17 +406,23 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
         >>> sigmax.softmax([[-0.3, -0.7], [1.1, -0.7]], axis=1).round(4)
         array([[0.5987, 0.4013],
                [0.8581, 0.1419]])
+        >>> sigmax.softmax([[0.0, 0.0], [0.0, 0.0]], axis=None)   # one distribution over all entries
+        array([[0.25, 0.25],
+               [0.25, 0.25]])
     """
     fast = _kernels.softmax("softmax", x, axis, dim, temperature, where, out)  # compiled kernel, same results
     if fast is not NotImplemented:
         return fast
-    p, xp, xv, ax = _prepare_rows(x, axis, dim, temperature, where)
-    m = xp.max(xv, axis=ax, keepdims=True)
+    p, xp, xv, ax, scalar = _prepare_rows(x, axis, dim, temperature, where)
+    m = _row_max(xp, xv, ax)
     z, _, _ = _shift(xp, xv, m, _any_nonfinite(xp, m))
     e = xp.exp(z)
     s = xp.sum(e, axis=ax, keepdims=True)
     # An all -inf row has s == 0: divide by 1 instead, giving 0 (not 0/0 = NaN) and zero gradient.
-    return _kernels.write_out(finish(p, e / xp.where(s == 0, 1.0, s)), out, x)
+    res = e / xp.where(s == 0, 1.0, s)
+    if scalar:
+        res = xp.reshape(res, ())
+    return _kernels.write_out(finish(p, res), out, x)
 
 
 @_quiet
@@ -349,7 +438,8 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
 
     Args:
         x: logits.
-        axis: the class axis (``dim=`` is an alias). Default: last.
+        axis: the class axis (``dim=`` is an alias). Default: last. A tuple of axes, or ``None``
+            for all: one distribution over the joint axes (SciPy).
         temperature: divide the logits by ``T > 0`` first.
         where: boolean mask; ``False`` entries give ``-inf``.
         out: optional array to write the result into (keyword-only): same library, shape and dtype
@@ -360,7 +450,8 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
 
     Note:
         Finite for any finite logit gap: ``log_softmax([0, 1e4])`` is ``[-1e4, 0]`` in float32.
-        An all ``-inf`` (or all masked) row gives ``-inf`` with zero gradient, never NaN.
+        An all ``-inf`` (or all masked) row gives ``-inf`` with zero gradient, never NaN. A
+        zero-size class axis gives an empty array of ``x``'s shape; a 0-d ``x`` gives 0.
 
     Example:
         >>> import sigmax
@@ -372,13 +463,15 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
     fast = _kernels.softmax("log_softmax", x, axis, dim, temperature, where, out)
     if fast is not NotImplemented:
         return fast
-    p, xp, xv, ax = _prepare_rows(x, axis, dim, temperature, where)
-    m = xp.max(xv, axis=ax, keepdims=True)
+    p, xp, xv, ax, scalar = _prepare_rows(x, axis, dim, temperature, where)
+    m = _row_max(xp, xv, ax)
     edge = _any_nonfinite(xp, m)
     z, _, empty = _shift(xp, xv, m, edge)
     res = z - _log_sum_exp_shifted(xp, z, ax, empty)
     if edge:
         res = xp.where(empty, -_INF, res)  # all -inf rows: -inf with zero gradient
+    if scalar:
+        res = xp.reshape(res, ())
     return _kernels.write_out(finish(p, res), out, x)
 
 
@@ -393,8 +486,9 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
     Args:
         x: values.
         axis: an axis, a tuple of axes, or ``None`` for all (``dim=`` is an alias). Default: last.
-        b: optional weights broadcastable to ``x`` (may be negative, as in SciPy). Entries with
-            ``b == 0`` are left out, even where ``x`` is ``inf``.
+        b: optional weights broadcastable with ``x`` (may be negative, as in SciPy). Entries with
+            ``b == 0`` are left out, even where ``x`` is ``inf``. ``x``, ``b`` and ``where`` are
+            broadcast together first, and ``axis`` refers to the broadcast shape (SciPy, JAX).
         keepdims: keep the reduced axes with size 1.
         return_sign: also return the sign of the sum (``+1``, ``-1``, or ``0`` for a zero sum); then
             the first result is ``log|sum|``. Without it, a negative sum gives NaN (as in SciPy).
@@ -407,8 +501,9 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         ``lse``, or ``(lse, sign)`` with ``return_sign=True``; the array type, device and dtype of ``x``.
 
     Note:
-        An empty (all ``-inf`` or all masked) reduction gives ``-inf`` with zero gradient; any
-        ``+inf`` entry gives ``+inf``; NaN propagates.
+        An empty (all ``-inf``, all masked, or zero-size) reduction gives ``-inf`` with zero
+        gradient; any ``+inf`` entry gives ``+inf``; NaN propagates. On NumPy a reduction to 0-d
+        returns a NumPy scalar (``np.float64``, ...), as NumPy and SciPy do.
 
     Example:
         >>> import sigmax
@@ -424,27 +519,33 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         raise TypeError("out= is not supported with return_sign=True (two results); call without out=")
     fast = _kernels.logsumexp(x, axis, dim, b, keepdims, return_sign, where, out)  # compiled kernel
     if fast is not NotImplemented:
+        if out is None and type(fast) is np.ndarray and fast.ndim == 0:
+            return fast[()]  # a NumPy reduction to 0-d gives a NumPy scalar, as NumPy's own do
         return fast
     p = prepare(x)
     xp, xv = p.xp, p.x
-    ax = normalize_axis(resolve_axis(axis, dim), xv.ndim, allow_tuple=True, allow_none=True) \
-        if xv.ndim else None
     mask = as_mask(xp, where, xv)
     bv = None
     if b is not None:
         bv = like(xp, b, xv, name="b")
         try:
-            shape = np.broadcast_shapes(tuple(bv.shape), tuple(xv.shape))
+            np.broadcast_shapes(tuple(bv.shape), tuple(xv.shape))
         except ValueError:
             raise ValueError(f"b has shape {tuple(bv.shape)}, which does not broadcast with x's shape "
                              f"{tuple(xv.shape)}") from None
+    # x, b and where broadcast first, then the axis refers to the broadcast shape (SciPy, JAX)
+    if bv is not None or mask is not None:
+        shape = np.broadcast_shapes(*(tuple(a.shape) for a in (xv, bv, mask) if a is not None))
         if shape != tuple(xv.shape):
             xv = xp.broadcast_to(xv, shape)
+    ax = normalize_axis(resolve_axis(axis, dim), xv.ndim, allow_tuple=True, allow_none=True) \
+        if xv.ndim else None
+    if bv is not None:
         nonzero = bv != 0  # b == 0 drops the entry (avoids 0 * exp(inf) = NaN), as SciPy does
         mask = nonzero if mask is None else (mask & nonzero)
     if mask is not None:
         xv = xp.where(mask, xv, -_INF)
-    m = xp.max(xv, axis=ax, keepdims=True)
+    m = _row_max(xp, xv, ax)
     edge = _any_nonfinite(xp, m)
     had_pos_inf = (m == _INF) if edge else None
     z, m, empty = _shift(xp, xv, m, edge)
@@ -461,10 +562,11 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         # log of a zero sum is -inf; log(1) on those entries keeps the gradient 0 instead of NaN.
         lse = xp.where(ok, m + xp.log(xp.where(ok, mag, 1.0)), -_INF)
     if edge:
-        # rows with +inf: the sum is +inf (unless +inf entries' weights cancel: NaN)
-        lse = xp.where(had_pos_inf, xp.where(ok, _INF, float("nan")), lse)
+        # rows with +inf: the sum is +inf (unless +inf entries' weights cancel: NaN); safe-where:
+        # inf and NaN are produced only in those rows, never as a discarded temporary
+        lse = xp.where(had_pos_inf & ok, _INF, xp.where(had_pos_inf, float("nan"), lse))
     if s is None:  # no weights: the sum is positive, or 0 for an empty row, or NaN
-        sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), float("nan"), 1.0))
+        sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), lse, 1.0))
     else:
         sign = xp.sign(s)
     if not return_sign and s is not None:
