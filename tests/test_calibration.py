@@ -591,7 +591,7 @@ def test_fit_calibrator_resolves_method_and_tune(rng):
         C.fit_calibrator(zm, ym, "multiclass", method="isotonic")
     with pytest.raises(ValueError, match="unknown tune"):
         C.fit_calibrator(zb, yb, "binary", tune="accuracy")
-    with pytest.raises(ValueError, match="PlattScaling is for"):
+    with pytest.raises(ValueError, match="method='platt' is for task='binary' or task='multilabel' only"):
         C.fit_calibrator(zm, ym, "multiclass", method="platt")
 
 
@@ -664,3 +664,29 @@ def test_calibration_modules_are_small_and_import_no_private_names():
                 inside = node.level == 1  # the package's own private modules
                 for alias in node.names:
                     assert inside or not alias.name.startswith("_"), (path.name, node.module, alias.name)
+
+
+def test_resolve_method_is_the_one_rule_and_runs_before_any_work():
+    import numpy as np
+
+    from sigmax.calibration import DEFAULT_METHOD, fit_calibrator, resolve_method
+    from sigmax.report import calibration_report
+
+    assert resolve_method("multilabel") == (DEFAULT_METHOD["multilabel"], "f1")
+    assert resolve_method("multiclass", "none", "auto") == (None, None)
+    with pytest.raises(ValueError, match="method='platt' is for task='binary' or task='multilabel' only"):
+        resolve_method("multiclass", "platt")
+    with pytest.raises(ValueError, match="unknown method 'isotonic'"):
+        resolve_method("binary", "isotonic")
+    with pytest.raises(ValueError, match="unknown tune 'f2'"):
+        resolve_method("binary", tune="f2")
+    z, y = np.zeros((4, 3)), np.array([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="method='platt' is for"):
+        fit_calibrator(z, y, "multiclass", method="platt")
+
+    class Unread:  # a report must refuse the method before it reads a single score
+        def __array__(self, *a, **k):
+            raise AssertionError("the scores were read")
+
+    with pytest.raises(ValueError, match="method='vector' is for task='multiclass' only"):
+        calibration_report(Unread(), Unread(), "binary", method="vector")

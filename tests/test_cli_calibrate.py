@@ -236,4 +236,4 @@ def test_fit_errors_are_one_line(data, capsys):
     _one_line_error(code, err, "--tune f1 is for binary and multilabel")
     code, _, err = _run(capsys, "calibrate", "fit", d / "z.npy", d / "y.npy", "--task", "multiclass", "--space",
                         "logits", "--method", "platt", "-o", d / "c.json")
-    _one_line_error(code, err, "PlattScaling is for")
+    _one_line_error(code, err, "--method platt is for --task binary or --task multilabel only")

@@ -183,3 +183,60 @@ def test_out_naming_a_file_leaves_it_alone(files, capsys):
                            "--out", d / "taken")
     assert code == 2 and "is a file, not a folder" in err
     assert (d / "taken").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "binary", "--method", "vector"], "--method vector is for --task multiclass only, not --task binary"),
+    (["--task", "multiclass", "--method", "platt"], "--method platt is for --task binary or --task multilabel only"),
+    (["--task", "multiclass", "--tune", "f1"], "--tune f1 is for binary and multilabel"),
+])
+def test_a_method_the_task_cannot_use_exits_2_before_the_scores_are_read(tmp_path, capsys, monkeypatch, argv,
+                                                                          message):
+    import sigmax.io
+
+    (tmp_path / "s.csv").write_text("not,a\nscore,file\n")  # reading it would be a different error
+    (tmp_path / "y.csv").write_text("0\n1\n")
+    read = []
+    for name in ("load_scores", "load_labels", "load_array", "iter_chunks", "count_rows"):
+        original = getattr(sigmax.io, name)
+        monkeypatch.setattr(sigmax.io, name, lambda *a, _o=original, **k: read.append(a) or _o(*a, **k))
+    code, _out, err = _run(capsys, "report", tmp_path / "s.csv", tmp_path / "y.csv", "--space", "logits", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert read == []
+
+
+def test_report_on_a_csv_over_the_budget_stops_before_reading_and_never_says_memory_mapped(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 100_000)
+    np.savetxt(tmp_path / "s.csv", rng.normal(size=(100_000, 4)), delimiter=",", fmt="%.6f")
+    np.savetxt(tmp_path / "y.csv", y, fmt="%d")
+    code, _out, err = _run(capsys, "report", tmp_path / "s.csv", tmp_path / "y.csv", "--task", "multiclass",
+                           "--space", "logits", "--no-html", "--memory-budget", "16M")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{tmp_path / 's.csv'}: reading this text file whole would take about" in err
+    assert "over the memory budget of 16,777,216 bytes (16 MiB)" in err and "convert it to .npy" in err
+    assert "--memory-budget=BYTES" in err
+    # within the budget: read whole, and the report does not call it memory-mapped
+    small = tmp_path / "small.csv"
+    np.savetxt(small, rng.normal(size=(300, 4)), delimiter=",")
+    np.savetxt(tmp_path / "ys.csv", y[:300], fmt="%d")
+    code, out, _err = _run(capsys, "report", small, tmp_path / "ys.csv", "--task", "multiclass", "--space", "logits",
+                           "--no-html", "--json", "--chunk-rows", "50")
+    d = json.loads(out)
+    assert code == 0 and d["streamed"] is False and not any("memory-mapped" in n for n in d["notes"])
+
+
+def test_the_stream_door_says_memory_mapped_only_for_a_npy(tmp_path):
+    from sigmax.report import stream_calibration_report
+
+    rng = np.random.default_rng(1)
+    z, y = rng.normal(size=(300, 3)), rng.integers(0, 3, 300)
+    np.savetxt(tmp_path / "s.csv", z, delimiter=",")
+    np.save(tmp_path / "s.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    csv = stream_calibration_report(tmp_path / "s.csv", tmp_path / "y.npy", "multiclass", chunk_rows=64, check=False)
+    npy = stream_calibration_report(tmp_path / "s.npy", tmp_path / "y.npy", "multiclass", chunk_rows=64, check=False)
+    assert not csv.streamed and not any("memory-mapped" in n for n in csv.notes)
+    assert npy.streamed and any("memory-mapped" in n for n in npy.notes)
+    for k, v in npy.before.metrics.items():
+        np.testing.assert_allclose(csv.before.metrics[k], v, rtol=1e-9)

@@ -322,3 +322,36 @@ def test_pt_with_a_python_object_is_cut_to_what_to_do(tmp_path):
 def test_is_streamed():
     assert sio.is_streamed("a.npy") and not sio.is_streamed("a.npy", key="x")
     assert not any(sio.is_streamed(f"a.{e}") for e in ("csv", "txt", "pt", "npz"))
+
+
+def test_a_csv_over_the_memory_budget_is_refused_before_reading(tmp_path):
+    import sigmax.io as sio
+
+    p = tmp_path / "big.csv"
+    np.savetxt(p, np.random.default_rng(0).normal(size=(2000, 10)), delimiter=",")
+    est = sio.estimate_bytes(p)
+    size = p.stat().st_size
+    assert size + 20_000 * 8 < est < size + 20_000 * 80  # the text, then about 40 bytes per parsed value
+    bad = tmp_path / "bad.csv"  # the same, with a bad cell on its last line: reading it would say so
+    bad.write_text(p.read_text() + "x" + ",0" * 9 + "\n")
+    with pytest.raises(ScoreFileError) as exc:
+        load_scores(bad, memory_budget=100_000)
+    msg = str(exc.value)
+    assert str(bad) in msg and "bytes, over the memory budget of 100,000 bytes" in msg and "non-numeric" not in msg
+    assert ".npy" in msg and "memory_budget=BYTES" in msg and "\n" not in msg
+    assert load_scores(p, memory_budget=est).shape == (2000, 10)
+    # npz: the member's decompressed size; npy: its data
+    np.savez_compressed(tmp_path / "z.npz", a=np.zeros((100, 50)))
+    assert sio.estimate_bytes(tmp_path / "z.npz") == 100 * 50 * 8
+    np.save(tmp_path / "a.npy", np.zeros((10, 3), dtype=np.float32))
+    assert sio.estimate_bytes(tmp_path / "a.npy") == 120
+
+
+def test_a_pt_over_the_memory_budget_is_refused_before_reading(tmp_path):
+    torch = pytest.importorskip("torch")
+    p = tmp_path / "s.pt"
+    torch.save(torch.zeros(1000, 20), p)
+    with pytest.raises(ScoreFileError, match=r"s\.pt: reading this \.pt file whole would take about .* over the "
+                                             r"memory budget of 10,000 bytes .*convert it to \.npy"):
+        load_scores(p, memory_budget=10_000)
+    assert load_scores(p).shape == (1000, 20)

@@ -5,6 +5,7 @@ identity "an integer weight k is the sample repeated k times".
 """
 
 import ast
+import importlib
 import inspect
 import math
 import pathlib
@@ -329,7 +330,11 @@ def test_metrics_use_the_one_validator():
     defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     assert not defined & {"_to_numpy", "_scores64", "_binary_values"}
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert "canonical" in imported and not [a for a in imported if a.startswith("_")]
+    # metrics takes records of the one validator (Canonical) and prepares them in _metrics_terms,
+    # whose prepare() is the only caller of sigmax._inputs.canonical on the metrics floor
+    assert "Canonical" in imported and "prepare" in imported and not [a for a in imported if a.startswith("_")]
+    terms = ast.parse(inspect.getsource(importlib.import_module("sigmax._metrics_terms")))
+    assert "canonical" in {a.name for n in ast.walk(terms) if isinstance(n, ast.ImportFrom) for a in n.names}
 
 
 @pytest.mark.parametrize("module", ["metrics.py", "_metrics_terms.py", "_binning.py", "interpret.py", "_inputs.py"])

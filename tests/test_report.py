@@ -340,12 +340,53 @@ def test_mce_leaves_out_bins_of_a_few_rows():
 
 
 def test_changes_are_never_minus_zero_percent_and_columns_keep_one_notation():
-    from sigmax.report._format import format_change, format_column
+    from sigmax._format import format_change, format_changes, format_column
 
-    assert format_change(0.25, 0.2499) == "-0.00010 (-0.04%)"
-    assert "(-0%)" not in format_change(0.5, 0.4990)
+    assert format_change(0.2495, 0.25) == "-0.0005 (-0.2%)"  # (after, before), as everywhere
+    assert "(-0%)" not in format_change(0.4990, 0.5)
     col = format_column([0.3391, 9.396e-04, 0.0009])
     assert len({len(c.split(".")[1]) for c in col}) == 1 and not any("e" in c for c in col)
+    ch = format_changes([0.2499, 0.1, 0.7], [0.25, 0.5, 0.7])
+    assert ch[2] == "0" and len({len(c.split(" ")[0].split(".")[1]) for c in ch[:2]}) == 1
+    assert not any("(-0%)" in c or "(+0%)" in c for c in ch)
+
+
+def test_the_report_formats_through_the_one_formatter_module():
+    import sigmax._format as F
+    from sigmax.report import _html, _plots, _report
+
+    for mod in (_html, _plots, _report):  # the report has no number formatters of its own
+        for name in ("format_change", "format_number", "format_count", "format_column"):
+            if hasattr(mod, name):
+                assert getattr(mod, name) is getattr(F, name), (mod.__name__, name)
+    z, y = _data("multiclass", 4000, c=3)
+    rep = calibration_report(z, y, "multiclass", check=False)
+    _, rows = rep.formatted_table()
+    assert not any("(-0%)" in c or "(+0%)" in c for r in rows for c in r)
+    assert "4,000" in rep.subtitle() or f"{rep.n_eval:,}" in rep.subtitle()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_an_undefined_mce_reads_n_a_in_the_table_the_text_and_the_figure(task, monkeypatch):
+    from sigmax.report import _plots
+
+    z, y = _data(task, 40, c=3)
+    rep = calibration_report(z, y, task, method="temperature", check=False, min_bin_count=1000)
+    assert np.isnan(rep.before.metrics["mce"]) and np.isnan(rep.before.reliability.mce)
+    _, rows = rep.formatted_table()
+    mce = [r for r in rows if r[0].startswith("MCE")][0]
+    assert mce[1] == mce[2] == "n/a (no bin with ≥ 1,000 rows)" and mce[3] == ""
+    assert "nan" not in rep.to_text().lower()
+    texts = []
+    import matplotlib.axes
+
+    original = matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", lambda self, x, y_, s, *a, **k:
+                        texts.append(str(s)) or original(self, x, y_, s, *a, **k))
+    _plots.draw_figures(rep)
+    panel = [t for t in texts if t.startswith("ECE")]
+    assert panel and all("MCE n/a (no bin with ≥ 1,000 rows)" in t for t in panel)
+    assert not any("nan" in t.lower() for t in panel)
 
 
 def test_ignore_index_is_the_default_and_can_be_turned_off():
@@ -356,3 +397,34 @@ def test_ignore_index_is_the_default_and_can_be_turned_off():
     assert rep.n_ignored > 0 and rep.n_eval + rep.n_fit < 600
     with pytest.raises(ValueError, match="class index -100"):
         calibration_report(z, y, "multiclass", check=False, ignore_index=None)
+
+
+# ------------------------------------------------------------------------------- one validation per chunk
+def _count_calls(monkeypatch, name_module: str, name: str) -> list:
+    """Count the calls of ``name_module.name`` wherever sigmax imported it (modules bind it by name)."""
+    import importlib
+    import sys
+
+    original = getattr(importlib.import_module(name_module), name)
+    calls: list = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("sigmax") and getattr(mod, name, None) is original:
+            monkeypatch.setattr(mod, name, counting)
+    return calls
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_each_chunk_is_validated_once_and_turned_into_probabilities_once(monkeypatch, task):
+    z, y = _data(task, 500, c=4)
+    ref = metrics.summary(z, y, task)
+    validated = _count_calls(monkeypatch, "sigmax._inputs", "canonical")
+    probs = _count_calls(monkeypatch, "sigmax.interpret", "to_probs")
+    rep = calibration_report(z, y, task, method="none", check=False, chunk_rows=100)
+    assert len(validated) == 5  # one canonical() per chunk: the metrics and the figures share it
+    assert len(probs) == 5  # one to_probs() per chunk: the tuned-threshold metrics and the plots reuse it
+    _assert_metrics_close(rep.before.metrics, ref)

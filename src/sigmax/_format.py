@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["format_count", "format_number", "format_column", "format_percent", "format_change"]
+__all__ = ["format_bytes", "format_count", "format_number", "format_column", "format_percent", "format_change",
+           "format_changes"]
 
 
 def _is_int(v: Any) -> bool:
@@ -25,6 +26,20 @@ def format_count(n: Any) -> str:
         ('200,000,000', '1,998,752', '7')
     """
     return f"{int(n):,}"
+
+
+def format_bytes(n: float) -> str:
+    """A size in bytes with a binary unit: ``1073741824`` → ``'1 GiB'``, ``536870912`` → ``'512 MiB'``.
+
+    Example:
+        >>> format_bytes(1 << 30), format_bytes(3 << 19), format_bytes(1000)
+        ('1 GiB', '1.5 MiB', '1,000 B')
+    """
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            v = n / size
+            return f"{v:.0f} {unit}" if abs(v - round(v)) < 0.05 else f"{v:.1f} {unit}"
+    return f"{int(n):,} B"
 
 
 def _special(v: float) -> str | None:
@@ -151,3 +166,40 @@ def format_change(after: Any, before: Any, *, digits: int = 4) -> str:
     if b != 0 and math.isfinite(b):
         text += f" ({format_percent(d / abs(b) * 100)})"
     return text
+
+
+def format_changes(afters: Sequence[Any], befores: Sequence[Any], *, digits: int = 4) -> list[str]:
+    """A column of changes ``after - before``: the signed differences in one notation, each with its relative change.
+
+    The differences share one notation (:func:`format_column` of their magnitudes); each is followed by
+    :func:`format_percent` of the change relative to ``before`` (left out when ``before`` is 0). A
+    change of exactly zero is ``0``; a pair where either side is missing (``None``, a string) or not
+    finite is ``""`` (the change is undefined).
+
+    Example:
+        >>> format_changes([0.1994, 0.02, 1.0, None], [0.2, 0.5, 1.0, 0.3])
+        ['-0.0006 (-0.3%)', '-0.4800 (-96%)', '0', '']
+        >>> format_changes([0.2499, 0.30001], [0.25, 0.3])
+        ['-0.00010000 (-0.04%)', '+0.00001000 (+0.003%)']
+        >>> format_changes([float("nan"), 0.5], [0.1, 0.4])
+        ['', '+0.1000 (+25%)']
+    """
+    def num(v: Any) -> float | None:
+        if v is None or isinstance(v, (str, bool, np.bool_)):
+            return None
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    pairs = [(num(a), num(b)) for a, b in zip(afters, befores)]
+    deltas = [a - b if a is not None and b is not None else None for a, b in pairs]
+    mags = iter(format_column([abs(d) for d in deltas if d], digits))
+    out = []
+    for (_a, b), d in zip(pairs, deltas):
+        if d is None:
+            out.append("")
+        elif d == 0:
+            out.append("0")
+        else:
+            text = ("+" if d > 0 else "-") + next(mags)
+            out.append(text + (f" ({format_percent(d / abs(b) * 100)})" if b else ""))
+    return out

@@ -1,7 +1,8 @@
 r"""Per-sample terms and additive statistics of the metrics (the private half of :mod:`sigmax.metrics`).
 
 :func:`prepare` is every metric's entry point: it validates scores and labels once through the
-canonical-input layer (:func:`sigmax._inputs.canonical`) and turns them into a :class:`MetricData`
+canonical-input layer (:func:`sigmax._inputs.canonical`) and :func:`from_canonical` turns the record into a
+:class:`MetricData`
 record of float64 probabilities, log-probabilities, labels and term weights. The functions here
 compute, from such a record, the per-sample terms (log-loss, squared error, top-k hits), the
 (weighted) confusion counts and the confidence / outcome pairs that :mod:`sigmax._binning` bins;
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._binning import Reliability, bin_sums, classwise_sums, from_sums
-from ._inputs import canonical, spell, to_numpy, validate_space, validate_task
+from ._inputs import Canonical, canonical, spell, to_numpy, validate_space, validate_task
 from .activations import log1mexp
 from .interpret import to_log_probs, to_probs, validate_log_probs
 
@@ -35,6 +36,7 @@ __all__ = [
     "classwise",
     "confusion",
     "decisions",
+    "from_canonical",
     "mean_over_classes",
     "n_columns",
     "nll_terms",
@@ -92,6 +94,19 @@ def prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *, 
     space = validate_space(space)
     c = canonical(scores, labels, task, axis=axis, ignore_index=ignore_index, sample_weight=sample_weight,
                   allow_empty=allow_empty)
+    return from_canonical(c, space, need_log=need_log)
+
+
+def from_canonical(c: Canonical, space: Any, *, need_log: bool = True) -> MetricData:
+    """A validated record (:class:`sigmax._inputs.Canonical`) as :class:`MetricData`: probabilities once.
+
+    The scores are turned into probabilities (and log-probabilities) here and nowhere else; callers that
+    hold a :class:`Canonical` already (the report's pipeline) come in here without validating again.
+    """
+    space = validate_space(space)
+    task = c.task
+    if c.labels is None:
+        raise ValueError("metrics need labels: the canonical record holds scores only")
     s, y = c.scores, c.labels
     w = c.weight
     if c.valid is not None:  # multilabel entries masked by ignore_index: weight 0, a neutral score

@@ -41,6 +41,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
+from ._format import format_bytes
 from ._inputs import spell
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "iter_chunks",
     "count_rows",
     "is_streamed",
+    "estimate_bytes",
     "atomic_write",
     "MEMORY_BUDGET",
 ]
@@ -239,32 +241,32 @@ def _load_npy(path: str, mmap: bool) -> np.ndarray:
         raise ScoreFileError(f"{path}: not a valid .npy file ({exc})") from None
 
 
+def _npz_member(zf: zipfile.ZipFile, path: str, key: str | None) -> tuple[str, int]:
+    """(member name, bytes it takes once decompressed), from the zip directory and the member's header only."""
+    members = {(n[:-4] if n.endswith(".npy") else n): n for n in zf.namelist()}
+    name = _pick(path, members, key, ".npz archive")
+    label = name[:-4] if name.endswith(".npy") else name
+    info = zf.getinfo(name)
+    # check what the member declares before inflating it: the shape in its .npy header (read
+    # from the first bytes of the stream only) and its size in the zip directory
+    with zf.open(info) as fh:
+        shape, dtype, offset = _npy_header(fh, f"{path}:{label}", "numeric .npy member")
+    if dtype.hasobject:
+        raise _pickled(path, f"array {label!r} ")
+    nbytes = _data_bytes(shape, dtype)
+    if offset + nbytes > info.file_size:
+        raise ScoreFileError(
+            f"{path}: array {label!r} is truncated or corrupt: its header promises shape {shape} "
+            f"of {dtype} ({nbytes:,} bytes) but the member holds {info.file_size - offset:,}; save it again"
+        )
+    return label, max(nbytes, info.file_size - offset)
+
+
 def _load_npz(path: str, key: str | None, memory_budget: int = MEMORY_BUDGET) -> np.ndarray:
     try:
         with zipfile.ZipFile(path) as zf:
-            members = {(n[:-4] if n.endswith(".npy") else n): n for n in zf.namelist()}
-            name = _pick(path, members, key, ".npz archive")
-            label = name[:-4] if name.endswith(".npy") else name
-            info = zf.getinfo(name)
-            # check what the member declares before inflating it: the shape in its .npy header (read
-            # from the first bytes of the stream only) and its size in the zip directory
-            with zf.open(info) as fh:
-                shape, dtype, offset = _npy_header(fh, f"{path}:{label}", "numeric .npy member")
-            if dtype.hasobject:
-                raise _pickled(path, f"array {label!r} ")
-            nbytes = _data_bytes(shape, dtype)
-            if offset + nbytes > info.file_size:
-                raise ScoreFileError(
-                    f"{path}: array {label!r} is truncated or corrupt: its header promises shape {shape} "
-                    f"of {dtype} ({nbytes:,} bytes) but the member holds {info.file_size - offset:,}; save it again"
-                )
-            need = max(nbytes, info.file_size - offset)
-            if need > memory_budget:
-                raise ScoreFileError(
-                    f"{path}: array {label!r} would take {need:,} bytes once decompressed, over the memory "
-                    f"budget of {memory_budget:,} bytes; raise it ({spell('memory_budget')}=BYTES) or save "
-                    "the array as a .npy, which is streamed"
-                )
+            label, need = _npz_member(zf, path, key)
+        _within_budget(path, need, memory_budget, f"array {label!r}", about="", when=" once decompressed")
         with np.load(path, allow_pickle=False) as z:
             return z[label]
     except ScoreFileError:
@@ -275,6 +277,75 @@ def _load_npz(path: str, key: str | None, memory_budget: int = MEMORY_BUDGET) ->
         raise ScoreFileError(f"{path}: not a valid .npz archive ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ScoreFileError(f"{path}: not a valid .npz archive ({exc})") from None
+
+
+#: bytes a CSV value takes while it is parsed besides its float64 (a Python float and its list slot)
+CSV_PARSE_BYTES = 32
+_CSV_SAMPLE = 1 << 16
+
+
+def _csv_estimate(path: str) -> int:
+    """Bytes :func:`_load_text` needs for ``path``: the text, a Python float per value and the float64 array.
+
+    The number of values is estimated from the file size and the first lines (bytes per line, values
+    per line), without reading the rest of the file.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(_CSV_SAMPLE)
+    lines = [ln for ln in head.split(b"\n") if ln.strip() and not ln.lstrip().startswith(b"#")]
+    if size > len(head) and len(lines) > 1:
+        lines = lines[:-1]  # the last sampled line may be cut short
+    if not lines:
+        return size
+    cols = max(len(ln.split(b",")) if b"," in ln else len(ln.split()) for ln in lines)
+    per_line = max(sum(len(ln) + 1 for ln in lines) / len(lines), 1.0)
+    values = int(math.ceil(size / per_line)) * cols
+    return size + values * (8 + CSV_PARSE_BYTES)
+
+
+def estimate_bytes(path: Any, key: str | None = None) -> int:
+    """About how many bytes reading ``path`` whole takes in memory (what :func:`load_array` checks).
+
+    * ``.npy``: the data size in its header (a ``.npy`` is streamed by :func:`iter_chunks` instead);
+    * ``.npz``: the member's decompressed size, from its header and the zip directory;
+    * ``.csv``/``.txt``: the text, plus a parsed value (``8 + CSV_PARSE_BYTES`` bytes) per value, the
+      number of values estimated from the file size and the first lines;
+    * ``.pt``/``.pth``: the file size (the tensors' data).
+
+    Example:
+        >>> import os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "s.csv")
+        >>> _ = open(p, "w").write("0.5,1.5\\n" * 1000)
+        >>> estimate_bytes(p)  # 8,000 bytes of text, 2,000 values
+        88000
+    """
+    path = _check_path(path)
+    ext = _ext(path)
+    if ext == ".npy":
+        with open(path, "rb") as fh:
+            shape, dtype, _offset = _npy_header(fh, path)
+        return _data_bytes(shape, dtype)
+    if ext == ".npz":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return _npz_member(zf, path, key)[1]
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ScoreFileError(f"{path}: not a valid .npz archive ({exc})") from None
+    if ext in (".csv", ".txt"):
+        return _csv_estimate(path)
+    return os.path.getsize(path)
+
+
+def _within_budget(path: str, need: int, memory_budget: int, what: str, *, about: str = "about ",
+                   when: str = "") -> None:
+    """A one-line error naming the file, the estimate, the budget and the fix, when ``need`` is over budget."""
+    if need > memory_budget:
+        raise ScoreFileError(
+            f"{path}: {what} would take {about}{need:,} bytes{when}, over the memory budget of "
+            f"{memory_budget:,} bytes ({format_bytes(memory_budget)}); convert it to .npy (np.save), which is "
+            f"streamed chunk by chunk, or raise the budget ({spell('memory_budget')}=BYTES)"
+        )
 
 
 _INF_WORDS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
@@ -414,8 +485,10 @@ def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap
             its header name). Required when there are several.
         as_numpy: return ``.pt`` content as a NumPy array (default) instead of a torch tensor.
         mmap: memory-map a ``.npy`` instead of reading it (read-only).
-        memory_budget: bytes one ``.npz`` member may take once decompressed (default 1 GiB); checked
-            from the archive's directory and the member's header *before* inflating it.
+        memory_budget: bytes the array may take once read (default 1 GiB), checked *before* reading
+            (:func:`estimate_bytes`): an ``.npz`` member from the archive's directory and its header, a
+            ``.csv`` from its size and first lines, a ``.pt`` from its size. A ``.npy`` is not checked
+            here: :func:`iter_chunks` streams it.
 
     Returns:
         A NumPy array (or a torch tensor for ``.pt`` when ``as_numpy=False``).
@@ -423,7 +496,7 @@ def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap
     Raises:
         ScoreFileError: missing file, unknown extension, pickled objects, several arrays and no key,
             a truncated ``.npy`` (checked from its header before anything is allocated), an ``.npz``
-            member over ``memory_budget``, an empty or overflowing CSV cell.
+            member, ``.csv`` or ``.pt`` over ``memory_budget``, an empty or overflowing CSV cell.
 
     Warns:
         UserWarning: a pandas index column (``DataFrame.to_csv()``'s unnamed first column 0..N-1) was dropped.
@@ -438,8 +511,10 @@ def load_array(path: Any, *, key: str | None = None, as_numpy: bool = True, mmap
     elif ext == ".npz":
         arr = _load_npz(path, key, memory_budget)
     elif ext in (".csv", ".txt"):
+        _within_budget(path, _csv_estimate(path), memory_budget, "reading this text file whole")
         arr = _load_text(path, key)
     else:
+        _within_budget(path, os.path.getsize(path), memory_budget, "reading this .pt file whole")
         t = _load_pt(path, key)
         if not as_numpy:
             return t
@@ -557,11 +632,12 @@ def _budget(memory_budget: Any) -> int:
     return int(memory_budget)
 
 
-def count_rows(path: Any) -> int:
-    """The number of rows (first dimension) of a ``.npy`` file, read from its header only."""
+def count_rows(path: Any, *, memory_budget: int = MEMORY_BUDGET) -> int:
+    """The number of rows (first dimension) of a ``.npy`` file, read from its header only (other formats
+    are read whole, within ``memory_budget``)."""
     path = _check_path(path)
     if _ext(path) != ".npy":
-        return int(load_array(path).shape[0])
+        return int(load_array(path, memory_budget=memory_budget).shape[0])
     return int(_load_npy(path, mmap=True).shape[0])
 
 

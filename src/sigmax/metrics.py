@@ -76,7 +76,7 @@ from ._binning import (
     errors_from_sums,
     from_sums,
 )
-from ._inputs import canonical, spell, validate_space, validate_task, validate_top_k
+from ._inputs import Canonical, spell, validate_space, validate_task, validate_top_k
 from ._metrics_terms import (
     MetricData,
     add_sums,
@@ -85,6 +85,7 @@ from ._metrics_terms import (
     classwise,
     confusion,
     decisions,
+    from_canonical,
     mean_over_classes,
     n_columns,
     nll_terms,
@@ -95,17 +96,18 @@ from ._metrics_terms import (
     weighted_mean,
     weighted_sum,
 )
-from .activations import log1mexp
 
 __all__ = [
     "DEFAULT_MIN_BIN_COUNT",
     "MetricAccumulator",
+    "MetricData",
     "Reliability",
     "accuracy",
     "brier",
     "calibration_error",
     "nll",
     "precision_recall_f1",
+    "prepare_canonical",
     "reliability",
     "summary",
 ]
@@ -415,6 +417,28 @@ def calibration_error(scores: Any, labels: Any, task: str, *, space: str = "logi
 # --------------------------------------------------------------------------------------------
 
 
+def prepare_canonical(c: Canonical, *, space: str = "logits") -> MetricData:
+    """Probabilities, log-probabilities and term weights of a validated chunk, computed once.
+
+    ``c`` comes from :func:`sigmax._inputs.canonical` (the one validator; ``ignore_index`` and
+    ``sample_weight`` already applied); ``space`` says what its scores are. The result feeds
+    :meth:`MetricAccumulator.update_prepared` (as many accumulators as needed) and, through its ``p``
+    (probabilities, float64, classes last), anything else that needs the chunk's probabilities, so a
+    chunk is validated once and turned into probabilities once.
+
+    Example:
+        >>> import numpy as np, sigmax.metrics as M
+        >>> from sigmax._inputs import canonical
+        >>> c = canonical(np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([0, 1]), "multiclass")
+        >>> d = M.prepare_canonical(c, space="logits")
+        >>> d.p.shape, M.MetricAccumulator("multiclass").update_prepared(d).compute()["accuracy"]
+        ((2, 2), 1.0)
+    """
+    if not isinstance(c, Canonical):
+        raise TypeError(f"prepare_canonical takes a Canonical record (sigmax._inputs.canonical), got {type(c).__name__}")
+    return from_canonical(c, space)
+
+
 class MetricAccumulator:
     r"""Streaming metrics: feed chunks with :meth:`update`, read the :func:`summary` dict with :meth:`compute`.
 
@@ -465,8 +489,22 @@ class MetricAccumulator:
 
     def update(self, scores: Any, labels: Any, sample_weight: Any = None) -> MetricAccumulator:
         """Add a chunk of scores and labels (and optionally one weight per sample); returns ``self``."""
-        d = prepare(scores, labels, self.task, self.space, self.axis, ignore_index=self.ignore_index,
-                     sample_weight=sample_weight, allow_empty=True)
+        return self.update_prepared(prepare(scores, labels, self.task, self.space, self.axis,
+                                            ignore_index=self.ignore_index, sample_weight=sample_weight,
+                                            allow_empty=True))
+
+    def update_canonical(self, c: Canonical) -> MetricAccumulator:
+        """Add a chunk already validated by :func:`sigmax._inputs.canonical` (scores in this accumulator's
+        ``space``, ``ignore_index`` already applied): nothing is validated again; returns ``self``."""
+        return self.update_prepared(prepare_canonical(c, space=self.space))
+
+    def update_prepared(self, d: MetricData) -> MetricAccumulator:
+        """Add a chunk prepared by :func:`prepare_canonical` (its probabilities are used as they are, so
+        one preparation can feed several accumulators and the report's figures); returns ``self``."""
+        if not isinstance(d, MetricData):
+            raise TypeError(f"update_prepared takes a MetricData from prepare_canonical, got {type(d).__name__}")
+        if d.task != self.task:
+            raise ValueError(f"this chunk was prepared for task {d.task!r} but the accumulator is for {self.task!r}")
         if self._n_classes is not None and d.n_classes != self._n_classes:
             raise ValueError(f"this chunk has {d.n_classes} classes but earlier chunks had {self._n_classes}")
         self._n_classes = d.n_classes
@@ -566,14 +604,3 @@ def summary(scores: Any, labels: Any, task: str, *, space: str = "logits", axis:
     acc = MetricAccumulator(task, space=space, axis=resolve_axis(axis, dim), threshold=threshold, n_bins=n_bins,
                             ignore_index=ignore_index, min_bin_count=min_bin_count)
     return acc.update(scores, labels, sample_weight).compute()
-
-
-def _canonical(scores: Any, labels: Any, task: str, axis: Any = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Deprecated thin alias kept while calibration.py moves to :func:`sigmax._inputs.canonical`; remove then."""
-    c = canonical(scores, labels, validate_task(task), axis=axis)
-    return c.scores, c.labels
-
-
-def _log1mexp(a: np.ndarray) -> np.ndarray:
-    """Deprecated thin alias of :func:`sigmax.activations.log1mexp` kept while calibration.py moves to it."""
-    return np.asarray(log1mexp(a))

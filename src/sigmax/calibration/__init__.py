@@ -29,7 +29,8 @@ not needed.
 *logits* of the input's array type, device and dtype; ``predict_proba`` returns probabilities.
 :func:`tune_thresholds` picks per-class decision thresholds, :class:`Calibrator` bundles a scaler
 with thresholds, and :func:`fit_calibrator` fits one with the method and threshold rule resolved per
-task. Everything saves to JSON (through a temporary file renamed into place) and loads from it
+task (:func:`resolve_method`, the one rule, which callers apply before any work). Everything saves
+to JSON (through a temporary file renamed into place) and loads from it
 (:func:`load`), every loaded field validated.
 
 The code lives in private modules, one per concern: ``_logits`` (scores in a declared space to
@@ -49,7 +50,7 @@ Example:
     2.9
 """
 
-from ._calibrator import DEFAULT_METHOD, Calibrator, fit_calibrator, from_dict, load
+from ._calibrator import DEFAULT_METHOD, Calibrator, fit_calibrator, from_dict, load, resolve_method
 from ._format import FORMAT_VERSION  # noqa: F401  (sigmax.calibration.FORMAT_VERSION, as before)
 from ._scalers import MIN_SAMPLES_PER_PARAMETER, PlattScaling, TemperatureScaling, VectorScaling  # noqa: F401
 from ._thresholds import tune_thresholds
@@ -63,5 +64,6 @@ __all__ = [
     "fit_calibrator",
     "from_dict",
     "load",
+    "resolve_method",
     "tune_thresholds",
 ]

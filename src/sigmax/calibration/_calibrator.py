@@ -17,7 +17,7 @@ from ._logits import fit_logits, logits_xp
 from ._scalers import SCALERS, PlattScaling, Scaler, TemperatureScaling, VectorScaling, check_compatible
 from ._thresholds import tune_thresholds
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "Calibrator", "fit_calibrator", "from_dict", "load"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "Calibrator", "fit_calibrator", "from_dict", "load", "resolve_method"]
 
 #: the calibration method used when none is named (``method=None`` or ``"auto"``)
 DEFAULT_METHOD = {"binary": "temperature", "multiclass": "temperature", "multilabel": "temperature"}
@@ -31,9 +31,40 @@ def _method(method: Any) -> str | None:
         method = method.strip().lower()
         method = None if method == "none" else method
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use 'temperature', 'vector' (multiclass), 'platt' "
-                         "(binary/multilabel) or None")
+        raise ValueError(f"unknown {spell('method')} {method!r}; use 'temperature', 'vector' (multiclass), 'platt' "
+                         "(binary/multilabel) or 'none'")
     return method
+
+
+def resolve_method(task: str, method: Any = "auto", tune: Any = "auto", *, target_precision: Any = None,
+                   target_recall: Any = None) -> tuple[str | None, str | None]:
+    """``(method, tune)`` resolved for ``task``, or a ``ValueError`` before any work is done.
+
+    The one rule :func:`fit_calibrator`, the report pipeline and the CLI apply to their ``method`` and
+    ``tune`` settings: ``None`` or ``"auto"`` is :data:`DEFAULT_METHOD`; ``"none"`` is no rescaling
+    (``None``); a method the task has no use for (vector scaling is for multiclass, Platt scaling for
+    binary and multilabel) is an error; ``tune`` is ``"f1"``, ``None``/``"none"`` or ``"auto"`` (F1
+    for binary and multilabel, none for multiclass), and thresholds asked for multiclass are an error.
+
+    Example:
+        >>> resolve_method("binary"), resolve_method("multiclass", "vector")
+        (('temperature', 'f1'), ('vector', None))
+        >>> resolve_method("binary", "vector")
+        Traceback (most recent call last):
+        ...
+        ValueError: method='vector' is for task='multiclass' only, not task='binary'; use method='temperature' or method='platt'
+    """
+    task = validate_task(task)
+    if method is None or (isinstance(method, str) and method.strip().lower() == "auto"):
+        method = DEFAULT_METHOD[task]
+    method = _method(method)
+    cls = METHODS[method]
+    if cls is not None and task not in cls.tasks:
+        others = [m for m, c in METHODS.items() if m is not None and task in c.tasks]
+        only = " or ".join(spell("task", t) for t in cls.tasks)
+        raise ValueError(f"{spell('method', method)} is for {only} only, not {spell('task', task)}; use "
+                         f"{' or '.join(spell('method', m) for m in others)}")
+    return method, _resolve_tune(task, tune, target_precision, target_recall)
 
 
 class Calibrator:
@@ -272,7 +303,8 @@ def _resolve_tune(task: str, tune: Any, target_precision: Any, target_recall: An
     if tune == "auto":
         tune = "f1" if task != "multiclass" else None
     if tune is not None and tune != "f1":
-        raise ValueError(f"unknown tune {tune!r}; use 'f1', 'auto' (F1 for binary and multilabel) or None")
+        raise ValueError(f"unknown {spell('tune')} {tune!r}; use 'f1', 'auto' (F1 for binary and multilabel) or "
+                         "'none'")
     if task == "multiclass" and (tune is not None or target_precision is not None or target_recall is not None):
         what = spell("tune", tune) if tune is not None else spell(
             "target_precision" if target_precision is not None else "target_recall")
@@ -324,10 +356,8 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
         'Platt scaling, weight 0.337, bias 0.058'
     """
     task, space = validate_task(task), validate_space(space)
-    if method is None or (isinstance(method, str) and method.strip().lower() == "auto"):
-        method = DEFAULT_METHOD[task]
-    method = _method(method)
-    tune = _resolve_tune(task, tune, target_precision, target_recall)
+    method, tune = resolve_method(task, method, tune, target_precision=target_precision,
+                                  target_recall=target_recall)
 
     def fit() -> Calibrator:
         return Calibrator().fit(scores, labels, task, method=method, tune=tune, space=space, axis=axis,

@@ -92,14 +92,15 @@ def _short(v) -> str:
 class Scaler:
     """Shared plumbing: fit on float64 NumPy, transform in the input's library, JSON round trip."""
 
-    _tasks: tuple[str, ...] = ()
+    #: the tasks this scaler fits (checked by the constructor and by :func:`sigmax.calibration.resolve_method`)
+    tasks: tuple[str, ...] = ()
     _params: tuple[str, ...] = ()
     #: the ``method`` name of :class:`~sigmax.calibration.Calibrator` for this scaler
     method: str = ""
 
     def __init__(self, task: str, *, gtol: float):
         task = validate_task(task)
-        if task not in self._tasks:
+        if task not in self.tasks:
             raise ValueError(self._task_error(task))
         self.task = task
         self.gtol = _check_gtol(gtol)
@@ -233,7 +234,7 @@ class Scaler:
     def from_description(cls, d: dict[str, Any], where: str = "") -> Scaler:
         """A fitted scaler from its :meth:`to_dict` description, every field validated (a ``ValueError``
         naming the field otherwise). ``where`` prefixes the field names (``scaler.``)."""
-        task = F.choice(d, "task", cls._tasks, where + "task")
+        task = F.choice(d, "task", cls.tasks, where + "task")
         space = F.choice(d, "space", SPACES, where + "space")
         axis = F.integer(d, "axis", where + "axis")
         if task == "binary":
@@ -335,7 +336,7 @@ class TemperatureScaling(Scaler):
         (array([0.613]), array([0.649]))
     """
 
-    _tasks = ("multiclass", "binary", "multilabel")
+    tasks = ("multiclass", "binary", "multilabel")
     _params = ("temperature",)
     _option_types = {"per_class": bool, "gtol": numbers.Real}
     method = "temperature"
@@ -458,7 +459,7 @@ class VectorScaling(Scaler):
         (array([0.5, 0.5, 0.5]), array([ 0.1, -0.3,  0.2]))
     """
 
-    _tasks = ("multiclass",)
+    tasks = ("multiclass",)
     _params = ("weight", "bias")
     _option_types = {"l2": numbers.Real, "gtol": numbers.Real}
     method = "vector"
@@ -534,7 +535,7 @@ class PlattScaling(Scaler):
         (0.3, 0.3)
     """
 
-    _tasks = ("binary", "multilabel")
+    tasks = ("binary", "multilabel")
     _params = ("weight", "bias")
     _option_types = {"prior_correction": bool, "gtol": numbers.Real}
     method = "platt"

@@ -4,7 +4,8 @@ The rows of SCORES/LABELS are split at random (``--fit-fraction``, ``--seed``): 
 calibrator, the other is evaluated before and after, so the "after" column is honest. With
 ``--calibrator FILE`` an already fitted calibrator is applied to every row instead. A ``.npy`` score file
 is always read memory-mapped, chunk by chunk, so the command stays within ``--memory-budget`` (1 GiB by
-default) whatever the number of rows and classes; other formats are read whole first. Exit status: 0,
+default) whatever the number of rows and classes; other formats (``.csv``, ``.npz``, ``.pt``) are read
+whole, and refused with a one-line error before reading when their estimated size is over the budget. Exit status: 0,
 1 when a check() finding reaches ``--fail-on`` (error by default; the findings are printed first), 2 on
 a usage error.
 """
@@ -22,6 +23,7 @@ from ._output import (
     add_fail_on,
     escape,
     exit_status,
+    format_column,
     is_terminal,
     print_json,
     print_note,
@@ -143,7 +145,8 @@ def print_report(rep, *, stream=None) -> None:
         b, a = rep.before.metrics["ece"], rep.after.metrics["ece"]
         word = "lowered" if a < b else "did not lower"
         seen = "on rows it never saw" if rep.n_fit else "on every row"
-        _say((f"{rep.calibrator_text}: {word} ECE {b:.4f} -> {a:.4f} {seen}"), stream=stream,
+        tb, ta = format_column([float(b), float(a)])  # one notation for the two numbers
+        _say((f"{rep.calibrator_text}: {word} ECE {tb} -> {ta} {seen}"), stream=stream,
                    style="bold green" if a < b else "bold red")
     for n in rep.notes:
         _say(("  " + n), stream=stream)
@@ -154,7 +157,7 @@ def figure_count(out_dir) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import ScoreFileError, load_labels, load_scores
+    from ..io import ScoreFileError, is_streamed, load_labels, load_scores
     from ..report import calibration_report, parse_memory, stream_calibration_report, write_html
 
     t0 = time.perf_counter()
@@ -177,10 +180,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--calibrator applies a saved calibrator, so there is nothing to --save-calibrator; drop one")
     if args.method == "none" and args.save_calibrator:
         raise CLIError("--method none fits no calibrator, so there is nothing to --save-calibrator")
+    if not args.calibrator and args.method != "none":  # --method/--tune that the task has no use for: before any read
+        from ..calibration import resolve_method
+
+        try:
+            resolve_method(args.task, args.method, tune_value(args.tune))
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     spath, skey = split_key(args.scores, "SCORES")
     lpath, lkey = split_key(args.labels, "LABELS")
     cal = load_calibrator(args.calibrator) if args.calibrator else None
-    stream = spath.lower().endswith(".npy") and skey is None  # memory-mapped: within the budget at any size
+    stream = is_streamed(spath, skey)  # a .npy is memory-mapped: within the budget at any size
     show = None if is_terminal(sys.stderr) else False
     common = {"task": args.task, "space": args.space, "axis": args.axis, "calibrator": cal, "method": args.method,
               "tune": tune_value(args.tune), "fit_fraction": args.fit_fraction, "seed": args.seed,
@@ -193,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
                                             labels_key=lkey, title=f"{args.task} report: {os.path.basename(spath)}",
                                             **common)
         else:
-            scores = load_scores(spath, key=skey)
-            labels = load_labels(lpath, key=lkey)
+            # read whole: refused before reading when the estimate is over the budget (sigmax.io.estimate_bytes)
+            scores = load_scores(spath, key=skey, memory_budget=budget)
+            labels = load_labels(lpath, key=lkey, memory_budget=budget)
             rep = calibration_report(scores, labels, source=spath, chunk_rows=args.chunk_rows,
                                      title=f"{args.task} report: {os.path.basename(spath)}", **common)
     except ScoreFileError as exc:

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._format import format_bytes  # the one formatter of sizes (sigmax.report.format_bytes, as before)
+
 __all__ = ["CHUNK_FACTOR", "CHUNK_SHARE", "DEFAULT_BUDGET", "FIT_FACTOR", "MIN_BUDGET", "MemoryPlan",
            "format_bytes", "parse_memory", "plan_memory"]
 
@@ -69,20 +71,6 @@ def parse_memory(value: Any, name: str = "memory_budget") -> int:
         raise ValueError(f"{name} {value!r} is below the minimum of {format_bytes(MIN_BUDGET)}; "
                          "give e.g. 256M or more")
     return n
-
-
-def format_bytes(n: float) -> str:
-    """``1073741824`` → ``'1 GiB'``; ``536870912`` → ``'512 MiB'``.
-
-    Example:
-        >>> format_bytes(1 << 30), format_bytes(3 << 19), format_bytes(1000)
-        ('1 GiB', '1.5 MiB', '1,000 B')
-    """
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            v = n / size
-            return f"{v:.0f} {unit}" if abs(v - round(v)) < 0.05 else f"{v:.1f} {unit}"
-    return f"{int(n):,} B"
 
 
 @dataclass(frozen=True)

@@ -1,110 +1,81 @@
-"""Numbers as the report shows them: one notation per column, counts with separators, honest changes.
+"""The report's metrics table as text: report-specific assembly over the one set of formatters.
+
+Every number is formatted by :mod:`sigmax._format` (one notation per column, counts with thousands
+separators, changes that never read ``(-0%)``); this module only knows the report's columns: which
+column is a change of which, and how an undefined MCE reads.
 
 Example:
-    >>> format_column([0.0009396, 0.1234, 1.5])
-    ['0.00094', '0.12340', '1.50000']
-    >>> format_column([0.25, 0.1234, 1.5])
-    ['0.2500', '0.1234', '1.5000']
-    >>> format_column([9.4e-08, 0.1234])
-    ['9.400e-08', '1.234e-01']
-    >>> format_change(0.2, 0.1994), format_change(0.2, 0.2), format_change(0.5, 0.02)
-    ('-0.00060 (-0.3%)', '0', '-0.4800 (-96%)')
-    >>> format_changes([0.2, 0.5, 1.0], [0.1994, 0.02, 1.0])
-    ['-0.00060 (-0.3%)', '-0.48000 (-96%)', '0']
-    >>> format_count(200000000)
-    '200,000,000'
+    >>> headers = ["metric", "before", "after", "change"]
+    >>> rows = [["NLL", 0.4, 0.2, None], ["ECE", 0.0009396, 0.0009, None],
+    ...         ["MCE", float("nan"), 0.25, None]]
+    >>> for r in format_table(headers, rows, min_bin_count=10):
+    ...     print(r)
+    ['NLL', '0.4000000', '0.2000000', '-0.2000000 (-50%)']
+    ['ECE', '0.0009396', '0.0009000', '-0.0000396 (-4.2%)']
+    ['MCE', 'n/a (no bin with ≥ 10 rows)', '0.2500000', '']
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_change", "format_changes", "format_column", "format_count", "format_percent", "format_value"]
+from .._format import format_changes, format_column, format_number
+
+__all__ = ["format_table", "mce_text", "undefined_mce"]
 
 
-def format_count(n: Any) -> str:
-    """A count with thousands separators (``1,998,752``)."""
-    return f"{int(n):,}"
+def undefined_mce(min_bin_count: int) -> str:
+    """What an MCE reads when no bin holds ``min_bin_count`` rows (the metric is NaN: undefined).
+
+    Example:
+        >>> undefined_mce(10)
+        'n/a (no bin with ≥ 10 rows)'
+    """
+    return f"n/a (no bin with ≥ {int(min_bin_count):,} rows)"
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+def mce_text(value: Any, min_bin_count: int, digits: int = 4) -> str:
+    """An MCE as text: its value, or :func:`undefined_mce` when it is NaN (the reliability panels use it).
+
+    Example:
+        >>> mce_text(0.12345, 10), mce_text(float("nan"), 5)
+        ('0.1235', 'n/a (no bin with ≥ 5 rows)')
+    """
+    if value is None or math.isnan(float(value)):
+        return undefined_mce(min_bin_count)
+    return format_number(float(value), digits)
 
 
-def _special(v: Any) -> str | None:
-    if v is None or isinstance(v, str):
-        return "" if v is None else v
-    v = float(v)
-    if math.isnan(v):
-        return "–"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return None
+def _is_mce(name: Any) -> bool:
+    return isinstance(name, str) and name.startswith("MCE")
 
 
-def format_column(values: Sequence[Any], digits: int = 4, *, sign: bool = False) -> list[str]:
-    """Format a column of numbers in one notation: fixed point with ``digits`` decimals, or up to
-    ``digits + 2`` so that the smallest non-zero value keeps two significant digits; scientific for the
-    whole column when even that is not enough or a value is 10⁶ or more. Integers are counts
-    (separators); strings pass through; ``sign`` writes ``+`` on positive numbers."""
-    nums = [abs(float(v)) for v in values if _finite(v) and not isinstance(v, numbers.Integral) and v != 0]
-    small = min(nums, default=1.0)
-    sci = any(v >= 1e6 for v in nums) or small < 10 ** (-1 - digits)
-    dec = digits if sci else min(digits + 2, max(digits, math.ceil(-math.log10(small) - 1e-9) + 1))
-    plus = "+" if sign else ""
-    out = []
-    for v in values:
-        s = _special(v)
-        if s is not None:
-            out.append(s)
-        elif isinstance(v, numbers.Integral):
-            out.append(format_count(v))
-        elif float(v) == 0 and sign:
-            out.append("0")
-        elif sci:
-            out.append(f"{float(v):{plus}.{digits - 1}e}")
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, min_bin_count: int = 10,
+                 digits: int = 4) -> list[list[str]]:
+    """The cells of :meth:`sigmax.report.Report.table` as text.
+
+    A ``"change"`` column is recomputed from the two columns it compares (the one before it against the
+    number column before that: "after" against "before", "tuned thresholds" against "after"), so the
+    whole column keeps one notation (:func:`sigmax._format.format_changes`); every other number column
+    is one :func:`sigmax._format.format_column`. A NaN MCE (no bin holds ``min_bin_count`` rows) reads
+    :func:`undefined_mce`, and its change is empty.
+    """
+    def number(v: Any) -> Any:
+        return None if v is None or isinstance(v, str) else v
+
+    cols: list[list[str]] = []
+    for j, h in enumerate(headers):
+        col = [r[j] for r in rows]
+        if h == "change" and j >= 2:
+            ref = j - 2 if headers[j - 2] != "change" else j - 3
+            cols.append(format_changes([number(r[j - 1]) for r in rows], [number(r[ref]) for r in rows],
+                                       digits=digits))
+        elif any(not isinstance(v, str) for v in col):
+            text = format_column(col, digits)
+            cols.append([undefined_mce(min_bin_count) if _is_mce(r[0]) and not isinstance(v, str)
+                         and v is not None and math.isnan(float(v)) else t for r, v, t in zip(rows, col, text)])
         else:
-            out.append(f"{float(v):{plus}.{dec}f}")
-    return out
-
-
-def format_value(v: Any, digits: int = 4) -> str:
-    """One number alone (:func:`format_column` of one value)."""
-    return format_column([v], digits)[0]
-
-
-def format_percent(rel: float) -> str:
-    """A relative change in percent, never ``-0%`` for a change that is not zero."""
-    if rel == 0:
-        return "0%"
-    a = abs(rel) * 100
-    for d in (0, 1, 2, 3):
-        if round(a, d) != 0 and (d > 0 or a >= 1):
-            break
-    else:
-        return ("+" if rel > 0 else "-") + "<0.001%"
-    d = 0 if a >= 1 else d
-    return f"{'+' if rel > 0 else '-'}{a:.{d}f}%"
-
-
-def format_changes(befores: Sequence[Any], afters: Sequence[Any], digits: int = 4) -> list[str]:
-    """A column of changes ``after - before`` in one notation, each with its relative size
-    (:func:`format_percent`); ``0`` when nothing changed, empty where a side is not a number."""
-    deltas = [float(a) - float(b) if _finite(a) and _finite(b) else None for b, a in zip(befores, afters)]
-    texts = format_column([d for d in deltas if d is not None], digits, sign=True)
-    out, it = [], iter(texts)
-    for b, d in zip(befores, deltas):
-        if d is None:
-            out.append("")
-            continue
-        t = next(it)
-        out.append(t if d == 0 else t + (f" ({format_percent(d / abs(float(b)))})" if float(b) else ""))
-    return out
-
-
-def format_change(before: Any, after: Any, digits: int = 4) -> str:
-    """One change (:func:`format_changes` of one pair)."""
-    return format_changes([before], [after], digits)[0]
+            cols.append([str(v) for v in col])
+    return [[cols[j][i] for j in range(len(headers))] for i in range(len(rows))]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._format import format_change, format_value
+from .._format import format_change, format_number
 from ._plots import COLORS
 
 Report = Any  # a sigmax.report.Report; not imported, so that _report (which writes pages) and this stay acyclic
@@ -79,7 +79,7 @@ _KPIS = (("ece", "ECE", -1), ("nll", "NLL", -1), ("brier", "Brier", -1), ("accur
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
-    return "–" if v is None else format_value(v, digits)
+    return "–" if v is None else format_number(v, digits)
 
 
 def _version() -> str:
@@ -132,7 +132,7 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
         if a is not None and key in a:
             va = float(a[key])
             cls = _delta_class(vb, va, better)
-            delta = format_change(vb, va)
+            delta = format_change(va, vb)
             main = " main" if key == "ece" else ""
             out.append(f'<div class="kpi{main}"><div class="name">{name}</div><div class="vals">'
                        f'<span style="color:var(--before)">{_fmt(vb)}</span><span class="arrow">→</span>'

@@ -1,17 +1,20 @@
 """The one evaluation pipeline: split, fit, measure before and after, chunk by chunk, within a memory budget.
 
 Scores come from a *source* of chunks: :class:`ArraySource` slices arrays already in memory,
-:class:`FileSource` reads a ``.npy`` file memory-mapped (other formats are read whole, then sliced).
-:func:`calibration_report` is the in-memory case and :func:`stream_calibration_report` the file case of
-:func:`evaluate`, which does everything else once:
+:class:`FileSource` reads a ``.npy`` file memory-mapped (other formats are read whole, once their
+estimated size is found within the budget, then sliced). :func:`calibration_report` is the in-memory
+case and :func:`stream_calibration_report` the file case of :func:`evaluate`, which does everything else
+once:
 
+0. ``method`` and ``tune`` are checked against the task (:func:`sigmax.calibration.resolve_method`)
+   before any source reads a row;
 1. the plan (:func:`sigmax.report.plan_memory`): rows per chunk and rows of the fitting sample, from the
    budget in bytes and the number of scores per row;
 2. pass 1, per chunk: each row's seeded uniform number (:func:`split_mask`, independent of the chunking)
    sends it to the fitting rows or the evaluation rows; evaluation rows are validated once
-   (:func:`sigmax._inputs.canonical` via the public :mod:`sigmax.metrics` floor), turned into
-   probabilities once, and summed into the "before" side; a uniform sample of the fitting rows, at most
-   the plan's fit rows, is kept;
+   (:func:`sigmax._inputs.canonical`) and each side turns the record into probabilities once
+   (:func:`sigmax.metrics.prepare_canonical`), shared by its metrics (at the default and the tuned
+   thresholds) and its figures; a uniform sample of the fitting rows, at most the plan's fit rows, is kept;
 3. the calibrator is fitted on that sample (:func:`fit_calibrator`);
 4. pass 2: the evaluation rows again, calibrated, summed into the "after" side (at the default
    threshold, and at the tuned thresholds when there are some, so the two effects show apart).
@@ -32,9 +35,9 @@ import numpy as np
 from .. import io as sio
 from .._array import normalize_axis
 from .._inputs import canonical, to_numpy, validate_ignore_index, validate_space, validate_task
-from ..interpret import to_probs
-from ..metrics import DEFAULT_MIN_BIN_COUNT, MetricAccumulator
-from ._budget import DEFAULT_BUDGET, MemoryPlan, plan_memory
+from ..calibration import fit_calibrator, resolve_method
+from ..metrics import DEFAULT_MIN_BIN_COUNT, MetricAccumulator, prepare_canonical
+from ._budget import DEFAULT_BUDGET, MemoryPlan, parse_memory, plan_memory
 from ._data import PlotAccumulator, View
 from ._progress import progress as _progress
 from ._report import Report
@@ -74,6 +77,7 @@ class ArraySource:
     """
 
     streamed = False
+    chunk_axis = -1  # chunks have the class axis last
 
     def __init__(self, scores: Any, labels: Any, task: str, axis: Any = -1, *, names=("scores", "labels")) -> None:
         s = to_numpy(scores, names[0])
@@ -114,21 +118,32 @@ class ArraySource:
 
 
 class FileSource:
-    """Chunks of a score file and its label file, read in order (a ``.npy`` is memory-mapped)."""
+    """Chunks of a score file and its label file, read in order.
 
-    streamed = True
+    A ``.npy`` (no key) is memory-mapped and read chunk by chunk (``streamed``, :func:`sigmax.io.is_streamed`);
+    other formats are read whole, once the size they would take is found to fit ``memory_budget``
+    (:func:`sigmax.io.estimate_bytes`), then sliced.
+    """
 
     def __init__(self, scores_path: Any, labels_path: Any, task: str, axis: Any = -1, *,
-                 scores_key: str | None = None, labels_key: str | None = None) -> None:
+                 scores_key: str | None = None, labels_key: str | None = None,
+                 memory_budget: Any = DEFAULT_BUDGET) -> None:
         self.scores_path, self.labels_path = scores_path, labels_path
         self.scores_key, self.labels_key = scores_key, labels_key
-        npy = str(scores_path).lower().endswith(".npy") and scores_key is None
-        self.n_rows = sio.count_rows(scores_path) if npy else int(sio.load_array(scores_path, key=scores_key).shape[0])
+        self.budget = parse_memory(memory_budget)
+        self.streamed = sio.is_streamed(scores_path, scores_key)
+        self._labels_streamed = sio.is_streamed(labels_path, labels_key)
+        self._whole: np.ndarray | None = None  # a score file read whole (not a .npy): read once
+        if self.streamed:
+            self.n_rows = sio.count_rows(scores_path)
+        else:
+            self._whole = sio.load_array(scores_path, key=scores_key, memory_budget=self.budget)
+            self.n_rows = int(self._whole.shape[0])
         n_labels = self._count_labels()
         if n_labels != self.n_rows:
             raise ValueError(f"LABELS has {n_labels} rows but SCORES has {self.n_rows}; give one label per score row, "
                              "in the same order")
-        first = next(iter(sio.iter_chunks(scores_path, 1, key=scores_key)), None)
+        first = next(iter(self._score_chunks(1)), None)
         if first is None:
             raise ValueError(f"SCORES {os.fspath(scores_path)} holds no rows; metrics need at least one sample")
         ndim = first.ndim
@@ -143,27 +158,34 @@ class FileSource:
             self.n_classes = int(first.shape[ax])
         else:
             self.n_classes = 2
-        self.axis = axis
+        self.axis = self.chunk_axis = axis  # chunks are rows of the file as stored
         self.scores_per_row = max(int(np.prod(first.shape[1:])) if ndim > 1 else 1, 1)
         self.names = ("SCORES", "LABELS")
 
     def _count_labels(self) -> int:
-        if str(self.labels_path).lower().endswith(".npy") and self.labels_key is None:
+        if self._labels_streamed:
             return sio.count_rows(self.labels_path)
-        return int(sio.load_labels(self.labels_path, key=self.labels_key).shape[0])
+        return int(sio.load_labels(self.labels_path, key=self.labels_key, memory_budget=self.budget).shape[0])
+
+    def _score_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        if self._whole is None:
+            yield from sio.iter_chunks(self.scores_path, rows, memory_budget=self.budget)
+            return
+        for i in range(0, self._whole.shape[0], rows):
+            yield self._whole[i:i + rows]
 
     def _label_chunks(self, rows: int) -> Iterator[np.ndarray]:
-        if str(self.labels_path).lower().endswith(".npy") and self.labels_key is None:
+        if self._labels_streamed:
             yield from sio.iter_chunks(self.labels_path, rows)
             return
-        y = sio.load_labels(self.labels_path, key=self.labels_key)
+        y = sio.load_labels(self.labels_path, key=self.labels_key, memory_budget=self.budget)
         for i in range(0, y.shape[0], rows):
             yield y[i:i + rows]
 
     def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         ys = self._label_chunks(rows)
         start = 0
-        for s in sio.iter_chunks(self.scores_path, rows, key=self.scores_key):
+        for s in self._score_chunks(rows):
             y = next(ys)
             yield start, s, y
             start += s.shape[0]
@@ -193,13 +215,11 @@ class _Side:
         """Add one validated chunk (a :class:`sigmax._inputs.Canonical` record)."""
         if c.n == 0:
             return
-        # ignored multilabel entries: the record masks them (valid); the metrics read the ignore value
-        y = c.labels if c.valid is None else np.where(c.valid, c.labels, self.ignore)
-        self.metrics.update(c.scores, y)
+        d = prepare_canonical(c, space=self.space)  # probabilities once, for the metrics and the figures
+        self.metrics.update_prepared(d)
         if self.tuned is not None:
-            self.tuned.update(c.scores, y)
-        p = np.asarray(to_probs(c.scores, self.task, space=self.space, axis=-1), dtype=np.float64)
-        self.plots.add(p, c.labels, valid=c.valid)
+            self.tuned.update_prepared(d)
+        self.plots.add(d.p, c.labels, valid=c.valid)
         self.rows += c.n
 
     def view(self, chosen: Any = None) -> View:
@@ -217,8 +237,6 @@ class _Side:
 def _fit(scores: np.ndarray, labels: np.ndarray, task: str, space: str, method: Any, tune: Any,
          ignore_index: int | None, notes: list[str]):
     """:func:`sigmax.calibration.fit_calibrator` on the sample; its warnings become notes of the report."""
-    from ..calibration import fit_calibrator
-
     return fit_calibrator(scores, labels, task, space=space, method=method, tune=tune, axis=-1,
                           ignore_index=ignore_index, notes=notes)
 
@@ -263,6 +281,15 @@ def _threshold_note(thr: Any, names: Sequence[str], most: int = 8) -> str:
             "the 'tuned thresholds' column shows the decisions at the tuned thresholds.")
 
 
+def _resolve(task: str, calibrator: Any, method: Any, tune: Any) -> tuple[Any, Any]:
+    """``method`` and ``tune`` checked (:func:`sigmax.calibration.resolve_method`) before any row is read."""
+    if isinstance(method, str) and method.strip().lower() == "none":
+        return None, tune
+    if calibrator is None and method is not None:
+        return resolve_method(task, method, tune)
+    return method, tune
+
+
 # ------------------------------------------------------------------------------------ the pipeline
 def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, fit: tuple[Any, Any] | None = None,
              calibrator: Any = None, method: str | None = "auto", tune: Any = "auto", fit_fraction: float = 0.5,
@@ -273,8 +300,7 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     """The report of a source of chunks (:class:`ArraySource`, :class:`FileSource`); see the module."""
     t0 = time.perf_counter()
     task, space = validate_task(task), validate_space(space)
-    if method == "none":
-        method = None
+    method, tune = _resolve(task, calibrator, method, tune)
     ignore = validate_ignore_index(ignore_index)
     mbc = DEFAULT_MIN_BIN_COUNT if min_bin_count is None else int(min_bin_count)
     if mbc < 1:
@@ -322,7 +348,7 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     kept = 0
     n_ignored = 0
     cname = dict(scores_name=source.names[0], labels_name=source.names[1])
-    cax = axis if source.streamed else -1
+    cax = source.chunk_axis  # the class axis of the chunks the source yields
     with _progress(passes * n_lead, "report" + (" (streaming)" if source.streamed else ""),
                    enabled=show_progress) as bar:
         for start, s, y in source.chunks(rows):
@@ -395,7 +421,7 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     if thr is not None and task != "multiclass":
         notes.append(_threshold_note(thr, names))
     notes.append(f"MCE: the largest gap over bins holding at least {mbc:,} rows (smaller bins are noise).")
-    notes.append(plan.describe() + (" (memory-mapped)" if source.streamed else "") + ".")
+    notes.append(plan.describe() + (" (the score file memory-mapped)" if source.streamed else "") + ".")
     return Report(title=title or f"{task} calibration report", task=task, space=space, n_classes=C,
                   class_names=names, before=before.view(), after=None if after is None else after.view(thr),
                   method=getattr(cal, "method", method) if cal is not None else None, calibrator=cal,
@@ -462,6 +488,7 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
         True
     """
     task = validate_task(task)
+    _resolve(task, calibrator, method, tune)  # before the source reads anything
     src = ArraySource(scores, labels, task, axis)
     return evaluate(src, task, space=space, axis=axis, fit=fit, calibrator=calibrator, method=method, tune=tune,
                     fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
@@ -481,7 +508,8 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
                               memory_budget: Any = DEFAULT_BUDGET) -> Report:
     """:func:`calibration_report` for a score file read chunk by chunk, within ``memory_budget`` bytes.
 
-    The ``.npy`` file is memory-mapped (:func:`sigmax.io.iter_chunks`) and read twice: once for the
+    A ``.npy`` file is memory-mapped (:func:`sigmax.io.iter_chunks`; other formats are read whole, once
+    :func:`sigmax.io.estimate_bytes` finds them within ``memory_budget``) and read twice: once for the
     "before" sums and a uniform sample of the fitting rows (as many as the budget allows), once more
     for the "after" sums. ``chunk_rows`` (default: from the budget) is lowered to what the budget allows.
 
@@ -501,7 +529,9 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
         (True, 697, 100)
     """
     task = validate_task(task)
-    src = FileSource(scores_path, labels_path, task, axis, scores_key=scores_key, labels_key=labels_key)
+    _resolve(task, calibrator, method, tune)  # before the source reads anything
+    src = FileSource(scores_path, labels_path, task, axis, scores_key=scores_key, labels_key=labels_key,
+                     memory_budget=memory_budget)
     return evaluate(src, task, space=space, axis=axis, calibrator=calibrator, method=method, tune=tune,
                     fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
                     min_bin_count=min_bin_count, class_names=class_names, title=title,

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._format import format_number
 from ._data import Histogram, ThresholdCurves
+from ._format import mce_text
 
-__all__ = ["COLORS", "classwise_png", "draw_figures", "figure_keys", "histogram_png", "reliability_png",
-           "threshold_curves_png"]
+__all__ = ["COLORS", "classwise_png", "draw_figures", "figure_keys", "histogram_png", "reliability_label",
+           "reliability_png", "threshold_curves_png"]
 
 #: one palette for the whole report (also used by the HTML)
 COLORS = {
@@ -49,6 +51,19 @@ _RC = {
     "figure.facecolor": "white",
     "savefig.facecolor": "white",
 }
+
+
+def reliability_label(rel) -> str:
+    """The ECE and MCE written on a reliability panel; an undefined MCE (NaN: no bin holds
+    ``rel.min_bin_count`` rows) reads ``n/a``, never ``nan``.
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> print(reliability_label(R(ece=0.0412, mce=float("nan"), min_bin_count=10)))
+        ECE 0.0412
+        MCE n/a (no bin with ≥ 10 rows)
+    """
+    return f"ECE {format_number(float(rel.ece))}\nMCE {mce_text(rel.mce, getattr(rel, 'min_bin_count', 10))}"
 
 
 def _plt():
@@ -86,7 +101,7 @@ def _reliability_panel(ax, cax, rel, title: str, color: str, xlabel: str, lo_x: 
     ax.set_ylabel("accuracy")
     ax.set_title(title, loc="left")
     ax.tick_params(labelbottom=False)
-    ax.text(0.04, 0.95, f"ECE {rel.ece:.4f}\nMCE {rel.mce:.4f}", transform=ax.transAxes, va="top", ha="left",
+    ax.text(0.04, 0.95, reliability_label(rel), transform=ax.transAxes, va="top", ha="left",
             fontsize=10, family="DejaVu Sans Mono",
             bbox={"boxstyle": "round,pad=0.35", "fc": "white", "ec": "#d1d5db"})
     # how many samples each bin holds (log scale): a bin of 3 samples says little

@@ -16,7 +16,8 @@ import numpy as np
 from ..metrics import DEFAULT_MIN_BIN_COUNT
 from ._budget import format_bytes
 from ._data import View
-from ._format import format_change, format_changes, format_column, format_count
+from .._format import format_change, format_count
+from ._format import format_table
 
 __all__ = ["METRIC_NAMES", "Report"]
 
@@ -111,30 +112,21 @@ class Report:
             row: list[Any] = [name, float(b[key])]
             if a is not None:
                 va = float(a.get(key, float("nan")))
-                row += [va, format_change(float(b[key]), va)]
+                row += [va, format_change(va, float(b[key]))]
             if tuned:
                 if key in tuned:
-                    row += [float(tuned[key]), format_change(float(a[key]), float(tuned[key]))]
+                    row += [float(tuned[key]), format_change(float(tuned[key]), float(a[key]))]
                 else:
                     row += ["", ""]
             rows.append(row)
         return headers, rows
 
     def formatted_table(self) -> tuple[list[str], list[list[str]]]:
-        """:meth:`table` as text: each number column in one notation (see :func:`format_column`)."""
+        """:meth:`table` as text: each number column in one notation, each change column recomputed in one
+        notation, an undefined MCE (no bin of ``min_bin_count`` rows) as ``n/a`` (see
+        :func:`sigmax.report._format.format_table`)."""
         headers, rows = self.table()
-        cols: list[list[str]] = []
-        for j, h in enumerate(headers):
-            col = [r[j] for r in rows]
-            if h == "change":  # one notation for the column: recomputed from the two columns it compares
-                ref = 1 if j == 3 else 2  # "after" against "before"; "tuned thresholds" against "after"
-                cols.append(format_changes([r[ref] if r[j - 1] != "" else None for r in rows],
-                                           [r[j - 1] if r[j - 1] != "" else None for r in rows]))
-            elif any(not isinstance(v, str) for v in col):
-                cols.append(format_column(col))
-            else:
-                cols.append([str(v) for v in col])
-        return headers, [[cols[j][i] for j in range(len(headers))] for i in range(len(rows))]
+        return headers, format_table(headers, rows, min_bin_count=self.min_bin_count)
 
     def subtitle(self) -> str:
         what = {"binary": "binary (one sigmoid)", "multiclass": "multi-class (softmax)",
