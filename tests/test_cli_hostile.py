@@ -261,3 +261,55 @@ def test_table_keeps_one_notation_per_column(capsys):
     print_table(["metric", "value"], [["a", 9.396e-4], ["b", 0.0009], ["n", 200000000]])
     out = capsys.readouterr().out
     assert "9.396e-04" not in out and "0.0009396" in out and "200,000,000" in out
+
+
+# ----------------------------------------------------------------------------- one list of spellings
+@pytest.mark.parametrize("command", ["check", "report"])
+def test_cli_takes_the_librarys_spellings(capsys, files, tmp_path, command):
+    extra = ["--out", tmp_path / "rep"] if command == "report" else []
+    code, _, err = run(capsys, command, files / "logits.npy", files / "labels.npy", "--task", "multi-class",
+                       "--space", "logit", *extra)
+    assert code == 0, err
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in (command, files / "logits.npy", files / "labels.npy", "--task", "multiclass",
+                               "--space", "logitz", *extra)])
+    assert exc.value.code == 2
+    line = one_error_line(capsys.readouterr().err, command)
+    assert "argument --space" in line and "did you mean 'logits'" in line
+
+
+# ----------------------------------------------------------------------------- calibrate under a budget
+def test_calibrate_fit_checks_method_before_reading(capsys, tmp_path):
+    (tmp_path / "garbage.npy").write_bytes(b"not an array at all")
+    code, _, err = run(capsys, "calibrate", "fit", tmp_path / "garbage.npy", tmp_path / "garbage.npy",
+                       "--task", "binary", "--space", "logits", "--method", "vector", "-o", tmp_path / "c.json")
+    assert code == 2
+    line = one_error_line(err, "calibrate")
+    assert "--method vector" in line and "garbage" not in line
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_calibrate_apply_chunks_follow_the_memory_budget(capsys, files, tmp_path, monkeypatch):
+    import sigmax.io as sio
+
+    assert run(capsys, "calibrate", "fit", files / "logits.npy", files / "labels.npy", "--task", "multiclass",
+               "--space", "logits", "-o", tmp_path / "c.json")[0] == 0
+    sizes = []
+    real = sio.iter_chunks
+
+    def spy(path, chunk_rows=65536, **kw):
+        sizes.append(chunk_rows)
+        return real(path, chunk_rows, **kw)
+
+    monkeypatch.setattr(sio, "iter_chunks", spy)
+    code, _, err = run(capsys, "calibrate", "apply", tmp_path / "c.json", files / "logits.npy",
+                       "-o", tmp_path / "small.npy", "--memory-budget", "1280")  # 4 values x 32 B x 10 rows
+    assert code == 0, err
+    assert sizes == [10]
+    code, _, _ = run(capsys, "calibrate", "apply", tmp_path / "c.json", files / "logits.npy", "-o", tmp_path / "big.npy")
+    assert code == 0 and sizes[-1] == 65536
+    np.testing.assert_array_equal(np.load(tmp_path / "small.npy"), np.load(tmp_path / "big.npy"))
+    code, _, err = run(capsys, "calibrate", "apply", tmp_path / "c.json", files / "logits.npy",
+                       "-o", tmp_path / "none.npy", "--memory-budget", "64")
+    assert code == 2 and "--memory-budget" in one_error_line(err, "calibrate")
+    assert not (tmp_path / "none.npy").exists()

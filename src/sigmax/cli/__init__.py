@@ -25,10 +25,18 @@ class CLIError(Exception):
     """A user error: printed as one line ``sigmax <command>: error: ...``, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``sigmax report: error: argument --space: ... (see sigmax
+    report --help)`` and exit status 2, instead of the usage block followed by the message."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sigmax",
         description="Logits to probabilities, decisions and losses: explain, check, report, calibrate.",
     )

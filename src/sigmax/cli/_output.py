@@ -90,6 +90,43 @@ def parse_bytes(text: str) -> int:
     return n
 
 
+def _setting(validate, name):
+    def convert(text: str) -> str:
+        import argparse
+
+        try:
+            return validate(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(". ")[0]) from None
+
+    convert.__name__ = name  # argparse names the type in its messages
+    return convert
+
+
+def task_arg(text: str) -> str:
+    """``--task``: the library's one list of spellings (``multi-class`` and ``multiclass`` alike).
+
+    Example:
+        >>> task_arg("multi-class")
+        'multiclass'
+    """
+    from .._inputs import validate_task
+
+    return _setting(validate_task, "task")(text)
+
+
+def space_arg(text: str) -> str:
+    """``--space``: the library's one list of spellings (``logit``, ``probabilities``, ...).
+
+    Example:
+        >>> space_arg("logit"), space_arg("probabilities")
+        ('logits', 'probs')
+    """
+    from .._inputs import validate_space
+
+    return _setting(validate_space, "space")(text)
+
+
 def add_memory_budget(parser: Any, *, default: int = 2**30) -> None:
     """Add ``--memory-budget BYTES`` (default 1 GiB), the same knob as the API's ``memory_budget=``."""
     parser.add_argument("--memory-budget", type=parse_bytes, default=default, metavar="BYTES",

@@ -24,13 +24,11 @@ from typing import Any
 import numpy as np
 
 from . import CLIError
-from ._output import add_fail_on, exit_status, is_terminal, print_json, print_note, print_table
+from ._output import (add_fail_on, add_memory_budget, exit_status, is_terminal, print_json, print_note,
+                      print_table, space_arg)
 from .report import add_method, add_task_space, split_key
 
 HELP = "fit a calibrator on labelled scores (fit), or apply a saved one to new scores (apply)"
-
-SPACES = ("logits", "probs", "log_probs")
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -54,6 +52,7 @@ def register(sub) -> None:
     f.add_argument("--ignore-index", type=int, default=-100, metavar="N",
                    help="labels equal to N are left out, as in PyTorch's losses and `sigmax check` (default -100)")
     add_fail_on(f)
+    add_memory_budget(f)
     f.add_argument("--no-check", action="store_true", help="skip sigmax.check() on the scores")
     f.add_argument("-o", "--output", required=True, metavar="FILE.json",
                    help="where to write the calibrator (missing folders are created)")
@@ -68,11 +67,13 @@ def register(sub) -> None:
     a.add_argument("scores", metavar="SCORES", help="score file (FILE:KEY picks an array)")
     a.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="output file: .npy (streamed for .npy input) or .csv; missing folders are created")
-    a.add_argument("--space", default=None, choices=SPACES,
+    a.add_argument("--space", default=None, type=space_arg, metavar="{logits,probs,log_probs}",
                    help="what SCORES hold; default, and the only value accepted: the space stored in the "
                         "calibrator. The output is logits unless --probs")
     a.add_argument("--probs", action="store_true", help="write calibrated probabilities instead of logits")
-    a.add_argument("--chunk-rows", type=int, default=65536, metavar="N", help="rows per chunk for .npy input (default 65536)")
+    a.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="rows per chunk for .npy input (default: as many as --memory-budget allows, at most 65536)")
+    add_memory_budget(a)
     a.set_defaults(func=run_apply)
     p.set_defaults(func=_no_action, _parser=p)
 
@@ -131,12 +132,15 @@ def _run_fit(args: argparse.Namespace) -> int:
     if not args.output.lower().endswith(".json"):
         raise CLIError(f"-o {args.output}: a calibrator is written as JSON; name the file like calib.json")
     _output_path(args.output, "-o", "calib.json")
+    from ..calibration import resolve_method
+
+    resolve_method(args.task, args.method, args.tune)  # a bad --method/--tune stops before any file is read
     spath, skey = split_key(args.scores, "SCORES")
     lpath, lkey = split_key(args.labels, "LABELS")
     context = (f"(SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, --space {args.space})")
     try:
-        scores = load_scores(spath, key=skey)
-        labels = load_labels(lpath, key=lkey)
+        scores = load_scores(spath, key=skey, memory_budget=args.memory_budget)
+        labels = load_labels(lpath, key=lkey, memory_budget=args.memory_budget)
     except ScoreFileError as exc:
         raise CLIError(str(exc)) from None
     findings: list[dict] = []
@@ -240,6 +244,22 @@ def run_apply(args: argparse.Namespace) -> int:
         return _run_apply(args)
 
 
+#: bytes a chunk row costs while it is converted: the float64 input copy, the calibrated logits and, with
+#: --probs, the probabilities (and one temporary), per stored value
+_APPLY_COPIES = 4 * 8
+
+
+def _chunk_rows(head: np.ndarray, asked: int | None, budget: int) -> int:
+    """Rows per chunk: what ``--memory-budget`` allows for rows of ``head``'s width, at most ``asked``
+    (65536 when not given); a budget too small for one row is an error."""
+    width = max(1, int(np.prod(head.shape[1:], dtype=np.int64)))
+    fits = int(budget) // (_APPLY_COPIES * width)
+    if fits < 1:
+        raise CLIError(f"--memory-budget {budget:,} bytes cannot hold one row of {width:,} values while it is "
+                       f"converted (about {_APPLY_COPIES * width:,} bytes); raise --memory-budget")
+    return max(1, min(fits, 65536 if asked is None else asked))
+
+
 def _run_apply(args: argparse.Namespace) -> int:
     from .._array import normalize_axis
     from ..interpret import to_probs
@@ -251,7 +271,7 @@ def _run_apply(args: argparse.Namespace) -> int:
         raise CLIError(f"--space {args.space} contradicts the calibrator {args.calibrator}, fitted on --space "
                        f"{stored}: SCORES must be {stored} (drop --space; the stored space is the default), or "
                        f"fit a calibrator on {args.space} with `sigmax calibrate fit ... --space {args.space}`")
-    if args.chunk_rows < 1:
+    if args.chunk_rows is not None and args.chunk_rows < 1:
         raise CLIError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
     out = args.output
     ext = os.path.splitext(out)[1].lower()
@@ -271,11 +291,12 @@ def _run_apply(args: argparse.Namespace) -> int:
         if stream:
             n = count_rows(spath)
             head = load_array(spath, mmap=True)
+            chunk_rows = _chunk_rows(head, args.chunk_rows, args.memory_budget)
             # the class axis must not be the row axis that chunks split
             if task != "binary" and head.ndim >= 2 and normalize_axis(cal.axis_, head.ndim) == 0:
                 stream = False
         if stream:
-            chunks = iter_chunks(spath, args.chunk_rows)
+            chunks = iter_chunks(spath, chunk_rows)
             first = next(chunks, None)
             z0 = convert(first) if first is not None else np.zeros((0,) + head.shape[1:], dtype=np.float64)
             shape = (n,) + z0.shape[1:]
@@ -296,7 +317,7 @@ def _run_apply(args: argparse.Namespace) -> int:
                 if done != n:  # pragma: no cover - the file changed while it was read
                     raise ScoreFileError(f"{spath}: read {done} rows but its header says {n}; was it being written?")
         else:
-            z = convert(load_scores(spath, key=skey))
+            z = convert(load_scores(spath, key=skey, memory_budget=args.memory_budget))
             shape = z.shape
             with atomic_write(out, "wb" if ext == ".npy" else "w", encoding=None if ext == ".npy" else "utf-8") as fh:
                 if ext == ".npy":

@@ -15,7 +15,7 @@ import textwrap
 from typing import Any
 
 from . import CLIError
-from ._output import add_fail_on, add_memory_budget, exit_status
+from ._output import add_fail_on, add_memory_budget, exit_status, space_arg, task_arg
 
 HELP = "check that scores (and labels) are wired right: softmax twice, wrong axis, label mismatches, ..."
 
@@ -46,10 +46,10 @@ def register(sub) -> None:
                         ".npz/.pt dict or a .csv column")
     p.add_argument("targets", metavar="TARGETS", nargs="?",
                    help="optional label file (class indices, multi-hot rows or 0/1 labels), same formats")
-    p.add_argument("--task", choices=["binary", "multiclass", "multilabel"],
+    p.add_argument("--task", type=task_arg, metavar="{binary,multiclass,multilabel}",
                    help="binary (one score per sample), multiclass (exactly one true class: softmax) or multilabel "
                         "(any number: one sigmoid each); default: inferred from the shapes where possible")
-    p.add_argument("--space", choices=["logits", "probs", "log_probs"],
+    p.add_argument("--space", type=space_arg, metavar="{logits,probs,log_probs}",
                    help="what the scores are declared to be, i.e. what consumes them (default logits)")
     p.add_argument("--loss", help="instead of --space: the loss they go to (cross_entropy, nll_loss, "
                                   "binary_cross_entropy, binary_cross_entropy_with_logits, or PyTorch's class names)")

@@ -20,6 +20,8 @@ from typing import Any
 
 from . import CLIError
 from ._output import (
+    space_arg,
+    task_arg,
     add_fail_on,
     escape,
     exit_status,
@@ -81,10 +83,10 @@ def register(sub) -> None:
 
 
 def add_task_space(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, choices=("binary", "multiclass", "multilabel"),
+    p.add_argument("--task", required=True, type=task_arg, metavar="{binary,multiclass,multilabel}",
                    help="binary: one score per sample; multiclass: one true class (softmax); "
                         "multilabel: any number of true classes (one sigmoid each)")
-    p.add_argument("--space", required=True, choices=("logits", "probs", "log_probs"),
+    p.add_argument("--space", required=True, type=space_arg, metavar="{logits,probs,log_probs}",
                    help="what the numbers are: raw model outputs, softmax/sigmoid outputs, or their logs")
     p.add_argument("--axis", type=int, default=-1, help="the class axis of SCORES (default -1, the last)")
 
