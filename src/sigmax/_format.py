@@ -171,16 +171,17 @@ def format_change(after: Any, before: Any, *, digits: int = 4) -> str:
 def format_changes(afters: Sequence[Any], befores: Sequence[Any], *, digits: int = 4) -> list[str]:
     """A column of changes ``after - before``: the signed differences in one notation, each with its relative change.
 
-    The differences share one notation (:func:`format_column` of their magnitudes); each is followed by
-    :func:`format_percent` of the change relative to ``before`` (left out when ``before`` is 0). A
-    change of exactly zero is ``0``; a pair where either side is missing (``None``, a string) or not
-    finite is ``""`` (the change is undefined).
+    The differences are written with ``digits`` decimals, like the before/after columns beside them; a
+    difference that is not zero but rounds to zero at that precision is written ``<0.0001`` (never
+    ``0.0000`` or ``-0%``). Each is followed by :func:`format_percent` of the change relative to
+    ``before`` (left out when ``before`` is 0). A change of exactly zero is ``0``; a pair where either
+    side is missing (``None``, a string) or not finite is ``""`` (the change is undefined).
 
     Example:
         >>> format_changes([0.1994, 0.02, 1.0, None], [0.2, 0.5, 1.0, 0.3])
         ['-0.0006 (-0.3%)', '-0.4800 (-96%)', '0', '']
         >>> format_changes([0.2499, 0.30001], [0.25, 0.3])
-        ['-0.00010000 (-0.04%)', '+0.00001000 (+0.003%)']
+        ['-0.0001 (-0.04%)', '+<0.0001 (+0.003%)']
         >>> format_changes([float("nan"), 0.5], [0.1, 0.4])
         ['', '+0.1000 (+25%)']
     """
@@ -192,7 +193,11 @@ def format_changes(afters: Sequence[Any], befores: Sequence[Any], *, digits: int
 
     pairs = [(num(a), num(b)) for a, b in zip(afters, befores)]
     deltas = [a - b if a is not None and b is not None else None for a, b in pairs]
-    mags = iter(format_column([abs(d) for d in deltas if d], digits))
+    floor = 0.5 * 10.0 ** -digits
+
+    def magnitude(d: float) -> str:
+        return f"{abs(d):.{digits}f}" if abs(d) >= floor else "<" + f"{10.0 ** -digits:.{digits}f}"
+
     out = []
     for (_a, b), d in zip(pairs, deltas):
         if d is None:
@@ -200,6 +205,6 @@ def format_changes(afters: Sequence[Any], befores: Sequence[Any], *, digits: int
         elif d == 0:
             out.append("0")
         else:
-            text = ("+" if d > 0 else "-") + next(mags)
+            text = ("+" if d > 0 else "-") + magnitude(d)
             out.append(text + (f" ({format_percent(d / abs(b) * 100)})" if b else ""))
     return out
