@@ -18,6 +18,7 @@ ROOT = SRC.parents[1]
 #: module-name prefix -> floor (the longest matching prefix wins); see docs/ARCHITECTURE.md
 FLOORS = {
     "sigmax._tolerance": 0,
+    "sigmax._format": 0,
     "sigmax._array": 0,
     "sigmax._inputs": 0,
     "sigmax._dispatch": 1,
@@ -25,6 +26,7 @@ FLOORS = {
     "sigmax.activations": 2,
     "sigmax.losses": 3,
     "sigmax._losses": 3,
+    "sigmax._loss_checks": 3,
     "sigmax.io": 3,
     "sigmax.interpret": 4,
     "sigmax.check": 5,
@@ -54,6 +56,8 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+#: compiled extension modules (``sigmax._kernels._ck``): modules too, though not Python files
+EXTENSIONS = {_module_name(p.with_name(p.name.split(".")[0] + ".py")) for p in SRC.rglob("*.c")}
 
 
 def floor(name: str) -> int:
@@ -83,11 +87,11 @@ def _imports(name: str, path: pathlib.Path):
                 continue
             names = [a.name for a in node.names]
             # "from . import x" imports the module sigmax.x
-            subs = [f"{mod}.{n}" for n in names if f"{mod}.{n}" in MODULES]
+            subs = [f"{mod}.{n}" for n in names if f"{mod}.{n}" in MODULES or f"{mod}.{n}" in EXTENSIONS]
             if subs:
                 for s in subs:
                     yield s, [], node.lineno
-                names = [n for n in names if f"{mod}.{n}" not in MODULES]
+                names = [n for n in names if f"{mod}.{n}" not in MODULES and f"{mod}.{n}" not in EXTENSIONS]
                 if not names:
                     continue
             yield mod, names, node.lineno
