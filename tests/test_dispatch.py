@@ -27,12 +27,81 @@ def test_tables_follow_the_fixed_order_and_end_generic(op):
     assert names[-1] == "generic" and "jax" in names
 
 
-def test_activation_kernels_are_registered_for_adoption():
-    for op in ("sigmoid", "log_sigmoid", "softplus", "softmax", "log_softmax", "logsumexp"):
-        assert [n for n, _ in _dispatch.table(op)] == ["numpy-kernel", "torch-cpu-kernel"]
-    x = np.array([[1.0, 2.0, 3.0]])
-    out = _dispatch.call("softmax", x, -1, None, 1.0, None, None)
-    np.testing.assert_allclose(out, sigmax.softmax(x))
+ACTIVATION_OPS = ["sigmoid", "log_sigmoid", "softplus", "softmax", "log_softmax", "logsumexp"]
+
+
+@pytest.mark.parametrize("op", ACTIVATION_OPS)
+def test_activation_tables_are_the_kernels_then_generic(op):
+    assert [n for n, _ in _dispatch.table(op)] == ["numpy-kernel", "torch-cpu-kernel", "generic"]
+    x = np.array([[1.0, -2.0, 3.0]])
+    with _dispatch.trace(echo=False) as records:
+        out = getattr(sigmax, op)(x)
+    with _kernels.use_kernels(False):
+        ref = getattr(sigmax, op)(x)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    assert [r.op for r in records] == [op]  # one dispatch step per public call, nothing nested
+
+
+def _one(op, fn, *args, **kwargs):
+    with _dispatch.trace(echo=False) as records:
+        fn(*args, **kwargs)
+    (rec,) = _records(op, records)
+    return rec
+
+
+@pytest.mark.skipif(not _kernels.AVAILABLE, reason="C kernels not built")
+@pytest.mark.parametrize("op", ACTIVATION_OPS)
+def test_activation_trace_kernel_paths(op):
+    fn = getattr(sigmax, op)
+    rec = _one(op, fn, np.zeros((4, 3)))
+    assert rec.ran == "numpy-kernel" and rec.declined == ()
+    rec = _one(op, fn, torch.zeros(4, 3))
+    assert rec.ran == "torch-cpu-kernel" and rec.declined == (("numpy-kernel", "not a NumPy array"),)
+    rec = _one(op, fn, torch.zeros(4, 3, dtype=torch.float64, requires_grad=True))
+    if op in ("sigmoid", "log_sigmoid", "softplus"):  # autograd: the generic graph (exact gradients at 0)
+        assert rec.ran == "generic" and dict(rec.declined)["torch-cpu-kernel"].startswith("autograd")
+    else:  # the kernels' own autograd Function
+        assert rec.ran == "torch-cpu-kernel"
+
+
+@pytest.mark.parametrize("op", ACTIVATION_OPS)
+def test_activation_trace_generic_paths(op):
+    fn = getattr(sigmax, op)
+    rec = _one(op, fn, np.zeros((4, 3), dtype=np.float16))
+    assert rec.ran == "generic"
+    half = dict(rec.declined)
+    assert half["torch-cpu-kernel"] == "not a torch tensor"
+    assert half["cuda"] == half["jax"] == "no implementation registered"
+    assert half["numpy-kernel"] == ("dtype float16 (kernels: float32, float64)" if _kernels.AVAILABLE
+                                    else "kernels not built")
+    with _kernels.use_kernels(False):
+        rec = _one(op, fn, np.zeros((4, 3)))
+        assert rec.ran == "generic"
+        assert dict(rec.declined)["numpy-kernel"].startswith(("kernels off", "kernels not built"))
+        rec = _one(op, fn, torch.zeros(4, 3))
+        assert rec.ran == "generic"
+        assert dict(rec.declined)["torch-cpu-kernel"].startswith(("kernels off", "kernels not built"))
+    if _kernels.AVAILABLE:  # a transform: the differentiable generic graph, whose derivatives compose
+        rec = _one(op, torch.func.grad(lambda z: fn(z).sum()), torch.zeros(4, 3, dtype=torch.float64))
+        assert rec.ran == "generic" and "functorch" in dict(rec.declined)["torch-cpu-kernel"]
+    jnp = pytest.importorskip("jax.numpy")
+    rec = _one(op, fn, jnp.zeros((4, 3)))
+    assert rec.ran == "generic"  # no jitted row for the activations: the generic code runs op by op
+    assert dict(rec.declined) == {"numpy-kernel": "not a NumPy array" if _kernels.AVAILABLE else "kernels not built",
+                                  "torch-cpu-kernel": "not a torch tensor" if _kernels.AVAILABLE
+                                  else "kernels not built",
+                                  "cuda": "no implementation registered", "jax": "no implementation registered"}
+
+
+@pytest.mark.skipif(not _kernels.AVAILABLE, reason="C kernels not built")
+def test_activation_trace_reasons_for_options():
+    x = np.zeros((4, 3))
+    assert dict(_one("softmax", sigmax.softmax, x, where=x > 0).declined)["numpy-kernel"] == "a where= mask"
+    assert dict(_one("log_softmax", sigmax.log_softmax, x, temperature=2.0).declined)["numpy-kernel"] == \
+        "a temperature"
+    assert dict(_one("logsumexp", sigmax.logsumexp, x, b=x).declined)["numpy-kernel"] == "where=, b= or return_sign"
+    assert type(sigmax.logsumexp(np.zeros(3))) is np.float64  # the kernel row gives NumPy's 0-d scalar too
+    assert type(sigmax.logsumexp(np.zeros(3), b=np.ones(3))) is np.float64
 
 
 @pytest.mark.skipif(not _kernels.AVAILABLE, reason="C kernels not built")
@@ -91,12 +160,16 @@ def test_every_backend_declining_is_an_error():
 
 def test_environment_switch_prints_the_path():
     code = ("import numpy as np, sigmax; "
-            "sigmax.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=0.1)")
+            "sigmax.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=0.1); "
+            "sigmax.softmax(np.zeros((2, 3), np.float16)); sigmax.sigmoid(np.zeros(3, np.float32))")
     env = dict(os.environ, SIGMAX_TRACE_DISPATCH="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "sigmax dispatch: cross_entropy_indices -> generic" in res.stderr
     assert "label_smoothing given" in res.stderr
+    assert "sigmax dispatch: softmax -> generic (declined: numpy-kernel: " in res.stderr
+    ran = "numpy-kernel" if _kernels.AVAILABLE else "generic"
+    assert f"sigmax dispatch: sigmoid -> {ran}" in res.stderr
 
 
 def test_is_traced():

@@ -81,6 +81,7 @@ def _torch_value_grad(name):
 def test_jax_jit_value_and_grad(name, closure):
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
+    x64 = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
         fn, _, x, t = LOSSES[name]
@@ -96,7 +97,7 @@ def test_jax_jit_value_and_grad(name, closure):
         vv = jax.vmap(lambda zz: fn(zz, tj))(jnp.stack([z, z]))
         assert_close(np.asarray(vv), np.array([ref_v, ref_v]), "float64", factor=4)
     finally:
-        jax.config.update("jax_enable_x64", False)
+        jax.config.update("jax_enable_x64", x64)  # restore (sigmax.testing's JAX backend turns it on)
 
 
 def test_jax_checks_still_run_outside_tracing():
@@ -119,12 +120,18 @@ def test_torch_vmap_and_func_grad_step_aside():
     assert_close(v.numpy(), np.full(2, F.binary_cross_entropy_with_logits(x, yy).item()), "float64", factor=4)
 
 
-@pytest.mark.xfail(reason="sigmax.activations' log_softmax branches on values (_any_nonfinite) under torch "
-                          "vmap; the fix belongs there (skip the branch when _dispatch.is_traced)", strict=False)
-def test_torch_vmap_of_cross_entropy():
+@pytest.mark.parametrize("kernels", [True, False])
+def test_torch_vmap_of_cross_entropy(kernels):
+    # log_softmax's edge-path switch reads no values on traced tensors (activations._any_nonfinite)
     x, t = torch.tensor(X), torch.tensor(T_IDX)
-    v = torch.func.vmap(lambda z, tt: sigmax.cross_entropy(z, tt))(torch.stack([x, x]), torch.stack([t, t]))
+    with _kernels.use_kernels(kernels):
+        v = torch.func.vmap(lambda z, tt: sigmax.cross_entropy(z, tt))(torch.stack([x, x]), torch.stack([t, t]))
+        g = torch.func.vmap(torch.func.grad(lambda z, tt: sigmax.cross_entropy(z, tt)))(
+            torch.stack([x, x]), torch.stack([t, t]))
     assert_close(v.numpy(), np.full(2, F.cross_entropy(x, t).item()), "float64", factor=4)
+    xr = x.clone().requires_grad_(True)
+    F.cross_entropy(xr, t).backward()
+    assert_close(g.numpy(), torch.stack([xr.grad, xr.grad]).numpy(), "float64", factor=4)
 
 
 # --------------------------------------------------------------------------------------------

@@ -293,8 +293,11 @@ def normalize_axis(axis: Any, ndim: int, *, name: str = "axis", allow_tuple: boo
     return axis % ndim
 
 
-def check_temperature(xp, temperature: Any, x: Any):
-    """Validate a softmax temperature: a positive finite number (or positive array broadcastable)."""
+def check_temperature(xp, temperature: Any, x: Any, *, values: bool = True):
+    """Validate a softmax temperature: a positive finite number (or positive array broadcastable).
+
+    ``values=False`` skips reading an array temperature's values: the caller passes it for abstract
+    values (``jax.jit``, ``torch.func``, ``torch.compile``: :func:`sigmax._dispatch.is_traced`)."""
     if temperature is None:
         return None
     if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
@@ -305,6 +308,6 @@ def check_temperature(xp, temperature: Any, x: Any):
     if not array_api_compat.is_array_api_obj(temperature):
         raise TypeError(f"temperature must be a positive number or array, got {type(temperature).__name__}")
     t = xp.asarray(temperature)
-    if not bool(xp.all(t > 0)) or not bool(xp.all(xp.isfinite(t))):
+    if values and (not bool(xp.all(t > 0)) or not bool(xp.all(xp.isfinite(t)))):
         raise ValueError("temperature must be positive and finite everywhere")
     return xp.astype(t, x.dtype) if t.dtype != x.dtype else t

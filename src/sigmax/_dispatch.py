@@ -1,8 +1,8 @@
 """The one dispatch step: which implementation runs a call, and why the faster ones did not.
 
-Every operation with more than one implementation (the losses; the softmax family and the sigmoid
-family once :mod:`sigmax.activations` adopts it) names its implementations in one table, tried in
-this fixed order (docs/ARCHITECTURE.md, "Dispatch"):
+Every operation with more than one implementation (the losses of :mod:`sigmax.losses`; ``sigmoid``,
+``log_sigmoid``, ``softplus``, ``softmax``, ``log_softmax`` and ``logsumexp`` of
+:mod:`sigmax.activations`) names its implementations in one table, tried in this fixed order (docs/ARCHITECTURE.md, "Dispatch"):
 
 ==================  ==========================================================================
 backend             runs

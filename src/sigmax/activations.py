@@ -8,12 +8,15 @@ computed in float32; integer input is promoted to the library's default float.
 
 Every numerical trick is commented on the line that uses it.
 
-Speed: sigmoid, log_sigmoid, softplus, softmax, log_softmax and logsumexp first offer the call to
-:mod:`sigmax._kernels` (compiled C kernels for float32/float64 NumPy arrays and CPU torch tensors,
-built at install time, optional); when it declines (JAX, CUDA, half precision, masks, ...) the generic
-code below runs. The generic code is the reference: the kernels give the same results within the
-tested tolerances. These six functions also take ``out=``, an array of the result's library, shape and
-dtype to write into (no fresh allocation when the kernel runs; not with autograd, as in PyTorch).
+Speed: sigmoid, log_sigmoid, softplus, softmax, log_softmax and logsumexp are one dispatch step each,
+:func:`sigmax._dispatch.call` (docs/ARCHITECTURE.md, "Dispatch"): the ``numpy-kernel`` and
+``torch-cpu-kernel`` rows (compiled C kernels for float32/float64 NumPy arrays and CPU torch tensors,
+built at install time, optional) run where they apply; when they decline (JAX, CUDA, half precision,
+masks, temperatures, autograd transforms, ...) the ``generic`` row, the Array-API code below, runs.
+``SIGMAX_TRACE_DISPATCH=1`` prints which ran and why. The generic code is the reference: the kernels
+give the same results within the tested tolerances. These six functions also take ``out=``, an array
+of the result's library, shape and dtype to write into (no fresh allocation when the kernel runs; not
+with autograd, as in PyTorch).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _kernels
 from ._array import (
     as_mask,
     check_temperature,
@@ -37,6 +39,8 @@ from ._array import (
     resolve_axis,
 )
 from ._array import quiet as _quiet
+from ._dispatch import call, is_traced, register
+from ._kernels import write_out  # (importing _kernels registers the kernel rows of the tables)
 
 __all__ = [
     "sigmoid",
@@ -98,15 +102,17 @@ def sigmoid(x: Any, *, out: Any = None) -> Any:
         >>> float(sigmax.sigmoid(np.float32(-100)))
         3.783505853677006e-44
     """
-    fast = _kernels.elementwise("sigmoid", x, out)  # compiled kernel, same results (or NotImplemented)
-    if fast is not NotImplemented:
-        return fast
+    return call("sigmoid", x, out)  # the C kernel where it applies, else _sigmoid (same results)
+
+
+@register("sigmoid", "generic")
+def _sigmoid(x: Any, out: Any = None) -> Any:
     p = prepare(x)
     xp, xv = p.xp, p.x
     e = xp.exp(_neg_abs(xp, xv))  # exp(-|x|) <= 1: no overflow for either sign
     # x >= 0: 1 / (1 + e^-x); x < 0: e^x / (1 + e^x). The second form keeps tiny results exact
     # instead of computing 1 / (1 + huge) = 0.
-    return _kernels.write_out(finish(p, xp.where(xv > 0, 1.0, e) / (1.0 + e)), out, x)
+    return write_out(finish(p, xp.where(xv > 0, 1.0, e) / (1.0 + e)), out, x)
 
 
 @_quiet
@@ -134,14 +140,16 @@ def log_sigmoid(x: Any, *, out: Any = None) -> Any:
         >>> sigmax.log_sigmoid([-1000.0, -1.0, 0.0, 40.0])
         array([-1.00000000e+03, -1.31326169e+00, -6.93147181e-01, -4.24835426e-18])
     """
-    fast = _kernels.elementwise("log_sigmoid", x, out)
-    if fast is not NotImplemented:
-        return fast
+    return call("log_sigmoid", x, out)
+
+
+@register("log_sigmoid", "generic")
+def _log_sigmoid(x: Any, out: Any = None) -> Any:
     p = prepare(x)
     xp, xv = p.xp, p.x
     # min(x, 0) as a where (gradient 1 at x == 0, matching _neg_abs); both terms are <= 0, so the
     # subtraction below never cancels.
-    return _kernels.write_out(finish(p, xp.where(xv > 0, 0.0, xv) - _log1p_exp_neg_abs(xp, xv)), out, x)
+    return write_out(finish(p, xp.where(xv > 0, 0.0, xv) - _log1p_exp_neg_abs(xp, xv)), out, x)
 
 
 @_quiet
@@ -167,13 +175,15 @@ def softplus(x: Any, *, out: Any = None) -> Any:
         >>> sigmax.softplus([-50.0, 0.0, 1.0, 50.0])
         array([1.92874985e-22, 6.93147181e-01, 1.31326169e+00, 5.00000000e+01])
     """
-    fast = _kernels.elementwise("softplus", x, out)
-    if fast is not NotImplemented:
-        return fast
+    return call("softplus", x, out)
+
+
+@register("softplus", "generic")
+def _softplus(x: Any, out: Any = None) -> Any:
     p = prepare(x)
     xp, xv = p.xp, p.x
     # max(x, 0) + log1p(exp(-|x|)): both terms >= 0, exp never overflows.
-    return _kernels.write_out(finish(p, xp.where(xv > 0, xv, 0.0) + _log1p_exp_neg_abs(xp, xv)), out, x)
+    return write_out(finish(p, xp.where(xv > 0, xv, 0.0) + _log1p_exp_neg_abs(xp, xv)), out, x)
 
 
 @_quiet
@@ -279,10 +289,11 @@ def log1mexp(x: Any) -> Any:
 def _any_nonfinite(xp, m) -> bool:
     """Whether any reduced maximum is +-inf or NaN: then the (rarer) exact edge path runs.
 
-    Under JAX tracing a data-dependent branch is impossible, so JAX always takes the edge path
-    (it is branch-free and gives the same results on finite input).
+    On abstract values (JAX tracers; torch under ``torch.compile``, ``torch.func.vmap`` / ``grad``) a
+    data-dependent branch is impossible, so they always take the edge path (it is branch-free and gives
+    the same results on finite input); so does JAX outside tracing (no device-to-host sync).
     """
-    if is_jax(xp):
+    if is_jax(xp) or is_traced(m):
         return True
     return bool(xp.any(~xp.isfinite(m)))
 
@@ -351,7 +362,7 @@ def _prepare_rows(x, axis, dim, temperature, where, *, name="x"):
     scalar = xv.ndim == 0
     if scalar:
         xv = xp.reshape(xv, (1,))
-    t = check_temperature(xp, temperature, xv)
+    t = check_temperature(xp, temperature, xv, values=not is_traced(temperature))  # no reads when traced
     if t is not None:
         xv = xv / t  # temperature scaling: softmax(x / T)
     mask = as_mask(xp, where, xv)
@@ -410,9 +421,11 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
         array([[0.25, 0.25],
                [0.25, 0.25]])
     """
-    fast = _kernels.softmax("softmax", x, axis, dim, temperature, where, out)  # compiled kernel, same results
-    if fast is not NotImplemented:
-        return fast
+    return call("softmax", x, axis, dim, temperature, where, out)  # the C kernel where it applies
+
+
+@register("softmax", "generic")
+def _softmax(x: Any, axis: Any, dim: Any, temperature: Any, where: Any, out: Any) -> Any:
     p, xp, xv, ax, scalar = _prepare_rows(x, axis, dim, temperature, where)
     m = _row_max(xp, xv, ax)
     z, _, _ = _shift(xp, xv, m, _any_nonfinite(xp, m))
@@ -422,7 +435,7 @@ def softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = None
     res = e / xp.where(s == 0, 1.0, s)
     if scalar:
         res = xp.reshape(res, ())
-    return _kernels.write_out(finish(p, res), out, x)
+    return write_out(finish(p, res), out, x)
 
 
 @_quiet
@@ -460,9 +473,11 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
         >>> sigmax.log_softmax(np.array([0.0, 1e4], dtype=np.float32))
         array([-10000.,      0.], dtype=float32)
     """
-    fast = _kernels.softmax("log_softmax", x, axis, dim, temperature, where, out)
-    if fast is not NotImplemented:
-        return fast
+    return call("log_softmax", x, axis, dim, temperature, where, out)
+
+
+@register("log_softmax", "generic")
+def _log_softmax(x: Any, axis: Any, dim: Any, temperature: Any, where: Any, out: Any) -> Any:
     p, xp, xv, ax, scalar = _prepare_rows(x, axis, dim, temperature, where)
     m = _row_max(xp, xv, ax)
     edge = _any_nonfinite(xp, m)
@@ -472,7 +487,7 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: Any = 1.0, where: Any = 
         res = xp.where(empty, -_INF, res)  # all -inf rows: -inf with zero gradient
     if scalar:
         res = xp.reshape(res, ())
-    return _kernels.write_out(finish(p, res), out, x)
+    return write_out(finish(p, res), out, x)
 
 
 @_quiet
@@ -517,11 +532,12 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
     """
     if out is not None and return_sign:
         raise TypeError("out= is not supported with return_sign=True (two results); call without out=")
-    fast = _kernels.logsumexp(x, axis, dim, b, keepdims, return_sign, where, out)  # compiled kernel
-    if fast is not NotImplemented:
-        if out is None and type(fast) is np.ndarray and fast.ndim == 0:
-            return fast[()]  # a NumPy reduction to 0-d gives a NumPy scalar, as NumPy's own do
-        return fast
+    return call("logsumexp", x, axis, dim, b, keepdims, return_sign, where, out)  # the C kernel where it applies
+
+
+@register("logsumexp", "generic")
+def _logsumexp(x: Any, axis: Any, dim: Any, b: Any, keepdims: bool, return_sign: bool, where: Any,
+               out: Any) -> Any:
     p = prepare(x)
     xp, xv = p.xp, p.x
     mask = as_mask(xp, where, xv)
@@ -568,7 +584,9 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
     if s is None:  # no weights: the sum is positive, or 0 for an empty row, or NaN
         sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), lse, 1.0))
     else:
-        sign = xp.sign(s)
+        # sign(s) as wheres (NaN stays NaN): array_api_compat's torch sign writes through a boolean
+        # mask, which torch.func.vmap cannot batch
+        sign = xp.where(s > 0, 1.0, xp.where(s < 0, -1.0, xp.where(s == 0, 0.0, s)))
     if not return_sign and s is not None:
         lse = xp.where(sign < 0, float("nan"), lse)  # log of a negative number (SciPy gives NaN)
     if not keepdims:
@@ -577,7 +595,7 @@ def logsumexp(x: Any, axis: Any = -1, *, b: Any = None, keepdims: bool = False,
         sign = xp.squeeze(sign, axis=squeeze) if squeeze else sign
     if return_sign:
         return finish(p, lse), finish(p, sign)
-    return _kernels.write_out(finish(p, lse), out, x)
+    return write_out(finish(p, lse), out, x)
 
 
 # --------------------------------------------------------------------------------------------

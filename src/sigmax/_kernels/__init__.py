@@ -23,37 +23,10 @@ output cache. Nothing is compiled at run time.
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import _ops
+from . import _ops  # noqa: F401 (registers the kernel rows of the dispatch tables)
 from ._buffers import check_out, write_out
 from ._switches import AVAILABLE, enabled, num_threads, set_enabled, use_kernels, variant
 from ._switches import ck as _ck  # noqa: F401 (the C module, for tests)
 
 __all__ = ["AVAILABLE", "enabled", "set_enabled", "use_kernels", "num_threads", "variant", "check_out",
-           "write_out", "elementwise", "softmax", "logsumexp"]
-
-
-def _kind(x) -> str:
-    return "numpy" if type(x).__module__ == "numpy" else "torch"
-
-
-def _or_not_implemented(r):
-    return NotImplemented if type(r) is _ops._dispatch.Declined else r
-
-
-# The activations' calls of today (a kernel result, or NotImplemented for the generic code). They go
-# once sigmax.activations calls sigmax._dispatch.call("softmax", ...), whose tables hold these kernels.
-def elementwise(name: str, x: Any, out: Any = None):
-    """``sigmoid`` / ``log_sigmoid`` / ``softplus`` by a kernel, or ``NotImplemented``."""
-    return _or_not_implemented(_ops.elementwise(_kind(x), name, x, out))
-
-
-def softmax(name: str, x: Any, axis: Any, dim: Any, temperature: Any, where: Any, out: Any):
-    """``softmax`` / ``log_softmax`` by a kernel, or ``NotImplemented``."""
-    return _or_not_implemented(_ops.softmax(_kind(x), name, x, axis, dim, temperature, where, out))
-
-
-def logsumexp(x: Any, axis: Any, dim: Any, b: Any, keepdims: bool, return_sign: bool, where: Any, out: Any):
-    """``logsumexp`` by a kernel, or ``NotImplemented``."""
-    return _or_not_implemented(_ops.logsumexp(_kind(x), x, axis, dim, b, keepdims, return_sign, where, out))
+           "write_out"]

@@ -170,12 +170,16 @@ def logsumexp(kind: str, x: Any, axis: Any, dim: Any, b: Any, keepdims: bool, re
         return functions().Rows.apply(xs, sw.OP_LSE, ax).reshape(rshape)
     target, copy_back = kernel_out(inp, out, rshape)
     run_rows(sw.OP_LSE, inp.code, xs, target, tuple(xs.shape), ax, None)
-    return finish_out(target, copy_back)
+    res = finish_out(target, copy_back)
+    if out is None and kind == "numpy" and not rshape:
+        return res[()]  # a NumPy reduction to 0-d gives a NumPy scalar, as NumPy's own (and the generic) do
+    return res
 
 
 def _register_activations() -> None:
-    """The kernel rows of the activations' dispatch tables (their generic rows are registered by
-    :mod:`sigmax.activations` once it calls :func:`sigmax._dispatch.call`)."""
+    """The kernel rows of the activations' dispatch tables (:mod:`sigmax.activations` registers their
+    generic rows and calls :func:`sigmax._dispatch.call`). Each row takes the public function's
+    arguments in order."""
     for kind, backend in (("numpy", "numpy-kernel"), ("torch", "torch-cpu-kernel")):
         for name in ("sigmoid", "log_sigmoid", "softplus"):
             _dispatch.register(name, backend,
