@@ -1,6 +1,7 @@
 """sigmax.interpret: declared spaces, task-aware probabilities, decisions, batch-split invariance."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -454,3 +455,62 @@ def test_does_not_import_testing():
     assert "testing" not in names and not any(str(m).endswith(".testing") for m in names)
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
     assert not [a for a in imported if a.startswith("_")], "private names imported across modules"
+
+
+# ---------------------------------------------------------------------- conformal sets beside the decisions
+
+def _conformal_data(n=600, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, c)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return logits, np.minimum((rng.random((n, 1)) > p.cumsum(1)).sum(1), c - 1)
+
+
+def test_interpret_returns_conformal_sets(backend):
+    from sigmax.conformal import ConformalClassifier
+
+    logits, y = _conformal_data()
+    cc = ConformalClassifier("multiclass", method="aps").fit(logits[:300], y[:300])
+    x = backend.asarray(logits[300:].astype(np.float32), "float32")
+    r = interpret(x, "multiclass", conformal=cc)
+    assert type(r.sets).__module__.split(".")[0] == type(r.probs).__module__.split(".")[0]
+    np.testing.assert_array_equal(to_numpy(r.sets), to_numpy(cc.predict_sets(x)))
+    # the point prediction is in its set wherever the set is not empty (APS sets are prefixes)
+    sets, pred = to_numpy(r.sets), to_numpy(r.predictions)
+    assert sets[np.arange(300), pred][sets.any(1)].all()
+    assert interpret(x, "multiclass").sets is None
+
+
+def test_interpret_conformal_binary_temperature_and_nan():
+    from sigmax.conformal import ConformalClassifier
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=400) * 3
+    y = (rng.random(400) < 1 / (1 + np.exp(-z))).astype(int)
+    cc = ConformalClassifier("binary", alpha=0.2).fit(z[:200], y[:200])
+    r = interpret(z[200:], "binary", conformal=cc)
+    assert r.sets.shape == (200, 2)
+    np.testing.assert_array_equal(r.sets, cc.predict_sets(z[200:]))
+    # the sets see the scores the decisions see: divided by the temperature
+    np.testing.assert_array_equal(interpret(z[200:], "binary", temperature=2.0, conformal=cc).sets,
+                                  cc.predict_sets(z[200:] / 2.0))
+    x = z[200:].copy()
+    x[5] = np.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = interpret(x, "binary", conformal=cc)
+    assert len(caught) == 1 and "prediction set of every class" in str(caught[0].message)
+    assert r.sets[5].all() and r.predictions[5] == -1
+
+
+def test_interpret_conformal_must_match_the_task():
+    from sigmax.conformal import ConformalClassifier
+
+    logits, y = _conformal_data()
+    cc = ConformalClassifier("multiclass").fit(logits, y)
+    with pytest.raises(ValueError, match="conformal must be a sigmax.conformal.ConformalClassifier fitted for task='binary'"):
+        interpret(logits[:, 0], "binary", conformal=cc)
+    with pytest.raises(ValueError, match="fitted for task='multiclass'"):
+        interpret(logits, "multiclass", conformal="lac")
+    with pytest.raises(ValueError, match="not fitted yet"):
+        interpret(logits, "multiclass", conformal=ConformalClassifier("multiclass"))

@@ -25,6 +25,7 @@ from .losses import (
 from . import calibration, metrics  # evaluation and calibration: sigmax.metrics.*, sigmax.calibration.*
 from .interpret import Interpretation, interpret
 from .check import Finding, check
+from . import conformal  # conformal prediction sets: sigmax.conformal.ConformalClassifier
 from . import datasets, io  # score files (sigmax.io.load_scores, ...), built-in data (sigmax.datasets.digits_scores)
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "softmax_focal_loss",
     "metrics",
     "calibration",
+    "conformal",
     "interpret",
     "Interpretation",
     "check",

@@ -246,6 +246,9 @@ class Interpretation:
         topk_indices, topk_probs: the ``top_k`` classes by decreasing probability (ties: lower index
             first), along the class axis; ``None`` without ``top_k``.
         threshold: the probability threshold used (binary, multilabel), else ``None``.
+        sets: conformal prediction sets (``interpret(..., conformal=cc)``): a boolean array with the
+            classes last (binary: ``(N, 2)``, column 1 positive), of the input's library and device;
+            ``None`` without ``conformal``. See :mod:`sigmax.conformal`.
     """
 
     task: str
@@ -261,6 +264,7 @@ class Interpretation:
     topk_indices: Any = None
     topk_probs: Any = None
     threshold: Any = None
+    sets: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict."""
@@ -358,7 +362,8 @@ def _take_first(a, ax, k):
 @_quiet
 def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, temperature: Any = None,
               threshold: Any = None, top_k: int | None = None, at_least_one: bool = False,
-              abstain_below: float | None = None, validate: bool = True, dim: int | None = None) -> Interpretation:
+              abstain_below: float | None = None, validate: bool = True, dim: int | None = None,
+              conformal: Any = None) -> Interpretation:
     r"""Probabilities, log-probabilities, decisions, confidence, margin and entropy for declared scores.
 
     The task says how scores become probabilities (``sigmoid`` for binary and per label for
@@ -393,6 +398,9 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
         at_least_one: multilabel: never predict an empty label set.
         abstain_below: confidence in [0, 1] under which the decision is :data:`ABSTAIN`.
         validate: check declared probabilities/log-probabilities.
+        conformal: a fitted :class:`sigmax.conformal.ConformalClassifier` of the same task: its
+            prediction sets, from the scores the decisions see (divided by ``temperature`` when given:
+            fit it on scores divided the same way), go in ``sets``. A NaN row's set holds every class.
 
     Returns:
         An :class:`Interpretation`.
@@ -448,6 +456,10 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
                          "argmax: use abstain_below= to refuse unconfident rows, or top_k=")
     if abstain_below is not None:
         abstain_below = _number_in_unit(abstain_below, "abstain_below")
+    if conformal is not None and (not callable(getattr(conformal, "predict_sets", None))
+                                  or getattr(conformal, "task", None) != task):
+        raise ValueError(f"conformal must be a sigmax.conformal.ConformalClassifier fitted for {spell('task', task)}, "
+                         f"got {conformal!r}; fit one with ConformalClassifier({task!r}).fit(scores, labels)")
 
     # scores in the declared space, as the decisions see them (logits divided by the temperature)
     t = check_temperature(xp, temperature, x) if space == "logits" else None
@@ -501,6 +513,11 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
     if top_k is not None:
         topk_idx = _take_first(xp.argsort(s, axis=ax, descending=True, stable=True), ax, top_k)
         topk_probs = finish(p, xp.take_along_axis(probs, topk_idx, axis=ax))
+    sets = None
+    if conformal is not None:
+        with warnings.catch_warnings():  # its NaN warning is the one below
+            warnings.filterwarnings("ignore", message=".*contain NaN", category=UserWarning)
+            sets = conformal.predict_sets(s, space=space, axis=-1 if ax is None else ax)
     abstained = None
     no_decision = xp.asarray(ABSTAIN, dtype=pred.dtype, device=_device(pred))
     if abstain_below is not None:
@@ -512,8 +529,9 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
         if abstained is not None:
             abstained = abstained | nan_pred
         if n_nan:
+            in_sets = ", and a prediction set of every class" if sets is not None else ""
             warnings.warn(f"{n_nan} row(s) of scores contain NaN: they get no decision (prediction {ABSTAIN}, "
-                          "as an abstention); find where the model produced NaN", UserWarning, stacklevel=3)
+                          f"as an abstention{in_sets}); find where the model produced NaN", UserWarning, stacklevel=3)
     if isinstance(th, float) or th is None:
         th_out = th
     else:
@@ -525,5 +543,5 @@ def interpret(scores: Any, task: str, *, space: str = "logits", axis: int = -1, 
         task=task, space=space, axis=ax,
         probs=finish(p, probs), log_probs=finish(p, log_probs), predictions=pred,
         confidence=finish(p, conf), margin=finish(p, margin), entropy=finish(p, entropy),
-        abstained=abstained, topk_indices=topk_idx, topk_probs=topk_probs, threshold=th_out,
+        abstained=abstained, topk_indices=topk_idx, topk_probs=topk_probs, threshold=th_out, sets=sets,
     )
