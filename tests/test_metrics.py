@@ -374,7 +374,7 @@ def test_errors_name_the_argument_and_the_fix(np_torch):
     with pytest.raises(ValueError, match="empty"):
         M.nll(np.zeros((0, 3)), np.zeros(0, dtype=int), "multiclass")
     with pytest.raises(ValueError, match="average"):
-        M.precision_recall_f1(z, y, "multiclass", average="weighted")
+        M.precision_recall_f1(z, y, "multiclass", average="samples")
     with pytest.raises(ValueError, match="threshold"):
         M.precision_recall_f1(z, y, "multiclass", threshold=0.3)
     with pytest.raises(ValueError, match="one per class"):

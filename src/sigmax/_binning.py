@@ -36,7 +36,12 @@ __all__ = [
     "check_min_bin_count",
     "check_mode",
     "check_norm",
+    "bin_index",
     "classwise_sums",
+    "debiased_error",
+    "debiased_squared",
+    "equal_width_edges",
+    "assign",
     "errors_from_sums",
     "from_sums",
 ]
@@ -122,6 +127,13 @@ def _sums(idx: np.ndarray, conf: np.ndarray, outcome: np.ndarray, weight: np.nda
 def bin_sums(conf: np.ndarray, outcome: np.ndarray, n_bins: int, binning: str, weight: np.ndarray | None = None):
     """``(edges, count, weight, sum of confidence, sum of outcome)`` per bin for one set of confidences
     (``weight`` is ``None`` without sample weights; the sums are then unweighted)."""
+    edges, idx, conf, outcome, weight = bin_index(conf, outcome, n_bins, binning, weight)
+    return (edges, *_sums(idx, conf, outcome, weight, n_bins))
+
+
+def bin_index(conf: np.ndarray, outcome: np.ndarray, n_bins: int, binning: str, weight: np.ndarray | None = None):
+    """``(edges, bin of each sample, conf, outcome, weight)``; equal-mass binning first drops the samples of
+    weight 0 (so the returned arrays may be shorter than the inputs)."""
     if binning == "equal_width":
         edges = equal_width_edges(n_bins)
         idx = assign(conf, edges)
@@ -139,7 +151,42 @@ def bin_sums(conf: np.ndarray, outcome: np.ndarray, n_bins: int, binning: str, w
         inner = [(sc[s - 1] + sc[s]) / 2 if 0 < s < len(sc) else (sc[-1] if s >= len(sc) else sc[0])
                  for s in starts[1:-1]]
         edges = np.concatenate([[sc[0]], inner, [sc[-1]]]) if len(sc) else np.zeros(n_bins + 1)
-    return (edges, *_sums(idx, conf, outcome, weight, n_bins))
+    return edges, idx, conf, outcome, weight
+
+
+def debiased_squared(count: np.ndarray, wsum: np.ndarray, sconf: np.ndarray, sacc: np.ndarray,
+                     w2sum: np.ndarray) -> np.ndarray:
+    r"""The debiased squared calibration error (Kumar, Liang and Ma 2019) of ``(..., n_bins)`` bin sums.
+
+    .. math:: \widehat{\mathrm{CE}^2} = \sum_b \frac{W_b}{W} \Big[(\bar o_b - \bar p_b)^2
+              - \frac{\bar o_b (1 - \bar o_b)}{n_b - 1}\Big]
+
+    with :math:`n_b = W_b^2 / \sum_{i \in B_b} w_i^2` (Kish's effective size: the bin's count without
+    weights); a bin with :math:`n_b \le 1` (or fewer than 2 samples) contributes 0, as in the authors'
+    code. ``wsum`` and ``w2sum`` are the per-bin sums of the weights and of their squares (the counts
+    without weights). The result may be negative (it is unbiased, not clipped).
+    """
+    wb = np.asarray(wsum, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = np.where(w2sum > 0, wb * wb / np.where(w2sum > 0, w2sum, 1.0), 0.0)
+        ok = (count >= 2) & (n_eff > 1.0 + 1e-12)
+        den = np.where(ok, wb, 1.0)
+        acc, conf = sacc / den, sconf / den
+        term = np.where(ok, (acc - conf) ** 2 - acc * (1.0 - acc) / np.where(ok, n_eff - 1.0, 1.0), 0.0)
+        total = wb.sum(axis=-1)
+        return np.where(total > 0, np.sum(wb * term, axis=-1) / np.where(total > 0, total, 1.0), 0.0)
+
+
+def debiased_error(conf: np.ndarray, outcome: np.ndarray, n_bins: int, binning: str,
+                   weight: np.ndarray | None = None) -> float:
+    """The debiased RMS calibration error of one set of confidences: ``sqrt(max(0, debiased_squared))``."""
+    edges, idx, conf, outcome, weight = bin_index(conf, outcome, n_bins, binning, weight)
+    count, wsum, sconf, sacc = _sums(idx, conf, outcome, weight, n_bins)
+    if weight is None:
+        wsum = w2sum = count.astype(np.float64)
+    else:
+        w2sum = np.bincount(idx, weights=weight * weight, minlength=n_bins)
+    return float(np.sqrt(max(0.0, float(debiased_squared(count, wsum, sconf, sacc, w2sum)))))
 
 
 def classwise_sums(p: np.ndarray, n_bins: int, *, index: np.ndarray | None = None, hits: np.ndarray | None = None,

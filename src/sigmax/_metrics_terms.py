@@ -234,6 +234,12 @@ def prf_from_counts(tp, fp, fn, average) -> dict[str, Any]:
     prec, rec, f1 = _div(tp, tp + fp), _div(tp, tp + fn), _div(2 * tp, 2 * tp + fp + fn)
     if average is None:
         return {"precision": prec, "recall": rec, "f1": f1}
+    if average == "weighted":  # scikit-learn's: each class weighs its support (tp + fn), absent classes 0
+        support = np.asarray(tp + fn, dtype=np.float64)
+        total = support.sum()
+        if not total > 0:
+            return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+        return {k: float(np.sum(v * support) / total) for k, v in (("precision", prec), ("recall", rec), ("f1", f1))}
     present = (tp + fp + fn) > 0  # classes never predicted nor present carry no information: left out
     if not present.any():
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}

@@ -1,4 +1,10 @@
-r"""Evaluation metrics: NLL, Brier, accuracy, precision / recall / F1, calibration error, reliability data.
+r"""Evaluation metrics: NLL, Brier, accuracy, precision / recall / F1, calibration error, reliability data,
+ranking metrics (:func:`roc_auc`, :func:`average_precision`), :func:`confusion_matrix`, the smooth ECE
+(:func:`smooth_calibration_error`) and bootstrap intervals for any of them (:func:`bootstrap_ci`,
+:func:`paired_bootstrap`).
+
+:func:`summary` and :class:`MetricAccumulator` keep to the metrics that stream exactly (sums over
+chunks); ROC AUC and average precision need every score sorted at once, so they are not in the summary.
 
 Every metric takes the scores in a *declared* space (``space="logits" | "probs" | "log_probs"``) and a
 declared ``task``; nothing is guessed from value ranges. Scores and labels are validated once, by
@@ -73,10 +79,14 @@ from ._binning import (
     check_min_bin_count,
     check_mode,
     check_norm,
+    debiased_error,
     errors_from_sums,
     from_sums,
 )
 from ._inputs import Canonical, spell, validate_space, validate_task, validate_top_k
+from ._metrics_bootstrap import Interval, PairedInterval, bootstrap_ci, paired_bootstrap, register
+from ._metrics_ranking import average_precision, confusion_matrix, roc_auc
+from ._metrics_smooth import smooth_calibration_error
 from ._metrics_terms import (
     MetricData,
     add_sums,
@@ -92,6 +102,7 @@ from ._metrics_terms import (
     prepare,
     prf_from_counts,
     reliability_data,
+    top_label,
     topk_correct,
     weighted_mean,
     weighted_sum,
@@ -99,20 +110,28 @@ from ._metrics_terms import (
 
 __all__ = [
     "DEFAULT_MIN_BIN_COUNT",
+    "Interval",
     "MetricAccumulator",
     "MetricData",
+    "PairedInterval",
     "Reliability",
     "accuracy",
+    "average_precision",
+    "bootstrap_ci",
     "brier",
     "calibration_error",
+    "confusion_matrix",
     "nll",
+    "paired_bootstrap",
     "precision_recall_f1",
     "prepare_canonical",
     "reliability",
+    "roc_auc",
+    "smooth_calibration_error",
     "summary",
 ]
 
-_AVERAGES = ("micro", "macro", None)
+_AVERAGES = ("micro", "macro", "weighted", None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,14 +271,14 @@ def _check_average(average: Any) -> Any:
             average = None
     if average not in _AVERAGES:
         raise ValueError(f"unknown average {average!r}; use 'micro' (pool all decisions), 'macro' (mean over "
-                         "classes) or None (per-class arrays)")
+                         "classes), 'weighted' (mean weighted by each class's support) or None (per-class arrays)")
     return average
 
 
 def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,
                         threshold: Any = None, average: str | None = "micro", dim: int | None = None,
                         ignore_index: int | None = None, sample_weight: Any = None) -> dict[str, Any]:
-    r"""Precision, recall and F1 of the decisions, micro- or macro-averaged over classes.
+    r"""Precision, recall and F1 of the decisions, micro-, macro- or support-weighted-averaged over classes.
 
     .. math::
         P = \frac{TP}{TP + FP}, \quad R = \frac{TP}{TP + FN}, \quad F_1 = \frac{2\,TP}{2\,TP + FP + FN}
@@ -267,7 +286,10 @@ def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "lo
     * binary: of the positive class (``average`` makes no difference);
     * multilabel: decisions ``p > threshold`` per class; ``"micro"`` pools the counts of all classes,
       ``"macro"`` averages the per-class values;
-    * multiclass: decisions are the argmax; ``"micro"`` equals accuracy, ``"macro"`` averages over classes.
+    * multiclass: decisions are the argmax; ``"micro"`` equals accuracy, ``"macro"`` averages over classes;
+    * ``"weighted"`` (multiclass, multilabel): the per-class values weighted by each class's support
+      :math:`TP_c + FN_c` (the weight of its true samples), scikit-learn's ``average="weighted"``; a
+      class without true samples weighs 0, and with no support at all the result is 0.
 
     With ``sample_weight`` the counts are sums of weights (scikit-learn's ``precision_recall_fscore_support``).
 
@@ -275,7 +297,7 @@ def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "lo
         scores, labels, task, space, axis, ignore_index, sample_weight: as in :func:`nll`.
         threshold: binary/multilabel decision threshold on probabilities, a number or one per class
             (e.g. ``Calibrator.thresholds``; ``None``: 0.5; not for multiclass).
-        average: ``"micro"``, ``"macro"``, or ``None`` for per-class NumPy arrays.
+        average: ``"micro"``, ``"macro"``, ``"weighted"``, or ``None`` for per-class NumPy arrays.
 
     Returns:
         ``{"precision": ..., "recall": ..., "f1": ...}``.
@@ -353,7 +375,18 @@ def reliability(scores: Any, labels: Any, task: str, *, space: str = "logits", n
     return reliability_data(d, n_bins, binning, mode, class_index, min_bin_count)
 
 
-def _calibration_error(d: MetricData, n_bins: int, binning: str, norm: str, mode: str, min_bin_count: int) -> float:
+def _debiased(d: MetricData, n_bins: int, binning: str, mode: str) -> float:
+    if mode == "top_label":
+        conf, out, w = top_label(d)
+        return debiased_error(conf, out, n_bins, binning, w)
+    return float(np.mean([debiased_error(*class_column(d, c)[:2], n_bins, binning, class_column(d, c)[2])
+                          for c in range(n_columns(d))]))
+
+
+def _calibration_error(d: MetricData, n_bins: int, binning: str, norm: str, mode: str, min_bin_count: int,
+                       debias: bool = False) -> float:
+    if debias:
+        return _debiased(d, n_bins, binning, mode)
     if mode == "top_label":
         return reliability_data(d, n_bins, binning, mode, None, min_bin_count).error(norm)
     if binning == "equal_width":
@@ -369,7 +402,8 @@ def _calibration_error(d: MetricData, n_bins: int, binning: str, norm: str, mode
 def calibration_error(scores: Any, labels: Any, task: str, *, space: str = "logits", n_bins: int = 15,
                       binning: str = "equal_width", norm: str = "l1", mode: str = "top_label",
                       axis: int = -1, dim: int | None = None, ignore_index: int | None = None,
-                      sample_weight: Any = None, min_bin_count: int = DEFAULT_MIN_BIN_COUNT) -> float:
+                      sample_weight: Any = None, min_bin_count: int = DEFAULT_MIN_BIN_COUNT,
+                      debias: bool = False) -> float:
     r"""Calibration error: ECE (``norm="l1"``), MCE (``"max"``) or RMS calibration error (``"l2"``).
 
     .. math::
@@ -387,6 +421,22 @@ def calibration_error(scores: Any, labels: Any, task: str, *, space: str = "logi
         min_bin_count: ``norm="max"`` takes the bins holding at least this many samples (default
             :data:`DEFAULT_MIN_BIN_COUNT` = 10; ``1``: every non-empty bin, as torchmetrics). The other
             norms weigh bins by their size and take every bin.
+        debias: ``norm="l2"`` only: the debiased estimator of Kumar, Liang and Ma (2019, "Verified
+            Uncertainty Calibration"), which subtracts from each bin's squared gap the part expected
+            from sampling noise alone,
+
+            .. math:: \widehat{\mathrm{CE}^2} = \sum_b \frac{W_b}{W} \Big[(\mathrm{acc}_b -
+                      \mathrm{conf}_b)^2 - \frac{\mathrm{acc}_b (1 - \mathrm{acc}_b)}{n_b - 1}\Big],
+                      \qquad \text{result} = \sqrt{\max(0, \widehat{\mathrm{CE}^2})}
+
+            (:math:`n_b` the bin's size; with ``sample_weight`` Kish's effective size
+            :math:`W_b^2 / \sum_{i \in B_b} w_i^2`; a bin of fewer than 2 samples contributes 0, as in
+            the authors' code). The squared estimate is unbiased for the binned squared error, so a
+            perfectly calibrated model scores about 0 instead of a positive noise floor; ``classwise``
+            averages the per-class values. ``debias=True`` with ``"l1"`` or ``"max"`` is a
+            ``ValueError``: the absolute value has no such closed-form correction (the authors' l1
+            version resamples from a normal approximation; use ``"l2"`` or
+            :func:`smooth_calibration_error`).
 
     Returns:
         A float in [0, 1]; the MCE is NaN when no bin holds ``min_bin_count`` samples.
@@ -407,9 +457,14 @@ def calibration_error(scores: Any, labels: Any, task: str, *, space: str = "logi
     n_bins, binning = check_bins(n_bins, binning)
     norm, mode = check_norm(norm), check_mode(mode)
     min_bin_count = check_min_bin_count(min_bin_count)
+    if debias not in (True, False):
+        raise ValueError(f"debias must be True or False, got {debias!r}")
+    if debias and norm != "l2":
+        raise ValueError(f"debias=True applies to norm='l2' (the squared error of Kumar, Liang and Ma 2019), not "
+                         f"norm={norm!r}; use norm='l2', or smooth_calibration_error for a consistent l1-type error")
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight, need_log=False)
-    return _calibration_error(d, n_bins, binning, norm, mode, min_bin_count)
+    return _calibration_error(d, n_bins, binning, norm, mode, min_bin_count, bool(debias))
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,3 +659,14 @@ def summary(scores: Any, labels: Any, task: str, *, space: str = "logits", axis:
     acc = MetricAccumulator(task, space=space, axis=resolve_axis(axis, dim), threshold=threshold, n_bins=n_bins,
                             ignore_index=ignore_index, min_bin_count=min_bin_count)
     return acc.update(scores, labels, sample_weight).compute()
+
+
+# which direction is better, and the fast bootstrap path of each metric (sigmax._metrics_bootstrap)
+register(nll, "nll", False, "nll")
+register(brier, "brier", False, "brier")
+register(accuracy, "accuracy", True, "accuracy")
+register(calibration_error, "calibration_error", False, "calibration_error")
+register(smooth_calibration_error, "smooth_calibration_error", False)
+register(precision_recall_f1, "precision_recall_f1", True)
+register(roc_auc, "roc_auc", True, "roc_auc")
+register(average_precision, "average_precision", True, "average_precision")
