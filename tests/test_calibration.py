@@ -278,7 +278,7 @@ def test_errors_name_the_fix(rng):
     with pytest.raises(ValueError, match="space='logits'"):
         C.TemperatureScaling().fit(z, y, space="probs")
     with pytest.raises(ValueError, match="unknown method"):
-        C.Calibrator().fit(z, y, "multiclass", method="isotonic")
+        C.Calibrator().fit(z, y, "multiclass", method="isotonicity")
     with pytest.raises(ValueError, match="unknown tune"):
         C.Calibrator().fit(z, y, "multiclass", tune="accuracy")
     with pytest.raises(ValueError, match="VectorScaling is for"):
@@ -588,7 +588,7 @@ def test_fit_calibrator_resolves_method_and_tune(rng):
     with pytest.raises(ValueError, match="target_recall is for binary and multilabel"):
         C.fit_calibrator(zm, ym, "multiclass", target_recall=0.9)
     with pytest.raises(ValueError, match="unknown method"):
-        C.fit_calibrator(zm, ym, "multiclass", method="isotonic")
+        C.fit_calibrator(zm, ym, "multiclass", method="isotonicity")
     with pytest.raises(ValueError, match="unknown tune"):
         C.fit_calibrator(zb, yb, "binary", tune="accuracy")
     with pytest.raises(ValueError, match="method='platt' is for task='binary' or task='multilabel' only"):
@@ -676,8 +676,14 @@ def test_resolve_method_is_the_one_rule_and_runs_before_any_work():
     assert resolve_method("multiclass", "none", "auto") == (None, None)
     with pytest.raises(ValueError, match="method='platt' is for task='binary' or task='multilabel' only"):
         resolve_method("multiclass", "platt")
-    with pytest.raises(ValueError, match="unknown method 'isotonic'"):
-        resolve_method("binary", "isotonic")
+    with pytest.raises(ValueError, match="unknown method 'isotonicity'"):
+        resolve_method("binary", "isotonicity")
+    assert resolve_method("binary", "auto") == ("auto", "f1")
+    for m in ("isotonic", "histogram", "beta"):
+        assert resolve_method("multilabel", m) == (m, "f1")
+    assert resolve_method("multiclass", "Dirichlet") == ("dirichlet", None)
+    with pytest.raises(ValueError, match="method='dirichlet' is for task='multiclass' only"):
+        resolve_method("binary", "dirichlet")
     with pytest.raises(ValueError, match="unknown tune 'f2'"):
         resolve_method("binary", tune="f2")
     z, y = np.zeros((4, 3)), np.array([0, 1, 2, 0])

@@ -146,7 +146,7 @@ def test_class_axis_first():
     ({"labels": np.zeros(7, dtype=int)}, "labels have shape (7,) but multiclass scores of shape (10, 3)"),
     ({"labels": np.full(10, 5)}, "class index 5, out of range for 3 classes"),
     ({"tune": "f1"}, "tune='f1' is for binary and multilabel"),
-    ({"method": "isotonic"}, "unknown method 'isotonic'"),
+    ({"method": "isotonicity"}, "unknown method 'isotonicity'"),
     ({"fit_fraction": 0.0}, "fit_fraction must be in (0, 1]"),
     ({"space": "probz"}, "unknown space 'probz'"),
     ({"class_names": ["a"]}, "class_names has 1 names but the scores have 3"),

@@ -15,7 +15,21 @@ True)``
 ``VectorScaling()``                 multiclass       :math:`w \odot z + b` (per-class scale and bias)
 ``PlattScaling()``                  binary,          :math:`a_c z_c + b_c` (per label)
                                     multilabel
+``BetaCalibration()``               all (one-vs-     :math:`a \ln p - b \ln(1-p) + c`, :math:`a, b \ge 0`
+                                    rest)
+``HistogramBinning()``              all (one-vs-     each bin's share of positives (equal-width or
+                                    rest)            equal-mass bins)
+``IsotonicCalibration()``           all (one-vs-     scikit-learn's isotonic regression per class
+                                    rest)
+``DirichletCalibration()``          multiclass       :math:`W \log p + b`, ODIR strength by CV
 ==================================  ===============  ============================================
+
+One-vs-rest methods calibrate each class's probability against the rest and renormalise multiclass
+rows (``_columns``); the step-function methods clip to :math:`[\varepsilon, 1-\varepsilon]`,
+:data:`DEFAULT_EPS` = 1e-6, before taking logits. ``method="auto"`` (:class:`Calibrator`,
+:func:`fit_calibrator`) takes the simplest method within one standard error of the lowest 5-fold
+cross-validated NLL on the calibration set and records why (``selection_``); ``method=None`` stays
+temperature scaling.
 
 Every calibrator is fitted by minimising the negative log-likelihood on a calibration set in float64
 NumPy, to a gradient tolerance (not a fixed iteration count), with probabilities from sigmax's own
@@ -35,8 +49,9 @@ to JSON (through a temporary file renamed into place) and loads from it
 
 The code lives in private modules, one per concern: ``_logits`` (scores in a declared space to
 logits), ``_solvers`` (the optimisers), ``_scalers`` (the three scalers), ``_thresholds``,
-``_calibrator`` (:class:`Calibrator`, :func:`fit_calibrator`, loading) and ``_format`` (the file
-format and its validation).
+``_calibrator`` (:class:`Calibrator`, :func:`fit_calibrator`, loading), ``_format`` (the file
+format and its validation), ``_columns`` (one-vs-rest plumbing, CV folds), ``_nonparametric``
+(isotonic, histogram), ``_beta``, ``_dirichlet`` and ``_select`` (the method registry and ``"auto"``).
 
 Example:
     >>> import numpy as np
@@ -50,17 +65,29 @@ Example:
     2.9
 """
 
+from ._beta import BetaCalibration
 from ._calibrator import DEFAULT_METHOD, Calibrator, fit_calibrator, from_dict, load, resolve_method
+from ._columns import DEFAULT_EPS
+from ._dirichlet import DEFAULT_GRID, DirichletCalibration
 from ._format import FORMAT_VERSION  # noqa: F401  (sigmax.calibration.FORMAT_VERSION, as before)
+from ._nonparametric import HistogramBinning, IsotonicCalibration
 from ._scalers import MIN_SAMPLES_PER_PARAMETER, PlattScaling, TemperatureScaling, VectorScaling  # noqa: F401
+from ._select import candidates
 from ._thresholds import tune_thresholds
 
 __all__ = [
+    "BetaCalibration",
     "Calibrator",
+    "DEFAULT_EPS",
+    "DEFAULT_GRID",
     "DEFAULT_METHOD",
+    "DirichletCalibration",
+    "HistogramBinning",
+    "IsotonicCalibration",
     "PlattScaling",
     "TemperatureScaling",
     "VectorScaling",
+    "candidates",
     "fit_calibrator",
     "from_dict",
     "load",

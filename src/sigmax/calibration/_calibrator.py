@@ -14,56 +14,59 @@ from .._inputs import SPACES, TASKS, spell, validate_space, validate_task
 from ..interpret import to_probs
 from . import _format as F
 from ._logits import fit_logits, logits_xp
-from ._scalers import SCALERS, PlattScaling, Scaler, TemperatureScaling, VectorScaling, check_compatible
+from ._scalers import Scaler, check_compatible
+from ._select import METHODS, candidates, make_scaler, select_method
+
+#: every scaler class by its JSON ``type``
+SCALERS: dict[str, type[Scaler]] = {cls.__name__: cls for cls in METHODS.values() if cls is not None}
 from ._thresholds import tune_thresholds
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "Calibrator", "fit_calibrator", "from_dict", "load", "resolve_method"]
 
-#: the calibration method used when none is named (``method=None`` or ``"auto"``)
+#: the calibration method used when none is named (``method=None``); ``"auto"`` chooses by CV NLL instead
 DEFAULT_METHOD = {"binary": "temperature", "multiclass": "temperature", "multilabel": "temperature"}
-#: the scaler of each method (``None``: no rescaling)
-METHODS: dict[str | None, type[Scaler] | None] = {"temperature": TemperatureScaling, "vector": VectorScaling,
-                                                  "platt": PlattScaling, None: None}
 
 
 def _method(method: Any) -> str | None:
     if isinstance(method, str):
         method = method.strip().lower()
         method = None if method == "none" else method
-    if method not in METHODS:
+    if method not in METHODS and method != "auto":
         raise ValueError(f"unknown {spell('method')} {method!r}; use 'temperature', 'vector' (multiclass), 'platt' "
-                         "(binary/multilabel) or 'none'")
+                         "(binary/multilabel), 'beta', 'histogram', 'isotonic', 'dirichlet' (multiclass), 'auto' "
+                         "(chosen by cross-validated NLL) or 'none'")
     return method
 
 
-def resolve_method(task: str, method: Any = "auto", tune: Any = "auto", *, target_precision: Any = None,
+def resolve_method(task: str, method: Any = None, tune: Any = "auto", *, target_precision: Any = None,
                    target_recall: Any = None) -> tuple[str | None, str | None]:
     """``(method, tune)`` resolved for ``task``, or a ``ValueError`` before any work is done.
 
     The one rule :func:`fit_calibrator`, the report pipeline and the CLI apply to their ``method`` and
-    ``tune`` settings: ``None`` or ``"auto"`` is :data:`DEFAULT_METHOD`; ``"none"`` is no rescaling
-    (``None``); a method the task has no use for (vector scaling is for multiclass, Platt scaling for
-    binary and multilabel) is an error; ``tune`` is ``"f1"``, ``None``/``"none"`` or ``"auto"`` (F1
+    ``tune`` settings: ``None`` is :data:`DEFAULT_METHOD` (temperature scaling); ``"auto"`` stays
+    ``"auto"`` (the method is chosen at fit time by cross-validated NLL, see :class:`Calibrator`);
+    ``"none"`` is no rescaling (``None``); a method the task has no use for (vector scaling and
+    Dirichlet calibration are for multiclass, Platt scaling for binary and multilabel) is an error; ``tune`` is ``"f1"``, ``None``/``"none"`` or ``"auto"`` (F1
     for binary and multilabel, none for multiclass), and thresholds asked for multiclass are an error.
 
     Example:
-        >>> resolve_method("binary"), resolve_method("multiclass", "vector")
-        (('temperature', 'f1'), ('vector', None))
+        >>> resolve_method("binary", None), resolve_method("multiclass", "vector"), resolve_method("binary", "auto")
+        (('temperature', 'f1'), ('vector', None), ('auto', 'f1'))
         >>> resolve_method("binary", "vector")
         Traceback (most recent call last):
         ...
-        ValueError: method='vector' is for task='multiclass' only, not task='binary'; use method='temperature' or method='platt'
+        ValueError: method='vector' is for task='multiclass' only, not task='binary'; use method='temperature', method='platt', method='beta', method='histogram' or method='isotonic'
     """
     task = validate_task(task)
-    if method is None or (isinstance(method, str) and method.strip().lower() == "auto"):
-        method = DEFAULT_METHOD[task]
-    method = _method(method)
+    method = DEFAULT_METHOD[task] if method is None else _method(method)
+    if method == "auto":
+        return method, _resolve_tune(task, tune, target_precision, target_recall)
     cls = METHODS[method]
     if cls is not None and task not in cls.tasks:
-        others = [m for m, c in METHODS.items() if m is not None and task in c.tasks]
+        others = [spell("method", m) for m in candidates(task)]
         only = " or ".join(spell("task", t) for t in cls.tasks)
         raise ValueError(f"{spell('method', method)} is for {only} only, not {spell('task', task)}; use "
-                         f"{' or '.join(spell('method', m) for m in others)}")
+                         f"{', '.join(others[:-1])} or {others[-1]}")
     return method, _resolve_tune(task, tune, target_precision, target_recall)
 
 
@@ -73,8 +76,13 @@ class Calibrator:
     .. math:: p = \operatorname{softmax}/\sigma(\text{scaler}(z)), \qquad \hat y = [\,p > t\,] \text{ (binary, multilabel)}
 
     ``method`` picks the scaler: ``"temperature"`` (:class:`TemperatureScaling`; one temperature per
-    label for multilabel), ``"vector"`` (:class:`VectorScaling`, multiclass) or ``"platt"``
-    (:class:`PlattScaling`, binary/multilabel), or ``None`` for no rescaling. ``tune`` picks
+    label for multilabel), ``"vector"`` (:class:`VectorScaling`, multiclass), ``"platt"``
+    (:class:`PlattScaling`, binary/multilabel), ``"beta"`` (:class:`BetaCalibration`), ``"histogram"``
+    (:class:`HistogramBinning`), ``"isotonic"`` (:class:`IsotonicCalibration`), ``"dirichlet"``
+    (:class:`DirichletCalibration`, multiclass), ``None`` for no rescaling, or ``"auto"``: the simplest
+    method whose cross-validated NLL on the calibration set is within one standard error of the
+    lowest (see ``sigmax.calibration._select``); ``selection_`` then records every candidate's CV NLL and
+    the reason, and ``method`` the method chosen. ``tune`` picks
     thresholds on the *calibrated* probabilities: ``"f1"`` (:func:`tune_thresholds`) or ``None`` (0.5).
     Thresholds apply to binary and multilabel tasks; multiclass decisions are the argmax, so there
     ``thresholds`` stays ``None``. :func:`fit_calibrator` fits one with the defaults resolved per task.
@@ -87,6 +95,8 @@ class Calibrator:
             logits (a float or a list works for every array library; :meth:`predict` does this).
         space\_: the space of the fitting scores, what :meth:`transform` assumes by default.
         n_classes\_: the number of classes (``None`` for binary).
+        selection\_: with ``method="auto"``, the record of the choice (``chosen``, ``cv_nll`` per method,
+            ``se``, ``reason``, ...); ``None`` otherwise. Saved with the calibrator.
 
     Example:
         >>> import numpy as np
@@ -111,6 +121,7 @@ class Calibrator:
         self.space_: str | None = None
         self.axis_: int = -1
         self.n_classes_: int | None = None
+        self.selection_: dict[str, Any] | None = None
         self._fitted = False
 
     def fit(self, scores: Any, labels: Any, task: str, method: str | None = "temperature", tune: str | None = "f1",
@@ -122,7 +133,8 @@ class Calibrator:
         Args:
             scores, labels: the calibration set (held out from training), as in :mod:`sigmax.metrics`.
             task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-            method: ``"temperature"``, ``"vector"`` (multiclass), ``"platt"`` (binary/multilabel) or ``None``.
+            method: ``"temperature"``, ``"vector"`` (multiclass), ``"platt"`` (binary/multilabel), ``"beta"``,
+                ``"histogram"``, ``"isotonic"``, ``"dirichlet"`` (multiclass), ``"auto"`` or ``None``.
             tune: ``"f1"`` or ``None``; ignored for multiclass. ``target_precision``/``target_recall`` tune
                 for a target instead (see :func:`tune_thresholds`).
             space: what ``scores`` are; :meth:`transform` assumes the same unless told otherwise.
@@ -138,12 +150,14 @@ class Calibrator:
         if tune is not None and tune != "f1":
             raise ValueError(f"unknown tune {tune!r}; use 'f1' or None (give target_precision/target_recall for a "
                              "precision or recall target)")
-        cls = METHODS[method]
-        if cls is TemperatureScaling:
-            scaler: Scaler | None = TemperatureScaling(task, per_class=(task == "multilabel"))
-        else:
-            scaler = None if cls is None else cls(task)
+        # the scaler first: a method the task has no use for is refused before the scores are read
+        scaler: Scaler | None = None if method in (None, "auto") else make_scaler(method, task)
         z, c = fit_logits(scores, labels, task, space, axis, ignore_index=ignore_index)
+        self.selection_ = None
+        if method == "auto":
+            self.selection_ = select_method(z, c.labels, c.valid, task)
+            method = self.selection_["chosen"]
+            scaler = make_scaler(method, task, **self.selection_["options"])
         if scaler is not None:
             scaler.fit_canonical(z, c.labels, valid=c.valid, space=space, axis=axis)
         self.task, self.method, self.scaler, self.space_, self.axis_ = task, method, scaler, space, axis
@@ -225,7 +239,8 @@ class Calibrator:
         return {"sigmax": "calibration", "format": F.FORMAT_VERSION, "type": "Calibrator", "task": self.task,
                 "method": self.method, "space": self.space_, "axis": self.axis_, "n_classes": self.n_classes_,
                 "tune": self.tune, "scaler": None if self.scaler is None else self.scaler.to_dict(),
-                "thresholds": None if self.thresholds is None else self.thresholds.tolist()}
+                "thresholds": None if self.thresholds is None else self.thresholds.tolist(),
+                "selection": self.selection_}
 
     @classmethod
     def from_description(cls, d: dict[str, Any]) -> Calibrator:
@@ -276,6 +291,7 @@ class Calibrator:
                 thresholds = F.numbers_of(th, "thresholds", n_classes, lo=0.0, hi=1.0)
                 n_classes = thresholds.size if n_classes is None else n_classes
             obj.thresholds = thresholds
+        obj.selection_ = _load_selection(d.get("selection"), method, task)
         obj.task, obj.method, obj.scaler, obj.space_, obj.axis_, obj.tune = task, method, scaler, space, axis, tune
         obj.n_classes_ = n_classes
         obj._fitted = True
@@ -294,6 +310,29 @@ class Calibrator:
             return "Calibrator(not fitted)"
         th = None if self.thresholds is None else np.round(self.thresholds, 4).tolist()
         return f"Calibrator(task={self.task!r}, scaler={self.scaler!r}, thresholds={th})"
+
+
+def _load_selection(sel: Any, method: Any, task: str) -> dict[str, Any] | None:
+    """The ``selection`` record of a saved ``method="auto"`` calibrator, validated (``None`` when absent)."""
+    if sel is None:
+        return None
+    if not isinstance(sel, dict):
+        raise F.FieldError("selection", "must be a JSON object (the record of method='auto') or null", sel)
+    chosen = F.choice(sel, "chosen", candidates(task), "selection.chosen")
+    if chosen != method:
+        raise F.FieldError("selection.chosen", f"must equal the calibrator's method {method!r}", chosen)
+    for key in ("cv_nll", "se"):
+        v = sel.get(key, {})
+        if not isinstance(v, dict):
+            raise F.FieldError(f"selection.{key}", "must be a JSON object of numbers, one per method", v)
+        for m, x in v.items():
+            if m not in METHODS or m is None:
+                raise F.FieldError(f"selection.{key}", f"has unknown method {m!r}")
+            F.number(x, f"selection.{key}.{m}", lo=0.0, hi=float("inf"))
+    reason = sel.get("reason", "")
+    if not isinstance(reason, str):
+        raise F.FieldError("selection.reason", "must be a string", reason)
+    return dict(sel)
 
 
 def _resolve_tune(task: str, tune: Any, target_precision: Any, target_recall: Any) -> str | None:
@@ -326,16 +365,19 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         space: what ``scores`` are: ``"logits"``, ``"probs"`` or ``"log_probs"`` (stored in the calibrator:
             :meth:`Calibrator.transform` assumes it).
-        method: ``None`` or ``"auto"`` (:data:`DEFAULT_METHOD`: temperature scaling, one temperature per
-            label for multilabel), ``"temperature"``, ``"vector"`` (multiclass), ``"platt"``
-            (binary/multilabel) or ``"none"`` (no rescaling).
+        method: ``None`` (:data:`DEFAULT_METHOD`: temperature scaling, one temperature per label for
+            multilabel), ``"temperature"``, ``"vector"`` (multiclass), ``"platt"`` (binary/multilabel),
+            ``"beta"``, ``"histogram"``, ``"isotonic"``, ``"dirichlet"`` (multiclass), ``"auto"`` (the
+            simplest method within one standard error of the lowest cross-validated NLL; the reason is
+            in ``.selection_["reason"]`` and in ``notes``) or ``"none"`` (no rescaling).
         tune: per-class decision thresholds: ``None`` or ``"none"`` (decide at 0.5), ``"f1"`` (maximise F1;
             binary and multilabel only), ``"auto"`` (``"f1"`` for binary and multilabel, none for multiclass).
         axis: the class axis of ``scores``.
         ignore_index: a label value whose rows (multilabel: entries) are left out, as in PyTorch.
         target_precision, target_recall: tune thresholds for a precision or recall target instead.
         notes: a list: the fit's UserWarnings (small calibration set, no convergence, ...) are appended
-            to it as ``"Calibration warning: ..."`` lines instead of being emitted.
+            to it as ``"Calibration warning: ..."`` lines instead of being emitted; with ``method="auto"``,
+            the reason for the choice as a ``"Calibration method: ..."`` line.
 
     Returns:
         The fitted :class:`Calibrator` (``.method``, ``.thresholds``, ``.describe()``, ``.save(path)``).
@@ -369,6 +411,8 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cal = fit()
+    if cal.selection_ is not None:
+        notes.append(f"Calibration method: {cal.selection_['reason']}")
     for w in caught:
         if issubclass(w.category, UserWarning):
             notes.append(f"Calibration warning: {w.message}")

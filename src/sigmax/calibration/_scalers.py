@@ -25,7 +25,7 @@ from ._solvers import column_mean, lbfgs, newton_logistic, solve_log_temperature
 
 __all__ = ["MIN_SAMPLES_PER_PARAMETER", "METHOD_NAMES", "SCALERS", "Scaler", "TemperatureScaling",
            "VectorScaling", "PlattScaling", "mean_nll", "describe_numbers",
-           "check_compatible"]
+           "check_compatible", "warn_small"]
 
 #: fewer calibration samples than this per fitted parameter gives a UserWarning
 MIN_SAMPLES_PER_PARAMETER = 30
@@ -68,7 +68,7 @@ def check_compatible(fitted_task: str, fitted_classes: int | None, task: str, n_
                          "use the calibrator of the same model")
 
 
-def _warn_small(n: int, n_params: int, what: str, alternative: str = "") -> None:
+def warn_small(n: int, n_params: int, what: str, alternative: str = "") -> None:
     if n < MIN_SAMPLES_PER_PARAMETER * n_params:
         warnings.warn(
             f"{what} fits {n_params} parameter(s) on {n} calibration sample(s); with fewer than "
@@ -195,6 +195,11 @@ class Scaler:
 
     def _apply(self, xp, z, ax):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def transform_canonical(self, z: np.ndarray) -> np.ndarray:
+        """Calibrated float64 logits of canonical float64 logits (classes last, rows flattened)."""
+        self._check_fitted()
+        return self._apply_np(z)
 
     def _apply_np(self, z: np.ndarray) -> np.ndarray:
         p = prepare(z, name="scores")
@@ -411,7 +416,7 @@ class TemperatureScaling(Scaler):
                           "label): the NLL keeps falling as T -> 0, so the fitted temperature only reflects the "
                           "stopping tolerance; calibrate on held-out data on which the model makes mistakes",
                           UserWarning, stacklevel=4)
-        _warn_small(n, 1, f"TemperatureScaling(task={self.task!r}{', per_class=True' if self.per_class else ''})")
+        warn_small(n, 1, f"TemperatureScaling(task={self.task!r}{', per_class=True' if self.per_class else ''})")
         u, g, it, converged, at_bound = solve_log_temperature(deriv, k, gtol=self.gtol)
         if at_bound.any():
             warnings.warn("the fitted temperature reached its bound (log T = +-20): the calibration scores "
@@ -484,7 +489,7 @@ class VectorScaling(Scaler):
 
     def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
         n, c = z.shape
-        _warn_small(n, 2 * c, f"VectorScaling with {c} classes", "; TemperatureScaling fits 1 parameter")
+        warn_small(n, 2 * c, f"VectorScaling with {c} classes", "; TemperatureScaling fits 1 parameter")
         onehot = _onehot(y, c)
         x0 = np.concatenate([np.ones(c), np.zeros(c)])  # the identity
         lam = self.l2
@@ -568,7 +573,7 @@ class PlattScaling(Scaler):
         zz = z.reshape(n, -1)
         yy = y.reshape(n, -1).astype(np.float64)
         w = None if valid is None else valid.reshape(n, -1).astype(np.float64)
-        _warn_small(n, 2, f"PlattScaling(task={self.task!r})", "; TemperatureScaling fits 1 parameter per label")
+        warn_small(n, 2, f"PlattScaling(task={self.task!r})", "; TemperatureScaling fits 1 parameter per label")
         npos = yy.sum(axis=0) if w is None else (yy * w).sum(axis=0)
         ncol = np.full(zz.shape[1], float(n)) if w is None else w.sum(axis=0)
         nneg = ncol - npos

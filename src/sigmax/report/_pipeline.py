@@ -292,7 +292,7 @@ def _resolve(task: str, calibrator: Any, method: Any, tune: Any) -> tuple[Any, A
 
 # ------------------------------------------------------------------------------------ the pipeline
 def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, fit: tuple[Any, Any] | None = None,
-             calibrator: Any = None, method: str | None = "auto", tune: Any = "auto", fit_fraction: float = 0.5,
+             calibrator: Any = None, method: str | None = "temperature", tune: Any = "auto", fit_fraction: float = 0.5,
              max_fit_rows: int | None = None, seed: int = 0, n_bins: int = 15, min_bin_count: int | None = None,
              class_names: Sequence[str] | None = None, title: str | None = None, source_name: str = "",
              check: bool = True, show_progress: bool | None = None, memory_budget: Any = DEFAULT_BUDGET,
@@ -441,7 +441,7 @@ def _calibrated(cal: Any, c: Any, space: str) -> Any:
 
 # ------------------------------------------------------------------------------------ the two doors
 def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,
-                       fit: tuple[Any, Any] | None = None, calibrator: Any = None, method: str | None = "auto",
+                       fit: tuple[Any, Any] | None = None, calibrator: Any = None, method: str | None = "temperature",
                        tune: Any = "auto", fit_fraction: float = 0.5, seed: int = 0, n_bins: int = 15,
                        min_bin_count: int | None = None, ignore_index: int | None = DEFAULT_IGNORE_INDEX,
                        memory_budget: Any = DEFAULT_BUDGET, max_fit_rows: int | None = None,
@@ -499,7 +499,7 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
 
 def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, space: str = "logits",
                               axis: int = -1, chunk_rows: int | None = None, calibrator: Any = None,
-                              method: str | None = "auto", tune: Any = "auto", fit_fraction: float = 0.5,
+                              method: str | None = "temperature", tune: Any = "auto", fit_fraction: float = 0.5,
                               max_fit_rows: int | None = None, seed: int = 0, n_bins: int = 15,
                               min_bin_count: int | None = None, ignore_index: int | None = DEFAULT_IGNORE_INDEX,
                               scores_key: str | None = None, labels_key: str | None = None,

@@ -1,0 +1,266 @@
+r"""Non-parametric calibrators: isotonic regression and histogram binning (per class, one-vs-rest).
+
+Both learn a map from a column's probability :math:`p` to a calibrated probability :math:`q` with no
+assumed shape; both are fitted per column and renormalised for multiclass as described in
+``_columns`` (:class:`~sigmax.calibration.IsotonicCalibration` and
+:class:`~sigmax.calibration.HistogramBinning` document the details).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from . import _format as F
+from ._columns import DEFAULT_EPS, ColumnCalibrator
+
+__all__ = ["HistogramBinning", "IsotonicCalibration", "isotonic_fit", "pool_adjacent_violators"]
+
+#: sklearn's ``_make_unique`` merges inputs closer than this (``np.finfo(np.float64).resolution``)
+_UNIQUE_RESOLUTION = float(np.finfo(np.float64).resolution)
+
+
+def pool_adjacent_violators(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r"""The weighted least-squares non-decreasing fit of ``y`` (pool adjacent violators, O(n)).
+
+    .. math:: \hat y = \arg\min_{\hat y_1 \le \dots \le \hat y_n} \sum_i w_i (y_i - \hat y_i)^2
+
+    A block is pooled with its predecessor while the predecessor's value is ``>=`` its own (as
+    scikit-learn's ``_inplace_contiguous_isotonic_regression``); each block takes its weighted mean.
+
+    Example:
+        >>> pool_adjacent_violators(np.array([1.0, 3.0, 2.0, 4.0]), np.ones(4)).tolist()
+        [1.0, 2.5, 2.5, 4.0]
+    """
+    sums: list[float] = []
+    weights: list[float] = []
+    sizes: list[int] = []
+    for yi, wi in zip(y.tolist(), w.tolist()):
+        s, ww, k = yi * wi, wi, 1
+        while sums and sums[-1] / weights[-1] >= s / ww:
+            s, ww, k = s + sums.pop(), ww + weights.pop(), k + sizes.pop()
+        sums.append(s)
+        weights.append(ww)
+        sizes.append(k)
+    return np.repeat(np.array(sums) / np.array(weights), sizes)
+
+
+def _make_unique(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted ``x`` merged into groups closer than 1e-15 (to the group's first value): ``(x, mean y, count)``."""
+    ux, start, count = np.unique(x, return_index=True, return_counts=True)
+    sy = np.add.reduceat(y, start)
+    if ux.size > 1 and np.min(np.diff(ux)) < _UNIQUE_RESOLUTION:  # rare: merge as scikit-learn does
+        gx, gy, gw = [ux[0]], [sy[0]], [float(count[0])]
+        for xv, yv, wv in zip(ux[1:].tolist(), sy[1:].tolist(), count[1:].tolist()):
+            if xv - gx[-1] >= _UNIQUE_RESOLUTION:
+                gx.append(xv)
+                gy.append(yv)
+                gw.append(float(wv))
+            else:
+                gy[-1] += yv
+                gw[-1] += wv
+        ux, sy, count = np.array(gx), np.array(gy), np.array(gw)
+    count = count.astype(np.float64)
+    return ux, sy / count, count
+
+
+def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x_thresholds, y_thresholds)`` of the increasing isotonic fit of ``y`` on ``x``, as scikit-learn's.
+
+    The steps of ``IsotonicRegression(increasing=True).fit(x, y)``: sort by ``(x, y)``, average the
+    labels of equal inputs, pool adjacent violators weighted by those counts, and keep only the
+    first and last point of every constant run (the thresholds that ``np.interp`` needs).
+
+    Example:
+        >>> isotonic_fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 1.0, 0.0, 1.0]))
+        (array([0.1, 0.2, 0.3, 0.4]), array([0. , 0.5, 0.5, 1. ]))
+    """
+    order = np.lexsort((y, x))
+    ux, uy, uw = _make_unique(x[order], y[order])
+    fy = pool_adjacent_violators(uy, uw)
+    keep = np.ones(fy.size, dtype=bool)
+    keep[1:-1] = (fy[:-2] != fy[1:-1]) | (fy[1:-1] != fy[2:])
+    return ux[keep], fy[keep]
+
+
+class IsotonicCalibration(ColumnCalibrator):
+    r"""Isotonic regression (Zadrozny & Elkan 2002), per class: the best non-decreasing map :math:`p \mapsto q`.
+
+    .. math:: q = g(p), \qquad g = \arg\min_{g \text{ non-decreasing}} \sum_i \big(y_i - g(p_i)\big)^2
+
+    fitted by pool adjacent violators on the column's probability :math:`p` (:math:`\sigma(z)`, or
+    softmax for multiclass) and applied by linear interpolation between the fitted thresholds,
+    clipped outside them: exactly scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` on the
+    same pairs (:meth:`calibrated_columns` returns those values). Multiclass: one map per class
+    against the rest, rows renormalised (:math:`q_c / \sum_k q_k`). scikit-learn is not needed.
+
+    A step function reaches 0 and 1 exactly; ``transform`` keeps :math:`q` in
+    :math:`[\varepsilon, 1 - \varepsilon]` (multiclass: :math:`q \ge \varepsilon`) before taking
+    logits, ``eps`` = :data:`~sigmax.calibration.DEFAULT_EPS` (``1e-6``), so a held-out surprise costs
+    at most :math:`-\log \varepsilon \approx 13.8` nats instead of infinity. It can change the argmax
+    (multiclass) and ties many scores (probabilities become steps), which lowers ranking metrics.
+
+    Args:
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        eps: the clip above, in (0, 0.5).
+
+    Attributes (after :meth:`fit`):
+        x_thresholds_, y_thresholds_: one array per column (binary: one): the increasing inputs and
+            the non-decreasing outputs of the step function.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigmax.calibration import IsotonicCalibration
+        >>> z = np.array([-3.0, -1.0, 0.0, 1.0, 2.0, 3.0] * 10); y = np.array([0, 1, 0, 1, 1, 1] * 10)
+        >>> iso = IsotonicCalibration("binary").fit(z, y)
+        >>> iso.y_thresholds_[0].round(3).tolist()   # the first and last point of each step
+        [0.0, 0.5, 0.5, 1.0, 1.0]
+        >>> iso.predict_proba(np.array([-5.0, -0.5, 5.0])).round(6)
+        array([1.00000e-06, 5.00000e-01, 9.99999e-01])
+    """
+
+    _params = ("x_thresholds", "y_thresholds")
+    method = "isotonic"
+
+    def __init__(self, task: str = "binary", *, eps: float = DEFAULT_EPS):
+        super().__init__(task, eps=eps)
+        self.x_thresholds_: Any = None
+        self.y_thresholds_: Any = None
+
+    def describe(self) -> str:
+        steps = [int(np.asarray(x).size) for x in self.x_thresholds_]
+        return f"isotonic regression, {min(steps)}-{max(steps)} thresholds per class" if len(steps) > 1 else \
+            f"isotonic regression, {steps[0]} thresholds"
+
+    def _fit_column(self, lp, l1mp, t):
+        return isotonic_fit(np.exp(lp), t)
+
+    def _predict(self, k, lp, l1mp):
+        x, y = self.x_thresholds_[k], self.y_thresholds_[k]
+        p = np.clip(np.exp(lp), x[0], x[-1])  # out_of_bounds="clip"
+        return np.full(p.shape, y[0]) if x.size == 1 else np.interp(p, x, y)
+
+    def _load_param(self, name: str, value: Any, where: str) -> Any:
+        out = []
+        for c, v in enumerate(self._columns_of(value, where)):
+            at = f"{where}[{c}]"
+            a = F.numbers_of(v, at, None, lo=0.0, hi=1.0)
+            if name == "x_thresholds" and np.any(np.diff(a) <= 0):
+                raise F.FieldError(at, "must be strictly increasing (the inputs of the isotonic steps)")
+            if name == "y_thresholds":
+                if a.size != self.x_thresholds_[c].size:
+                    raise F.FieldError(at, f"must have one value per x threshold ({self.x_thresholds_[c].size}), "
+                                       f"but has {a.size}")
+                if np.any(np.diff(a) < 0):
+                    raise F.FieldError(at, "must be non-decreasing (isotonic regression is monotone)")
+            out.append(a)
+        return out
+
+
+class HistogramBinning(ColumnCalibrator):
+    r"""Histogram binning (Zadrozny & Elkan 2001), per class: each bin's probability is its share of positives.
+
+    .. math:: q = \frac{\#\{i : p_i \in B_b,\ y_i = 1\}}{\#\{i : p_i \in B_b\}} \quad \text{for } p \in B_b
+
+    Bins are right-closed, :math:`B_b = (e_b, e_{b+1}]` (0 joins the first), over the column's
+    probability :math:`p` (as in :func:`sigmax.metrics.calibration_error`). ``binning="equal_width"``:
+    edges :math:`b / n`; ``"equal_mass"``: the sorted calibration probabilities split into ``n_bins``
+    runs of equal size (differing by at most one), each edge halfway between neighbouring runs; equal
+    probabilities never straddle an edge, so bins whose edges would coincide are merged (fewer bins).
+    **Empty bins** (equal-width only: a bin no calibration probability falls in) have no evidence and
+    keep the probability of their midpoint, :math:`(e_b + e_{b+1}) / 2`; ``info_["empty_bins"]`` counts
+    them. Bins holding only negatives (positives) give exactly 0 (1): ``transform`` clips to
+    :math:`[\varepsilon, 1 - \varepsilon]` as :class:`IsotonicCalibration` does. Multiclass: one
+    histogram per class against the rest, rows renormalised.
+
+    Args:
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        n_bins: the number of bins (default 10).
+        binning: ``"equal_width"`` (default) or ``"equal_mass"``.
+        eps: the clip above, in (0, 0.5).
+
+    Attributes (after :meth:`fit`):
+        bin_edges_, bin_values_: one array per column: ``n + 1`` increasing edges from 0 to 1, and the
+            ``n`` calibrated probabilities.
+
+    Example:
+        >>> import numpy as np
+        >>> from sigmax.calibration import HistogramBinning
+        >>> p = np.array([0.05, 0.15, 0.3, 0.35, 0.8, 0.9] * 10); y = np.array([0, 0, 1, 0, 1, 1] * 10)
+        >>> hb = HistogramBinning("binary", n_bins=4).fit(p, y, space="probs")
+        >>> hb.bin_values_[0].tolist(), hb.info_["empty_bins"]
+        ([0.0, 0.5, 0.625, 1.0], 1)
+    """
+
+    _params = ("bin_edges", "bin_values")
+    _option_types = {"n_bins": numbers.Integral, "binning": str, "eps": numbers.Real}
+    method = "histogram"
+
+    def __init__(self, task: str = "binary", *, n_bins: int = 10, binning: str = "equal_width",
+                 eps: float = DEFAULT_EPS):
+        super().__init__(task, eps=eps)
+        if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+            raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+        b = binning.strip().lower().replace("-", "_") if isinstance(binning, str) else binning
+        if b not in ("equal_width", "equal_mass"):
+            raise ValueError(f"unknown binning {binning!r}; use 'equal_width' (n_bins bins of width 1/n_bins) or "
+                             "'equal_mass' (bins holding equally many calibration samples)")
+        self.n_bins, self.binning = int(n_bins), b
+        self.bin_edges_: Any = None
+        self.bin_values_: Any = None
+
+    def _options(self) -> dict[str, Any]:
+        return {"n_bins": self.n_bins, "binning": self.binning, "eps": self.eps}
+
+    def describe(self) -> str:
+        return f"histogram binning, {self.n_bins} {self.binning.replace('_', '-')} bins"
+
+    def _edges(self, p: np.ndarray) -> np.ndarray:
+        if self.binning == "equal_width" or p.size == 0:
+            return np.linspace(0.0, 1.0, self.n_bins + 1)
+        s = np.sort(p)
+        runs = [r for r in np.array_split(s, min(self.n_bins, s.size)) if r.size]
+        inner = [0.5 * (a[-1] + b[0]) for a, b in zip(runs[:-1], runs[1:])]
+        return np.unique(np.clip(np.r_[0.0, inner, 1.0], 0.0, 1.0))
+
+    @staticmethod
+    def _bin(edges: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(edges, p, side="left") - 1, 0, edges.size - 2)  # (e_b, e_b+1]; 0 in bin 0
+
+    def _fit_column(self, lp, l1mp, t):
+        p = np.exp(lp)
+        edges = self._edges(p)
+        idx = self._bin(edges, p)
+        nb = edges.size - 1
+        count = np.bincount(idx, minlength=nb).astype(np.float64)
+        pos = np.bincount(idx, weights=t, minlength=nb)
+        mid = 0.5 * (edges[:-1] + edges[1:])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(count > 0, pos / np.maximum(count, 1.0), mid)
+        self.info_["empty_bins"] = self.info_.get("empty_bins", 0) + int(np.sum(count == 0))
+        return edges, values
+
+    def _fit(self, z, y, valid):
+        self.info_ = {}
+        info = super()._fit(z, y, valid)
+        return {**info, "empty_bins": self.info_.get("empty_bins", 0)}
+
+    def _predict(self, k, lp, l1mp):
+        edges = self.bin_edges_[k]
+        return self.bin_values_[k][self._bin(edges, np.exp(lp))]
+
+    def _load_param(self, name: str, value: Any, where: str) -> Any:
+        out = []
+        for c, v in enumerate(self._columns_of(value, where)):
+            at = f"{where}[{c}]"
+            a = F.numbers_of(v, at, None, lo=0.0, hi=1.0)
+            if name == "bin_edges":
+                if a.size < 2 or a[0] != 0.0 or a[-1] != 1.0 or np.any(np.diff(a) <= 0):
+                    raise F.FieldError(at, "must be at least 2 strictly increasing bin edges from 0 to 1", v)
+            elif a.size != self.bin_edges_[c].size - 1:
+                raise F.FieldError(at, f"must have one value per bin ({self.bin_edges_[c].size - 1}), "
+                                   f"but has {a.size}")
+            out.append(a)
+        return out
