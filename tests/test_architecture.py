@@ -39,6 +39,7 @@ FLOORS = {
     "sigmax._scalers": 6,
     "sigmax.conformal": 6,
     "sigmax.datasets": 6,
+    "sigmax.sklearn": 6,
     "sigmax.torch": 7,
     "sigmax.report": 8,
     "sigmax.cli": 9,
