@@ -30,8 +30,11 @@ from collections.abc import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._dispatch import torch_transform_active
 from . import _chunked
 from ._chunked import LinearSource, Spec, TokenPlan
+from .triton import available as triton_available
+from .triton import fused as triton_fused
 
 __all__ = ["linear_cross_entropy"]
 
@@ -161,7 +164,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx.spec, ctx.chunk = spec, chunk
         ctx.held = src.grads() if coefficients is not None else None
         ctx.save_for_backward(hidden, weight, bias, target, class_weight, lse, denom)
-        return loss.to(hidden.dtype), lse
+        return loss, lse  # in the compute dtype: linear_cross_entropy casts it (loss_dtype)
 
     @staticmethod
     @once_differentiable
@@ -204,20 +207,41 @@ def _torch_chunked(hidden, weight, bias, target, class_weight, spec: Spec, chunk
 
 #: The dispatch point for device kernels: ``{device_type: kernel}``. A kernel takes the arguments of
 #: :func:`_torch_chunked` (2-D hidden, 1-D int64 target, validated options) and returns the
-#: differentiable ``(loss, lse)``. A Triton kernel for CUDA registers here once it is tested on a GPU
-#: in CI; until then every device runs the chunked PyTorch implementation, which is device-agnostic.
+#: differentiable ``(loss, lse)``, the loss in any floating dtype (best the compute dtype: the caller
+#: casts it to ``loss_dtype``, so a float32 loss of half input keeps its precision). A Triton kernel for
+#: CUDA registers here once it is tested on a GPU in CI; until then every device runs the chunked
+#: PyTorch implementation, which is device-agnostic.
 KERNELS: dict[str, Callable] = {}
 
 
-def _kernel(device: torch.device) -> Callable:
-    return KERNELS.get(device.type, _torch_chunked)
+_IMPLS = ("auto", "torch", "triton")
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _kernel(device: torch.device, impl: str = "auto", dtype: torch.dtype = torch.float32) -> Callable:
+    """``impl="auto"``: an entry of :data:`KERNELS` for the device type if any, else the Triton kernel
+    (:mod:`sigmax.torch.triton`) for float16/bfloat16/float32 CUDA tensors where Triton is installed
+    (not inside ``torch.compile`` / functorch transforms), else the chunked PyTorch path."""
+    if impl not in _IMPLS:
+        raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+    if impl == "torch":
+        return _torch_chunked
+    if impl == "triton":
+        return triton_fused  # raises a clear error off CUDA (outside TRITON_INTERPRET=1) or without Triton
+    if device.type in KERNELS:
+        return KERNELS[device.type]
+    if (device.type == "cuda" and dtype in _TRITON_DTYPES and triton_available()
+            and not torch_transform_active()):
+        return triton_fused
+    return _torch_chunked
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, *,
                          bias: torch.Tensor | None = None, class_weight: torch.Tensor | None = None,
                          ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean",
                          z_loss: float = 0.0, softcap: float | None = None, return_lse: bool = False,
-                         chunk_size: int | None = None):
+                         chunk_size: int | None = None, loss_dtype: torch.dtype | None = None,
+                         impl: str = "auto"):
     r"""Cross-entropy of a linear head, ``hidden @ weight.T + bias``, without materializing the logits.
 
     Equal to ``F.cross_entropy(F.linear(hidden, weight, bias), target, weight=class_weight,
@@ -252,10 +276,18 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
         return_lse: also return :math:`\operatorname{lse}` per token (shape of ``target``, float32 for
             half input; the accumulator's precision is kept on purpose). It is differentiable.
         chunk_size: tokens per chunk; default: about 2**21 logits per chunk (8 MiB in float32), at
-            least 256 tokens (see ``sigmax.torch._chunked.MIN_CHUNK_ROWS``).
+            least 256 tokens (see ``sigmax.torch._chunked.MIN_CHUNK_ROWS``); the chunked path's only.
+        loss_dtype: dtype of the returned loss; default ``hidden``'s. ``torch.float32`` with half
+            input returns the float32 accumulator's value uncast (and takes a float32 upstream
+            gradient), as Hugging Face's loss, which upcasts the logits, does.
+
+        impl: ``"auto"`` (default: the Triton kernel for float16/bfloat16/float32 CUDA tensors where
+            Triton is installed, the chunked PyTorch path otherwise), ``"torch"`` (always the chunked
+            path) or ``"triton"`` (always the kernel of :mod:`sigmax.torch.triton`: an error on a CPU
+            tensor unless ``TRITON_INTERPRET=1``, Triton's interpreter, and for float64).
 
     Returns:
-        The loss in ``hidden``'s dtype (a scalar, or per token for ``"none"``), and with
+        The loss in ``hidden``'s dtype or ``loss_dtype`` (a scalar, or per token for ``"none"``), and with
         ``return_lse=True`` the pair ``(loss, lse)``.
 
     Note:
@@ -289,7 +321,11 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
                                device=hidden.device)
     h2 = hidden.reshape(-1, d)
     chunk = int(chunk_size) if chunk_size is not None else _chunked.default_chunk_rows(h2.shape[0], n_classes)
-    loss, lse = _kernel(hidden.device)(h2, weight, bias, flat_target, class_weight, spec, chunk)
+    if loss_dtype is not None and not (isinstance(loss_dtype, torch.dtype) and loss_dtype.is_floating_point):
+        raise TypeError(f"loss_dtype must be None or a floating torch.dtype, got {loss_dtype!r}")
+    loss, lse = _kernel(hidden.device, impl, hidden.dtype)(h2, weight, bias, flat_target, class_weight, spec,
+                                                           chunk)
+    loss = loss.to(hidden.dtype if loss_dtype is None else loss_dtype)  # free where the dtype matches
     if spec.reduction == "none":
         loss = loss.reshape(lead)
     if return_lse:
