@@ -19,6 +19,9 @@ ROOT = SRC.parents[1]
 FLOORS = {
     "sigmax._tolerance": 0,
     "sigmax._format": 0,
+    "sigmax._dask": 0,
+    "sigmax._dask_metrics": 5,
+    "sigmax._dask_calibration": 6,
     "sigmax._array": 0,
     "sigmax._inputs": 0,
     "sigmax._dispatch": 1,

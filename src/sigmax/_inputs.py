@@ -49,6 +49,8 @@ __all__ = [
     "validate_ignore_index",
     "validate_top_k",
     "to_numpy",
+    "is_dask",
+    "in_memory_error",
     "spell",
     "interface",
 ]
@@ -159,6 +161,21 @@ def validate_top_k(top_k: Any, n_classes: int) -> int:
 
 
 # ------------------------------------------------------------------------- array conversion
+def is_dask(x: Any) -> bool:
+    """Whether ``x`` is a Dask array (checked without importing Dask)."""
+    t = type(x)
+    return t.__module__.startswith("dask.array") and t.__name__ == "Array"
+
+
+def in_memory_error(name: str, what: str = "this function") -> TypeError:
+    """The one message for a Dask array reaching code that needs it in memory (nothing is pulled silently)."""
+    return TypeError(
+        f"{name} is a Dask array, and {what} needs all of it in memory (it would be pulled whole into this "
+        f"process). Use a function that reduces Dask arrays chunk by chunk (the metrics of sigmax.metrics, "
+        f"TemperatureScaling.fit, ConformalClassifier.fit, conformal_quantile, transform), or bring a bounded "
+        f"sample in yourself: {name}[:n].compute()")
+
+
 def to_numpy(x: Any, name: str = "x") -> np.ndarray:
     """Any array (NumPy, torch on any device, JAX, a list) as a NumPy array, without copying NumPy input.
 
@@ -167,6 +184,8 @@ def to_numpy(x: Any, name: str = "x") -> np.ndarray:
     """
     if isinstance(x, str) or x is None:
         raise TypeError(f"{name} must be an array (NumPy, PyTorch, JAX) or a list, got {type(x).__name__}")
+    if is_dask(x):
+        raise in_memory_error(name)
     if array_api_compat.is_torch_array(x):
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.dtype.itemsize < 4:  # bfloat16/float16: NumPy has no bfloat16

@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from ._array import device_of, is_numpy, namespace
-from ._inputs import canonical, spell, to_numpy, validate_space, validate_task
+from ._inputs import canonical, is_dask, spell, to_numpy, validate_space, validate_task
 from .interpret import to_probs, validate_log_probs
 from .io import atomic_write
 
@@ -103,13 +103,35 @@ def conformal_quantile(scores: Any, alpha: float) -> float:
         inf
     """
     alpha = _alpha(alpha)
+    if is_dask(scores):  # exact, by a distributed radix selection (sigmax._dask.kth_smallest)
+        from ._dask import kth_smallest
+
+        return kth_smallest(list(scores.reshape(-1).to_delayed().reshape(-1)), rank=lambda n: _rank(n, alpha),
+                            on_nan=lambda _: ValueError(_NAN_SCORES))[0]
     s = to_numpy(scores, "scores").astype(np.float64, copy=False).reshape(-1)
     if np.isnan(s).any():
-        raise ValueError("scores hold NaN; a conformal quantile needs a number for every calibration row")
+        raise ValueError(_NAN_SCORES)
     k = _rank(s.size, alpha)
     if k > s.size:
         return math.inf
     return float(np.partition(s, k - 1)[k - 1])
+
+
+def _warn_short(short: list, counts: np.ndarray, alpha: float, stacklevel: int) -> None:
+    warnings.warn(f"mondrian: class(es) {short} have too few calibration rows for alpha={alpha:g} "
+                  f"(a class needs at least {math.ceil(1 / alpha) - 1} rows, it has "
+                  f"{[int(counts[j]) for j in short]}): their quantile is +inf and they are in every set; "
+                  f"add calibration rows of those classes or raise alpha", UserWarning, stacklevel=stacklevel)
+
+
+def _warn_too_few(n: int, alpha: float, stacklevel: int) -> None:
+    warnings.warn(f"{n} calibration row(s) are too few for alpha={alpha:g}: the rank "
+                  f"ceil((n+1)(1-alpha)) = {_rank(n, alpha)} exceeds n, so the quantile is +inf and "
+                  f"every set holds every class; give at least {math.ceil(1 / alpha) - 1} rows or "
+                  "raise alpha", UserWarning, stacklevel=stacklevel)
+
+
+_NAN_SCORES = "scores hold NaN; a conformal quantile needs a number for every calibration row"
 
 
 def _rank(n: int, alpha: float) -> int:
@@ -236,6 +258,8 @@ class ConformalClassifier:
         the rows the sets are for; the scores come in one array and the quantile is exact.
         """
         space = validate_space(space)
+        if is_dask(scores) or is_dask(labels):
+            return self._fit_dask(scores, labels, space, axis, ignore_index)
         c = canonical(scores, labels, self.task, axis=axis, ignore_index=ignore_index)
         n, k = c.scores.shape[0], (2 if self.task == "binary" else c.scores.shape[1])
         s = self.conformity_scores(c.scores, c.labels, space=space)  # the canonical record: already validated
@@ -244,21 +268,63 @@ class ConformalClassifier:
             q = np.array([conformal_quantile(s[c.labels == j], self.alpha) for j in range(k)])
             short = [j for j in range(k) if math.isinf(q[j])]
             if short:
-                warnings.warn(f"mondrian: class(es) {short} have too few calibration rows for alpha={self.alpha:g} "
-                              f"(a class needs at least {math.ceil(1 / self.alpha) - 1} rows, it has "
-                              f"{[int(counts[j]) for j in short]}): their quantile is +inf and they are in every set; "
-                              f"add calibration rows of those classes or raise alpha", UserWarning, stacklevel=2)
+                _warn_short(short, counts, self.alpha, 3)
             quantile: Any = q
         else:
             quantile = conformal_quantile(s, self.alpha)
             if math.isinf(quantile):
-                warnings.warn(f"{n} calibration row(s) are too few for alpha={self.alpha:g}: the rank "
-                              f"ceil((n+1)(1-alpha)) = {_rank(n, self.alpha)} exceeds n, so the quantile is +inf and "
-                              f"every set holds every class; give at least {math.ceil(1 / self.alpha) - 1} rows or "
-                              "raise alpha", UserWarning, stacklevel=2)
+                _warn_too_few(n, self.alpha, 3)
+        return self._set(quantile, k, n, counts, space)
+
+    def _set(self, quantile: Any, k: int, n: int, counts: np.ndarray, space: str) -> "ConformalClassifier":
         self.quantile_, self.n_classes_, self.n_calibration_ = quantile, k, n
         self.class_counts_, self.space_ = counts, space
         return self
+
+    def _fit_dask(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any) -> "ConformalClassifier":
+        """The fit on Dask arrays: conformity scores per block, then the exact quantile by distributed selection.
+
+        Only the per-block counts, histograms and the final candidates travel; the quantile equals the
+        in-memory one. Randomized scores draw ``u`` by row position in the whole set, which blocks do not
+        know: refused here.
+        """
+        from dask import delayed
+
+        from ._dask import delayed_blocks, kth_smallest, persist_blocks, row_layout, tree_reduce
+
+        if self.randomized:
+            raise ValueError("randomized=True draws u by row position in the whole calibration set, which Dask "
+                             "blocks do not know; use randomized=False on Dask arrays, or fit on a bounded sample "
+                             "brought into memory (scores[:n].compute())")
+        s, y, _ = row_layout(scores, labels, self.task, axis=axis)
+        k = 2 if self.task == "binary" else int(s.shape[1])
+        blocks = delayed_blocks(s, y, None)
+        part = [delayed(self._block_scores, pure=False)(sb, yb, space, ignore_index) for sb, yb, _ in blocks]
+        part = persist_blocks(part)
+        counts = tree_reduce(lambda b: np.bincount(b[1], minlength=k).astype(np.int64), [(b,) for b in part])
+        n = int(counts.sum())
+        if n == 0:
+            raise ValueError("every label equals ignore_index (or there are no rows): conformal sets need "
+                             "calibration rows")
+        if self.mondrian:
+            q = np.array([kth_smallest([delayed(lambda b, j=j: b[0][b[1] == j])(b) for b in part],
+                                       rank=lambda m: _rank(m, self.alpha))[0] for j in range(k)])
+            short = [j for j in range(k) if math.isinf(q[j])]
+            if short:
+                _warn_short(short, counts, self.alpha, 4)
+            return self._set(q, k, n, counts, space)
+        quantile, _ = kth_smallest([delayed(lambda b: b[0])(b) for b in part], rank=lambda m: _rank(m, self.alpha))
+        if math.isinf(quantile):
+            _warn_too_few(n, self.alpha, 4)
+        return self._set(quantile, k, n, counts, space)
+
+    def _block_scores(self, sb: np.ndarray, yb: np.ndarray, space: str, ignore_index: Any):
+        """``(conformity scores, labels)`` of one block's kept rows."""
+        c = canonical(sb, yb, self.task, axis=-1, ignore_index=ignore_index, allow_empty=True)
+        if c.n == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        p = _class_probs(c.scores, self.task, space)
+        return np.take_along_axis(self._scores(p, None), c.labels[:, None], axis=1)[:, 0], c.labels
 
     def conformity_scores(self, scores: Any, labels: Any = None, *, space: str | None = None, axis: int = -1,
                           ignore_index: int | None = None) -> np.ndarray:

@@ -56,6 +56,9 @@ __all__ = [
     "estimate_bytes",
     "atomic_write",
     "MEMORY_BUDGET",
+    "shard_paths",
+    "check_shards",
+    "open_shards",
 ]
 
 #: file extensions :func:`load_scores` reads
@@ -687,3 +690,70 @@ def _chunks(arr, n, chunk_rows, out_dtype) -> Iterator[np.ndarray]:
     for start in range(0, n, chunk_rows):
         block = arr[start:start + chunk_rows]
         yield np.array(block, dtype=out_dtype, copy=True)  # copy out of the memory map: bounded memory
+
+
+# ------------------------------------------------------------------------- shards (several .npy files)
+def shard_paths(pattern: Any) -> list[str]:
+    """The ``.npy`` files a glob names (or a list of paths), in sorted order; an error naming the pattern if none."""
+    import glob
+
+    if isinstance(pattern, (list, tuple)):
+        paths = [os.fspath(p) for p in pattern]
+    else:
+        pattern = os.fspath(pattern)
+        paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    if not paths:
+        raise ScoreFileError(f"{pattern}: no file matches this pattern; check the path (quote the glob in the "
+                             "shell so that sigmax expands it)")
+    return paths
+
+
+def check_shards(pattern: Any, what: str = "scores") -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """``(path, shape, dtype)`` of every shard, from the headers only, before any work starts.
+
+    A shard that is missing, not a ``.npy``, truncated (header against size), not numeric, or whose
+    shape after the first axis differs from the first shard's is a :class:`ScoreFileError` naming it.
+    """
+    out = []
+    for path in shard_paths(pattern):
+        if _ext(path) != ".npy":
+            raise ScoreFileError(f"{path}: {what} shards must be .npy files (memory-mapped by each worker); "
+                                 "convert it with numpy.save")
+        arr = _load_npy(_check_path(path), mmap=True)  # the header checked against the file size
+        if arr.ndim == 0 or arr.dtype.kind not in "biuf":
+            raise ScoreFileError(f"{path}: holds a scalar or non-numeric {arr.dtype} values; save numeric rows")
+        if out and (arr.shape[1:] != out[0][1][1:] or arr.dtype.kind != out[0][2].kind):
+            raise ScoreFileError(f"{path}: shape {arr.shape} ({arr.dtype}) does not match the first {what} shard "
+                                 f"{out[0][0]}, shape {out[0][1]} ({out[0][2]}); every shard needs the same shape "
+                                 "after the rows (and the same kind of numbers)")
+        out.append((path, tuple(arr.shape), arr.dtype))
+    return out
+
+
+def _read_rows(path: str, start: int, stop: int, dtype: Any) -> np.ndarray:
+    return np.array(_load_npy(path, mmap=True)[start:stop], dtype=dtype, copy=True)  # out of the memory map
+
+
+def open_shards(pattern: Any, *, chunk_rows: int = 65536, what: str = "scores") -> Any:
+    """The shards a glob names as one Dask array chunked along rows (``chunk_rows`` per block at most).
+
+    Every shard is checked first (:func:`check_shards`); each block is read by the worker that
+    computes it, memory-mapping its shard (the files must be visible to the workers), so this process
+    reads headers only. Needs the ``dask`` extra.
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    import dask
+    import dask.array as da
+
+    shards = check_shards(pattern, what)
+    dtype = np.result_type(*[d for _, _, d in shards])
+    parts = []
+    for path, shape, _ in shards:
+        for start in range(0, shape[0], int(chunk_rows)):
+            stop = min(shape[0], start + int(chunk_rows))
+            block = dask.delayed(_read_rows, pure=True)(path, start, stop, dtype)
+            parts.append(da.from_delayed(block, shape=(stop - start,) + shape[1:], dtype=dtype))
+    if not parts:  # every shard empty
+        return da.zeros((0,) + shards[0][1][1:], dtype=dtype)
+    return da.concatenate(parts, axis=0)

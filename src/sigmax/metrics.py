@@ -83,6 +83,10 @@ from ._binning import (
     errors_from_sums,
     from_sums,
 )
+from ._dask import is_dask
+from ._dask_metrics import (accumulate as dask_accumulate, accuracy as dask_accuracy, brier as dask_brier,
+                            calibration_error as dask_calibration_error, nll as dask_nll,
+                            precision_recall_f1 as dask_precision_recall_f1, reliability as dask_reliability)
 from ._inputs import Canonical, spell, validate_space, validate_task, validate_top_k
 from ._metrics_bootstrap import Interval, PairedInterval, bootstrap_ci, paired_bootstrap, register
 from ._metrics_ranking import average_precision, confusion_matrix, roc_auc
@@ -134,6 +138,11 @@ __all__ = [
 _AVERAGES = ("micro", "macro", "weighted", None)
 
 
+def _on_dask(*arrays: Any) -> bool:
+    """Whether any input is a Dask array: the metric then reduces per-chunk sums where the chunks live."""
+    return any(is_dask(a) for a in arrays)
+
+
 # --------------------------------------------------------------------------------------------
 # proper scores and accuracy
 # --------------------------------------------------------------------------------------------
@@ -177,6 +186,9 @@ def nll(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int
         >>> round(M.nll([0.9, 0.2, 0.5], [1, 0, -100], "binary", space="probs", ignore_index=-100), 6)
         0.164252
     """
+    if _on_dask(scores, labels, sample_weight):  # per-chunk sums on the workers (sigmax._dask_metrics)
+        return dask_nll(scores, labels, task, space=space, axis=resolve_axis(axis, dim),
+                                ignore_index=ignore_index, sample_weight=sample_weight)
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight)
     return weighted_mean(nll_terms(d), d.w)
@@ -207,6 +219,9 @@ def brier(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: i
         >>> round(M.brier([0.9, 0.2], [1, 0], "binary", space="probs"), 4)
         0.025
     """
+    if _on_dask(scores, labels, sample_weight):
+        return dask_brier(scores, labels, task, space=space, axis=resolve_axis(axis, dim),
+                                  ignore_index=ignore_index, sample_weight=sample_weight)
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight, need_log=False)
     return weighted_mean(brier_terms(d), d.w)
@@ -251,6 +266,10 @@ def accuracy(scores: Any, labels: Any, task: str, *, space: str = "logits", axis
         >>> M.accuracy([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1]], [2, 0], "multiclass", space="probs", top_k=2)
         1.0
     """
+    if _on_dask(scores, labels, sample_weight):
+        return dask_accuracy(scores, labels, task, space=space, axis=resolve_axis(axis, dim),
+                                     ignore_index=ignore_index, sample_weight=sample_weight, top_k=top_k,
+                                     threshold=threshold, check_top_k=_check_top_k)
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight, need_log=False)
     k = _check_top_k(top_k, d)
@@ -318,6 +337,10 @@ def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "lo
         0.8333
     """
     average = _check_average(average)
+    if _on_dask(scores, labels, sample_weight):
+        return dask_precision_recall_f1(scores, labels, task, space=space, axis=resolve_axis(axis, dim),
+                                                ignore_index=ignore_index, sample_weight=sample_weight,
+                                                threshold=threshold, average=average)
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight, need_log=False)
     tp, fp, fn = confusion(d, threshold)
@@ -370,6 +393,11 @@ def reliability(scores: Any, labels: Any, task: str, *, space: str = "logits", n
     n_bins, binning = check_bins(n_bins, binning)
     mode = check_mode(mode)
     min_bin_count = check_min_bin_count(min_bin_count)
+    if _on_dask(scores, labels, sample_weight):
+        return dask_reliability(scores, labels, task, space=space, axis=resolve_axis(axis, dim),
+                                        ignore_index=ignore_index, sample_weight=sample_weight, n_bins=n_bins,
+                                        binning=binning, mode=mode, class_index=class_index,
+                                        min_bin_count=min_bin_count)
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight, need_log=False)
     return reliability_data(d, n_bins, binning, mode, class_index, min_bin_count)
@@ -462,6 +490,11 @@ def calibration_error(scores: Any, labels: Any, task: str, *, space: str = "logi
     if debias and norm != "l2":
         raise ValueError(f"debias=True applies to norm='l2' (the squared error of Kumar, Liang and Ma 2019), not "
                          f"norm={norm!r}; use norm='l2', or smooth_calibration_error for a consistent l1-type error")
+    if _on_dask(scores, labels, sample_weight):
+        return dask_calibration_error(scores, labels, task, space=space, axis=resolve_axis(axis, dim),
+                                              ignore_index=ignore_index, sample_weight=sample_weight, n_bins=n_bins,
+                                              binning=binning, norm=norm, mode=mode, min_bin_count=min_bin_count,
+                                              debias=bool(debias))
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                  sample_weight=sample_weight, need_log=False)
     return _calibration_error(d, n_bins, binning, norm, mode, min_bin_count, bool(debias))
@@ -543,7 +576,13 @@ class MetricAccumulator:
         self._n_classes: int | None = None
 
     def update(self, scores: Any, labels: Any, sample_weight: Any = None) -> MetricAccumulator:
-        """Add a chunk of scores and labels (and optionally one weight per sample); returns ``self``."""
+        """Add a chunk of scores and labels (and optionally one weight per sample); returns ``self``.
+
+        A Dask array is reduced where its blocks live: one accumulator per block, merged in a tree on the
+        workers (:meth:`merge`); only the accumulators' fixed-size sums travel."""
+        if _on_dask(scores, labels, sample_weight):
+            return self.merge(dask_accumulate(self._fresh, MetricAccumulator.merge, scores, labels,
+                                                      self.task, axis=self.axis, sample_weight=sample_weight))
         return self.update_prepared(prepare(scores, labels, self.task, self.space, self.axis,
                                             ignore_index=self.ignore_index, sample_weight=sample_weight,
                                             allow_empty=True))
@@ -581,6 +620,36 @@ class MetricAccumulator:
         rel = reliability_data(d, self.n_bins, "equal_width", "top_label", None, self.min_bin_count)
         self._rel = rel if self._rel is None else self._rel + rel
         self._cls = add_sums(self._cls, classwise(d, self.n_bins)[1:])
+        return self
+
+    def _fresh(self) -> MetricAccumulator:
+        """An empty accumulator with these settings (class axis last: a block of :func:`sigmax._dask.row_layout`)."""
+        return MetricAccumulator(self.task, space=self.space, axis=-1, threshold=self.threshold, n_bins=self.n_bins,
+                                 ignore_index=self.ignore_index, min_bin_count=self.min_bin_count)
+
+    def merge(self, other: MetricAccumulator) -> MetricAccumulator:
+        """Add the sums of ``other`` (same task, space, threshold and bins; e.g. from another chunk or worker)
+        to this accumulator; returns ``self``."""
+        if not isinstance(other, MetricAccumulator):
+            raise TypeError(f"merge takes a MetricAccumulator, got {type(other).__name__}")
+        if (other.task, other.space, other.n_bins, other.min_bin_count) != \
+                (self.task, self.space, self.n_bins, self.min_bin_count):
+            raise ValueError("can only merge accumulators with the same task, space, n_bins and min_bin_count")
+        if other._n_classes is not None:
+            if self._n_classes is not None and other._n_classes != self._n_classes:
+                raise ValueError(f"this accumulator has {self._n_classes} classes but the other {other._n_classes}")
+            self._n_classes = other._n_classes
+        self.n += other.n
+        self.n_ignored += other.n_ignored
+        self._weight += other._weight
+        for k, v in other._sums.items():
+            self._sums[k] += v
+        if other._conf is not None:
+            self._conf = other._conf if self._conf is None else tuple(a + b for a, b in zip(self._conf, other._conf))
+        if other._rel is not None:
+            self._rel = other._rel if self._rel is None else self._rel + other._rel
+        if other._cls is not None:
+            self._cls = add_sums(self._cls, other._cls)
         return self
 
     @property

@@ -23,6 +23,7 @@ EPILOG = """examples:
   sigmax check logits.npy labels.npy --task multiclass
   sigmax check outputs.npz:probs outputs.npz:labels --task multiclass --space probs
   sigmax check scores.pt --loss BCEWithLogitsLoss --json
+  sigmax check 'shards/logits-*.npy' 'shards/labels-*.npy' --task multiclass --dask local:2
 exit status: 0 no error found, 1 a finding is an error (or a warning with --fail-on warning; never with
 --fail-on never), 2 usage error (one line on stderr: sigmax check: error: ...)"""
 
@@ -60,7 +61,29 @@ def register(sub) -> None:
     add_fail_on(p)
     add_memory_budget(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+    p.add_argument("--dask", type=dask_arg, metavar="CLUSTER",
+                   help="check .npy shards (SCORES and TARGETS may be quoted globs) on a Dask cluster: local, "
+                        "local:N (N worker processes here) or tcp://HOST:PORT (a running scheduler); without it "
+                        "shards are checked one block at a time in this process")
+    p.add_argument("--chunk-rows", type=int, default=65536, metavar="N",
+                   help="rows per block of sharded input (default 65536)")
     p.set_defaults(func=run)
+
+
+def dask_arg(text: str):
+    """``--dask``: where the work runs (see :func:`sigmax._dask.parse_cluster`)."""
+    from .._dask import parse_cluster
+
+    try:
+        return parse_cluster(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sharded(args) -> bool:
+    import glob
+
+    return args.dask is not None or glob.has_magic(args.scores) or bool(args.targets and glob.has_magic(args.targets))
 
 
 def _split_key(spec: str) -> tuple[str, str | None]:
@@ -95,13 +118,71 @@ def _task_text(findings) -> str:
     return f"task {task} (inferred from the shapes)" if getattr(findings, "task_inferred", False) else f"task {task}"
 
 
+def _open_shards(args):
+    """Scores (and targets) shards as Dask arrays, every shard checked before any work starts."""
+    from ..io import open_shards
+
+    if args.chunk_rows < 1:
+        raise CLIError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
+    def one(spec, what):
+        try:
+            return open_shards(spec, chunk_rows=args.chunk_rows, what=what)
+        except ImportError as exc:
+            raise CLIError(f"sharded input needs the dask extra ({exc}); pip install 'sigmax[dask]'") from None
+        except (ValueError, TypeError) as exc:  # ScoreFileError: one line naming the shard
+            raise CLIError(f"{what}: {exc}") from None
+
+    scores = one(args.scores, "SCORES")
+    targets = one(args.targets, "TARGETS") if args.targets else None
+    if targets is not None and targets.shape[0] != scores.shape[0]:
+        raise CLIError(f"TARGETS shards hold {targets.shape[0]} rows but SCORES shards {scores.shape[0]}; give one "
+                       "label row per score row (the shards are taken in sorted order)")
+    return scores, targets
+
+
+def _check_blocks(args, scores, targets):
+    """``check`` on every block where it lives; the findings merged (each code once, the first block's)."""
+    from .._dask import delayed_blocks, tree_reduce
+    from ..check import Findings, check
+
+    task, space, axis, loss, ii = args.task, args.space, args.axis, args.loss, args.ignore_index
+    if targets is not None:
+        targets = targets.rechunk((scores.chunks[0],) + (-1,) * (targets.ndim - 1))
+
+    def part(sb, yb):
+        return [check(sb, yb, task=task, space=space, axis=axis, loss=loss, ignore_index=ii)]
+
+    found = tree_reduce(part, delayed_blocks(scores, targets), lambda a, b: a + b)
+    seen, merged = set(), []
+    for f in (f for fs in found for f in fs):
+        if f.code not in seen:
+            seen.add(f.code)
+            merged.append(f)
+    first = found[0]
+    order = {"error": 0, "warning": 1, "info": 2}
+    return Findings(sorted(merged, key=lambda f: order.get(f.severity, 3)), task=first.task,
+                    task_inferred=first.task_inferred, space=first.space, loss=first.loss,
+                    ignore_index=first.ignore_index)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..check import check
 
-    scores = _load(args.scores, "SCORES", memory_budget=args.memory_budget)
-    targets = _load(args.targets, "TARGETS", labels=True, memory_budget=args.memory_budget) if args.targets else None
-    findings = check(scores, targets, task=args.task, space=args.space, axis=args.axis, loss=args.loss,
-                     ignore_index=args.ignore_index)  # a ValueError/TypeError: one line, exit 2 (main)
+    if _sharded(args):
+        from .._dask import cluster
+
+        scores, targets = _open_shards(args)
+        try:
+            with cluster(args.dask):
+                findings = _check_blocks(args, scores, targets)
+        except (ValueError, ImportError) as exc:
+            raise CLIError(str(exc)) from None
+    else:
+        scores = _load(args.scores, "SCORES", memory_budget=args.memory_budget)
+        targets = (_load(args.targets, "TARGETS", labels=True, memory_budget=args.memory_budget)
+                   if args.targets else None)
+        findings = check(scores, targets, task=args.task, space=args.space, axis=args.axis, loss=args.loss,
+                         ignore_index=args.ignore_index)  # a ValueError/TypeError: one line, exit 2 (main)
     code = exit_status(findings, args.fail_on)
     n = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
     if args.json:

@@ -1,0 +1,331 @@
+r"""Dask arrays: detection, row-aligned blocks, tree reductions of fixed-size states, exact selection.
+
+sigmax's reductions over rows (metric sums, bin sums, the NLL's gradient and Hessian for a temperature,
+histograms) are sums of per-chunk *states* of a fixed size. On a Dask array (chunked along rows) each
+row block is turned into its state where it lives (a worker), the states are added in a tree of fan-in
+:data:`FANIN`, and only the final state comes back: per reduction :math:`O(\text{blocks} \times
+\text{state})` bytes travel between workers and :math:`O(\text{state})` reach the client, never the scores.
+
+Nothing here imports Dask at import time: :func:`is_dask` looks at the type's module, so sigmax
+works without the optional extra (``pip install 'sigmax[dask]'``). The graph runs on the current
+scheduler: a ``distributed.Client`` when one is active, else Dask's threads.
+
+Exact selection (:func:`kth_smallest`): the k-th smallest of ``n`` values spread over blocks, by a
+radix search over the values' order-preserving 64-bit keys: one pass for ``n``, NaN and the shared
+leading bits, then passes of per-block histograms of the next :data:`RADIX_BITS` bits (a state of
+``2**RADIX_BITS`` counts) narrowing to the bucket holding the k-th value, until that bucket holds at
+most :data:`GATHER` values, which are gathered and partitioned. The answer is the same float as
+``np.partition`` gives in memory (ties and ``+-inf`` included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ._inputs import in_memory_error, is_dask
+
+__all__ = ["FANIN", "GATHER", "RADIX_BITS", "add", "blocks", "blockwise", "dask_array", "delayed_blocks",
+           "in_memory_error", "is_dask", "kth_smallest", "row_layout", "tree_reduce", "persist_blocks", "parse_cluster", "cluster"]
+
+#: states added per node of the reduction tree
+FANIN = 8
+#: bits resolved per selection pass (a per-block state of 2**RADIX_BITS int64 counts: 32 KiB)
+RADIX_BITS = 12
+#: a candidate bucket of at most this many values is gathered and partitioned exactly (8 bytes each)
+GATHER = 1 << 17
+
+
+def dask_array():
+    """``dask.array``, or an ``ImportError`` naming the extra to install."""
+    try:
+        import dask.array as da
+    except ImportError as exc:  # pragma: no cover - the extra is installed with the tests
+        raise ImportError("Dask arrays need the optional extra: pip install 'sigmax[dask]' "
+                          "(dask[array] and distributed)") from exc
+    return da
+
+
+# ------------------------------------------------------------------------- the layout
+def _as_dask(x: Any, rows: tuple, name: str):
+    da = dask_array()
+    if x is None:
+        return None
+    if not is_dask(x):
+        x = np.asarray(x)
+        if x.ndim == 0 or x.shape[0] != sum(rows):
+            return x  # the shape error comes from row_layout's check
+        return da.from_array(x, chunks=(rows,) + x.shape[1:])
+    if x.ndim == 0 or x.shape[0] != sum(rows):
+        return x
+    return x.rechunk((rows,) + tuple(-1 for _ in x.shape[1:]))
+
+
+def _shape_error(task: str, shape_s: tuple, shape_y: tuple | None, shape_w: tuple | None, axis: Any) -> Exception:
+    """The canonical layer's own message for these shapes (checked on zero-stride stand-ins)."""
+    from ._inputs import canonical  # the one validator and its messages
+
+    dummy = functools.partial(np.broadcast_to, np.zeros(1))
+    try:
+        canonical(dummy(shape_s), None if shape_y is None else dummy(shape_y), task, axis=axis,
+                  sample_weight=None if shape_w is None else dummy(shape_w), allow_empty=True)
+    except (ValueError, TypeError) as exc:
+        return exc
+    return ValueError(f"labels of shape {shape_y} and sample_weight of shape {shape_w} do not match scores of "
+                      f"shape {shape_s}; give one label (and weight) per row, chunked along the rows")
+
+
+def row_layout(scores: Any, labels: Any, task: str, *, axis: Any = -1, sample_weight: Any = None):
+    """``(scores, labels, weight)`` as Dask arrays chunked along rows only, aligned block for block.
+
+    Scores become ``(M,)`` (binary) or ``(M, C)`` with the class axis last and whole (one chunk);
+    labels ``(M,)`` or ``(M, C)`` (multilabel); weights ``(M,)``. NumPy labels or weights are cut to
+    the scores' row chunks. Shapes that do not fit are the canonical layer's ``ValueError``.
+    """
+    from ._array import normalize_axis  # the one axis rule
+
+    da = dask_array()
+    s = scores if is_dask(scores) else da.from_array(np.asarray(scores))
+    shape_s = tuple(s.shape)
+    shape_y = None if labels is None else tuple(np.shape(labels))
+    shape_w = None if sample_weight is None else tuple(np.shape(sample_weight))
+    if s.ndim == 0:
+        raise ValueError("scores must have at least one sample; got a 0-d scalar (wrap it in a list)")
+    if task == "binary":
+        if s.ndim == 2 and s.shape[1] == 1 and shape_y != shape_s:
+            s = s[:, 0]
+        row_shape = tuple(s.shape)
+        ok_y = shape_y is None or shape_y == row_shape or (s.ndim == 1 and shape_y == (s.shape[0], 1))
+        ax = None
+    else:
+        if s.ndim < 2:
+            raise _shape_error(task, shape_s, shape_y, shape_w, axis)
+        ax = normalize_axis(axis, s.ndim, name="axis")
+        s = da.moveaxis(s, ax, -1)
+        row_shape = tuple(s.shape[:-1])
+        ok_y = shape_y is None or shape_y == (row_shape if task == "multiclass" else shape_s)
+    ok_w = shape_w is None or shape_w == row_shape or (len(shape_w) == 1 and shape_w[0] == math.prod(row_shape))
+    if not (ok_y and ok_w):
+        raise _shape_error(task, shape_s, shape_y, shape_w, axis)
+    if task == "binary":
+        s = s.rechunk((s.chunks[0],) + (-1,) * (s.ndim - 1)).reshape(-1)
+    else:
+        s = s.rechunk((s.chunks[0],) + (-1,) * (s.ndim - 1))
+        s = s.reshape(-1, s.shape[-1]) if s.ndim > 2 else s
+    rows = s.chunks[0]
+
+    def flat(x, keep_last: bool):
+        if x is None:
+            return None
+        x = x if is_dask(x) else da.from_array(np.asarray(x))
+        if keep_last:
+            x = da.moveaxis(x, ax, -1)
+            x = x.rechunk((x.chunks[0],) + (-1,) * (x.ndim - 1))
+            x = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
+        else:
+            x = x.rechunk((x.chunks[0],) + (-1,) * (x.ndim - 1)).reshape(-1)
+        return _as_dask(x, rows, "labels")
+
+    y = flat(labels, task == "multilabel")
+    w = flat(sample_weight, False)
+    return s, y, w
+
+
+# ------------------------------------------------------------------------- blocks and reductions
+def delayed_blocks(*arrays) -> list[tuple]:
+    """One tuple of ``Delayed`` row blocks per block of rows (``None`` for a missing array)."""
+    present = [a for a in arrays if a is not None]
+    if not present:
+        raise ValueError("no array given")
+    cols = []
+    for a in arrays:
+        cols.append(None if a is None else list(a.to_delayed().reshape(-1)))
+    nb = len(next(c for c in cols if c is not None))
+    return [tuple(None if c is None else c[i] for c in cols) for i in range(nb)]
+
+
+def blocks(*arrays) -> list[tuple]:
+    """Alias of :func:`delayed_blocks`."""
+    return delayed_blocks(*arrays)
+
+
+def add(a: Any, b: Any) -> Any:
+    """The sum of two states: numbers, arrays, tuples/lists/dicts of them, ``None`` (nothing yet)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, tuple):
+        return tuple(add(x, y) for x, y in zip(a, b))
+    if isinstance(a, list):
+        return [add(x, y) for x, y in zip(a, b)]
+    if isinstance(a, dict):
+        return {k: add(a.get(k), b.get(k)) for k in a.keys() | b.keys()}
+    return a + b
+
+
+def _combine(combine: Callable, *states):
+    return functools.reduce(combine, states)
+
+
+def tree_reduce(part: Callable, block_list: Sequence[tuple], combine: Callable = add, *, compute: bool = True):
+    """``combine`` of ``part(*block)`` over every block, added in a tree on the workers; the result.
+
+    ``part`` runs where each block lives and returns a fixed-size state; only states travel.
+    """
+    from dask import compute as dcompute, delayed
+
+    states = [delayed(part, pure=False)(*blk) for blk in block_list]
+    if not states:
+        raise ValueError("no blocks to reduce")
+    while len(states) > 1:
+        states = [delayed(_combine, pure=False)(combine, *states[i:i + FANIN]) for i in range(0, len(states), FANIN)]
+    return dcompute(states[0])[0] if compute else states[0]
+
+
+def persist_blocks(block_list: Sequence):
+    """The blocks persisted on the cluster's workers when a ``distributed.Client`` is active, else as given.
+
+    (Without a cluster, persisting would hold them in this process: they are recomputed per pass instead.)
+    """
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return list(block_list)
+    import dask
+
+    return list(dask.persist(*block_list))
+
+
+def blockwise(fn: Callable, x: Any, *, class_axis: int | None, dtype: Any, drop_class_axis: bool = False):
+    """``fn`` applied lazily to each block of ``x`` (the class axis whole), returning a Dask array."""
+    if class_axis is not None:
+        x = x.rechunk({class_axis: -1})
+    kw = {"drop_axis": class_axis} if drop_class_axis and class_axis is not None else {}
+    return x.map_blocks(fn, dtype=dtype, meta=np.empty((0,) * (x.ndim - (1 if kw else 0)), dtype=dtype), **kw)
+
+
+# ------------------------------------------------------------------------- exact selection
+_SIGN = np.uint64(1 << 63)
+
+
+def _keys(v: np.ndarray) -> np.ndarray:
+    """Order-preserving uint64 keys of float64 values (``-0.0`` as ``0.0``)."""
+    b = (np.asarray(v, dtype=np.float64).reshape(-1) + 0.0).view(np.uint64)
+    return np.where(b & _SIGN, ~b, b | _SIGN)
+
+
+def _from_key(k: int) -> float:
+    k = np.uint64(k)
+    b = (k & ~_SIGN) if k & _SIGN else ~k
+    return float(np.array([b], dtype=np.uint64).view(np.float64)[0])
+
+
+def _stats(v):
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    nan = int(np.isnan(v).sum())
+    k = _keys(v[~np.isnan(v)]) if nan else _keys(v)
+    if not k.size:
+        return (0, nan, None, None)
+    return (int(k.size), nan, int(k.min()), int(k.max()))
+
+
+def _add_stats(a, b):
+    lo = min(x for x in (a[2], b[2]) if x is not None) if (a[2] is not None or b[2] is not None) else None
+    hi = max(x for x in (a[3], b[3]) if x is not None) if (a[3] is not None or b[3] is not None) else None
+    return (a[0] + b[0], a[1] + b[1], lo, hi)
+
+
+def _hist(v, prefix: int, length: int, bits: int):
+    k = _keys(v)
+    if length:
+        k = k[(k >> np.uint64(64 - length)) == np.uint64(prefix)]
+    digit = (k >> np.uint64(64 - length - bits)) & np.uint64((1 << bits) - 1)
+    return np.bincount(digit.astype(np.int64), minlength=1 << bits)
+
+
+def _gather(v, prefix: int, length: int):
+    k = _keys(v)
+    return k[(k >> np.uint64(64 - length)) == np.uint64(prefix)] if length else k
+
+
+def kth_smallest(block_list: Sequence, k: int | None = None, *, rank: Callable[[int], int] | None = None,
+                 on_nan: Callable[[int], Exception] | None = None) -> tuple[float, int]:
+    """The ``k``-th smallest (1-based) of the values in ``block_list`` (Delayed 1-D blocks), exactly; ``(value, n)``.
+
+    ``rank(n)`` gives ``k`` once ``n`` is known (instead of ``k``); a ``k`` outside ``1..n`` gives
+    ``+inf``. ``on_nan(count)`` builds the error raised when some value is NaN.
+    """
+    blk = [(b,) for b in persist_blocks(block_list)]
+    n, nan, lo, hi = tree_reduce(_stats, blk, _add_stats)
+    if nan:
+        raise (on_nan(nan) if on_nan else ValueError(f"{nan} value(s) are NaN; the k-th smallest needs numbers"))
+    k = rank(n) if rank is not None else k
+    if n == 0 or k < 1 or k > n:
+        return math.inf, n
+    length = 64 - int(lo ^ hi).bit_length()  # the leading bits every key shares
+    prefix = lo >> (64 - length) if length else 0
+    inside = n
+    while length < 64 and inside > GATHER:
+        bits = min(RADIX_BITS, 64 - length)
+        counts = tree_reduce(functools.partial(_hist, prefix=prefix, length=length, bits=bits), blk)
+        cum = np.cumsum(counts)
+        d = int(np.searchsorted(cum, k))  # the first bucket whose cumulative count reaches k
+        k -= int(cum[d - 1]) if d else 0
+        inside = int(counts[d])
+        prefix, length = (prefix << bits) | d, length + bits
+    if length >= 64:
+        return _from_key(prefix), n
+    keys = tree_reduce(functools.partial(_gather, prefix=prefix, length=length), blk,
+                       lambda a, b: np.concatenate([a, b]))
+    return _from_key(int(np.partition(keys, k - 1)[k - 1])), n
+
+
+# ------------------------------------------------------------------------- naming a cluster
+def parse_cluster(text: str) -> tuple[str, Any]:
+    """``local`` / ``local:N`` (a LocalCluster of N worker processes) or ``tcp://HOST:PORT`` (a scheduler)."""
+    t = str(text).strip()
+    if t == "local" or t.startswith("local:"):
+        n = t.partition(":")[2] or "2"
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--dask {text}: local:N takes a positive number of worker processes, e.g. local:4")
+        return "local", int(n)
+    if t.startswith(("tcp://", "tls://")) and ":" in t.split("://", 1)[1]:
+        return "address", t
+    raise ValueError(f"--dask {text!r}: use local, local:N (N worker processes on this machine) or "
+                     "tcp://HOST:PORT (the address of a running dask scheduler)")
+
+
+@contextlib.contextmanager
+def cluster(spec: tuple[str, Any] | None):
+    """A ``distributed.Client`` for the duration of the block (``None``: no cluster, the caller's scheduler).
+
+    A local cluster is started on the loopback interface, one thread per worker process, and stopped
+    at the end; an address connects to an existing scheduler (left running).
+    """
+    if spec is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - the extra is installed with the tests
+        raise ImportError("--dask needs the optional extra: pip install 'sigmax[dask]'") from exc
+    kind, value = spec
+    if kind == "local":
+        with LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as lc, Client(lc) as client:
+            yield client
+    else:
+        try:
+            client = Client(value, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise ValueError(f"--dask {value}: no dask scheduler answered there ({exc}); start one with "
+                             "`dask scheduler` or use --dask local") from None
+        with client:
+            yield client
