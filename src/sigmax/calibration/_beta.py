@@ -125,11 +125,12 @@ class BetaCalibration(Scaler):
     _params = ("a", "b", "c")
     method = "beta"
 
-    def __init__(self, task: str = "binary", *, gtol: float = 1e-10):
-        super().__init__(task, gtol=gtol)
-        self.a_: Any = None
-        self.b_: Any = None
-        self.c_: Any = None
+    a_: Any = None
+    b_: Any = None
+    c_: Any = None
+
+    def __init__(self, task: str = "binary", *, gtol: float = 1e-10, space: str = "logits"):
+        super().__init__(task, gtol=gtol, space=space)
 
     def describe(self) -> str:
         per = " per class" if np.size(self.a_) > 1 else ""

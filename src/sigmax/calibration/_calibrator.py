@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._array import finish, normalize_axis, resolve_axis
-from .._inputs import SPACES, TASKS, spell, validate_space, validate_task
+from .._inputs import SPACES, TASKS, is_dask, spell, validate_space, validate_task
 from ..interpret import to_probs
 from . import _format as F
 from ._logits import fit_logits, logits_xp
@@ -189,6 +189,8 @@ class Calibrator:
         """
         self._check_fitted()
         space = self.space_ if space is None else validate_space(space)
+        if is_dask(scores):  # lazily, block by block: a Dask array
+            return self._blockwise(lambda b: self.transform(b, space=space), scores)
         if self.scaler is not None:
             return self.scaler.transform(scores, space=space)
         p, z = logits_xp(scores, self.task, space, self.axis_)
@@ -203,6 +205,8 @@ class Calibrator:
 
     def predict_proba(self, scores: Any, *, space: str | None = None) -> Any:
         """Calibrated probabilities (``softmax`` or ``sigmoid`` of :meth:`transform`)."""
+        if is_dask(scores):
+            return self._blockwise(lambda b: self.predict_proba(b, space=space), scores)
         return to_probs(self.transform(scores, space=space), self.task, axis=self.axis_)
 
     def predict(self, scores: Any, *, space: str | None = None) -> Any:
@@ -210,10 +214,22 @@ class Calibrator:
         :func:`sigmax.interpret.interpret`."""
         from ..interpret import interpret
 
+        if is_dask(scores):
+            return self._blockwise(lambda b: self.predict(b, space=space), scores, decisions=True)
         # a float or a list: interpret() turns lists into the scores' library (NumPy arrays it does not)
         th = None if self.thresholds is None else self.thresholds.tolist()
         z = self.transform(scores, space=space)
         return interpret(z, self.task, axis=self.axis_, threshold=th).predictions
+
+    def _blockwise(self, fn, scores: Any, decisions: bool = False) -> Any:
+        """``fn`` on each block of a Dask array (the class axis whole), lazily; a Dask array."""
+        from .._dask import blockwise
+
+        ax = None if self.task == "binary" else normalize_axis(self.axis_, scores.ndim)
+        if decisions:  # multiclass: one index per row (the class axis dropped); otherwise 0/1 per entry
+            return blockwise(fn, scores, class_axis=ax, dtype=np.int64, drop_class_axis=self.task == "multiclass")
+        dtype = scores.dtype if scores.dtype.kind == "f" else np.dtype(np.float64)
+        return blockwise(fn, scores, class_axis=ax, dtype=dtype)
 
     def describe(self) -> str:
         """A one-line summary: the method and its parameters, rounded.

@@ -28,6 +28,7 @@ from .._array import is_torch, like
 from ..activations import log1mexp, log_sigmoid, log_softmax, logit
 from . import _format as F
 from ._logits import LOGIT_CLIP
+from ._params import as_given
 from ._scalers import Scaler
 
 __all__ = ["DEFAULT_EPS", "ColumnCalibrator", "column_logs", "column_targets", "cv_folds", "to_numpy",
@@ -133,12 +134,12 @@ class ColumnCalibrator(Scaler):
     tasks = ("binary", "multiclass", "multilabel")
     _option_types = {"eps": numbers.Real}
 
-    def __init__(self, task: str, *, eps: float = DEFAULT_EPS, gtol: float = 1e-10):
-        super().__init__(task, gtol=gtol)
+    def __init__(self, task: str, *, eps: float = DEFAULT_EPS, gtol: float = 1e-10, space: str = "logits"):
+        super().__init__(task, gtol=gtol, space=space)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 0.5 or not math.isfinite(eps):
             raise ValueError(f"eps must be a number in (0, 0.5) (calibrated probabilities are kept in [eps, 1 - eps] "
                              f"before they become logits), got {eps!r}")
-        self.eps = float(eps)
+        self.eps = as_given(eps, float(eps))
 
     def _options(self) -> dict[str, Any]:
         return {"eps": self.eps}

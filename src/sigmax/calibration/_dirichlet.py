@@ -13,6 +13,7 @@ from ..activations import log_softmax
 from . import _format as F
 from ._columns import cv_folds
 from ._logits import LOGIT_CLIP
+from ._params import as_given
 from ._scalers import Scaler, describe_numbers
 from ._solvers import lbfgs
 
@@ -158,9 +159,13 @@ class DirichletCalibration(Scaler):
                      "gtol": numbers.Real}
     method = "dirichlet"
 
+    weight_: Any = None
+    bias_: Any = None
+    reg_: Any = None
+
     def __init__(self, task: str = "multiclass", *, reg: float | None = None, grid: Any = DEFAULT_GRID,
-                 folds: int = 5, seed: int = 0, gtol: float = 1e-7):
-        super().__init__(task, gtol=gtol)
+                 folds: int = 5, seed: int = 0, gtol: float = 1e-7, space: str = "logits"):
+        super().__init__(task, gtol=gtol, space=space)
         if reg is not None and (isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg >= 0
                                 or not math.isfinite(reg)):
             raise ValueError(f"reg must be a finite number >= 0 (the ODIR strength) or None to cross-validate "
@@ -171,13 +176,10 @@ class DirichletCalibration(Scaler):
             g = []
         if not g or not all(math.isfinite(v) and v >= 0 for v in g):
             raise ValueError(f"grid must be a non-empty list of finite numbers >= 0, got {grid!r}")
-        self.reg = None if reg is None else float(reg)
-        self.grid = tuple(sorted(g, reverse=True))
-        self.folds = _check_int(folds, "folds", 2)
-        self.seed = _check_int(seed, "seed", 0)
-        self.weight_: Any = None
-        self.bias_: Any = None
-        self.reg_: Any = None
+        self.reg = None if reg is None else as_given(reg, float(reg))
+        self.grid = as_given(grid, tuple(sorted(g, reverse=True)))
+        self.folds = as_given(folds, _check_int(folds, "folds", 2))
+        self.seed = as_given(seed, _check_int(seed, "seed", 0))
 
     def _task_error(self, task: str) -> str:
         return (f"DirichletCalibration is for task='multiclass' (softmax), got task={task!r}; for binary or "

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _format as F
 from ._columns import DEFAULT_EPS, ColumnCalibrator
+from ._params import as_given
 
 __all__ = ["HistogramBinning", "IsotonicCalibration", "isotonic_fit", "pool_adjacent_violators"]
 
@@ -124,10 +125,11 @@ class IsotonicCalibration(ColumnCalibrator):
     _params = ("x_thresholds", "y_thresholds")
     method = "isotonic"
 
-    def __init__(self, task: str = "binary", *, eps: float = DEFAULT_EPS):
-        super().__init__(task, eps=eps)
-        self.x_thresholds_: Any = None
-        self.y_thresholds_: Any = None
+    x_thresholds_: Any = None
+    y_thresholds_: Any = None
+
+    def __init__(self, task: str = "binary", *, eps: float = DEFAULT_EPS, space: str = "logits"):
+        super().__init__(task, eps=eps, space=space)
 
     def describe(self) -> str:
         steps = [int(np.asarray(x).size) for x in self.x_thresholds_]
@@ -198,18 +200,19 @@ class HistogramBinning(ColumnCalibrator):
     _option_types = {"n_bins": numbers.Integral, "binning": str, "eps": numbers.Real}
     method = "histogram"
 
+    bin_edges_: Any = None
+    bin_values_: Any = None
+
     def __init__(self, task: str = "binary", *, n_bins: int = 10, binning: str = "equal_width",
-                 eps: float = DEFAULT_EPS):
-        super().__init__(task, eps=eps)
+                 eps: float = DEFAULT_EPS, space: str = "logits"):
+        super().__init__(task, eps=eps, space=space)
         if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
         b = binning.strip().lower().replace("-", "_") if isinstance(binning, str) else binning
         if b not in ("equal_width", "equal_mass"):
             raise ValueError(f"unknown binning {binning!r}; use 'equal_width' (n_bins bins of width 1/n_bins) or "
                              "'equal_mass' (bins holding equally many calibration samples)")
-        self.n_bins, self.binning = int(n_bins), b
-        self.bin_edges_: Any = None
-        self.bin_values_: Any = None
+        self.n_bins, self.binning = as_given(n_bins, int(n_bins)), as_given(binning, b)
 
     def _options(self) -> dict[str, Any]:
         return {"n_bins": self.n_bins, "binning": self.binning, "eps": self.eps}

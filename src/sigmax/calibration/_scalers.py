@@ -11,16 +11,18 @@ import math
 import numbers
 import os
 import warnings
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from .._array import finish, like, normalize_axis, prepare, resolve_axis
-from .._inputs import SPACES, spell, validate_space, validate_task
+from .._inputs import SPACES, in_memory_error, is_dask, spell, validate_space, validate_task
 from ..activations import log_sigmoid, log_softmax, sigmoid, softmax
 from ..interpret import to_probs
 from . import _format as F
 from ._logits import fit_logits, logits_xp
+from ._params import EstimatorParams, as_given, flag
 from ._solvers import column_mean, lbfgs, newton_logistic, solve_log_temperature
 
 __all__ = ["MIN_SAMPLES_PER_PARAMETER", "METHOD_NAMES", "SCALERS", "Scaler", "TemperatureScaling",
@@ -77,6 +79,15 @@ def warn_small(n: int, n_params: int, what: str, alternative: str = "") -> None:
             UserWarning, stacklevel=5)
 
 
+def _blockwise(fn, scores, scaler):
+    """``fn`` on each block of a Dask array of ``scores`` (the class axis whole), lazily."""
+    from .._dask import blockwise
+
+    ax = None if scaler.task == "binary" else normalize_axis(scaler.axis_, scores.ndim)
+    dtype = scores.dtype if scores.dtype.kind == "f" else np.dtype(np.float64)
+    return blockwise(fn, scores, class_axis=ax, dtype=dtype)
+
+
 def _check_gtol(gtol: Any) -> float:
     if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real) or not 0 < gtol < 1:
         raise ValueError(f"gtol must be a number in (0, 1), got {gtol!r}")
@@ -89,8 +100,18 @@ def _short(v) -> str:
     return f"{v:.4g}"
 
 
-class Scaler:
-    """Shared plumbing: fit on float64 NumPy, transform in the input's library, JSON round trip."""
+class Scaler(EstimatorParams):
+    """Shared plumbing: fit on float64 NumPy, transform in the input's library, JSON round trip.
+
+    scikit-learn's estimator conventions (``_params``): constructor parameters only, ``get_params`` /
+    ``set_params``, ``clone``; what ``fit`` learns ends in ``_`` (the class-level defaults below answer
+    before it).
+    """
+
+    space_: str | None = None
+    axis_: int = -1
+    n_classes_: int | None = None
+    info_: Any = MappingProxyType({})
 
     #: the tasks this scaler fits (checked by the constructor and by :func:`sigmax.calibration.resolve_method`)
     tasks: tuple[str, ...] = ()
@@ -98,30 +119,29 @@ class Scaler:
     #: the ``method`` name of :class:`~sigmax.calibration.Calibrator` for this scaler
     method: str = ""
 
-    def __init__(self, task: str, *, gtol: float):
-        task = validate_task(task)
-        if task not in self.tasks:
-            raise ValueError(self._task_error(task))
-        self.task = task
-        self.gtol = _check_gtol(gtol)
-        self.space_: str | None = None
-        self.axis_: int = -1
-        self.n_classes_: int | None = None
-        self.info_: dict[str, Any] = {}
+    def __init__(self, task: str, *, gtol: float, space: str = "logits"):
+        checked = validate_task(task)
+        if checked not in self.tasks:
+            raise ValueError(self._task_error(checked))
+        self.task = as_given(task, checked)
+        self.gtol = as_given(gtol, _check_gtol(gtol))
+        self.space = as_given(space, validate_space(space))
 
     def _task_error(self, task: str) -> str:  # pragma: no cover - overridden
         return f"{type(self).__name__} does not support task={task!r}"
 
     # -- fitting ----------------------------------------------------------------------------
 
-    def fit(self, scores: Any, labels: Any, *, space: str = "logits", axis: int = -1,
+    def fit(self, scores: Any, labels: Any, *, space: str | None = None, axis: int = -1,
             dim: int | None = None, ignore_index: int | None = None) -> Scaler:
         """Fit on a calibration set (held out from training); returns ``self``. See the class docstring.
 
         Rows whose label is ``ignore_index`` (multilabel: those entries) are left out of the fit.
         """
-        space = validate_space(space)
+        space = validate_space(self.space if space is None else space)  # the constructor's space by default
         axis = resolve_axis(axis, dim)
+        if is_dask(scores) or is_dask(labels):  # sums of per-chunk partials where the chunks live
+            return self._fit_dask(scores, labels, space, axis, ignore_index)
         z, c = fit_logits(scores, labels, self.task, space, axis, ignore_index=ignore_index)
         return self.fit_canonical(z, c.labels, valid=c.valid, space=space, axis=axis)
 
@@ -136,13 +156,20 @@ class Scaler:
         before = mean_nll(z, y, self.task, valid)
         info = self._fit(z, y, valid)
         after = mean_nll(self._apply_np(z), y, self.task, valid)
-        self.info_ = {"n_samples": int(z.shape[0]), "nll_before": before, "nll_after": after, **info}
+        return self._record(int(z.shape[0]), before, after, info)
+
+    def _record(self, n: int, before: float, after: float, info: dict[str, Any], stacklevel: int = 4) -> Scaler:
+        self.info_ = {"n_samples": n, "nll_before": before, "nll_after": after, **info}
         if not info.get("converged", True):
             warnings.warn(f"{type(self).__name__} did not reach the gradient tolerance {self.gtol:g} "
                           f"(gradient {info.get('grad_max', float('nan')):.3g} after {info.get('n_iter')} "
                           "iterations); the calibration set may be separable or degenerate",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=stacklevel)
         return self
+
+    def _fit_dask(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any) -> Scaler:
+        raise in_memory_error("scores", f"{type(self).__name__}.fit (not distributed yet; TemperatureScaling.fit "
+                                        "is)")
 
     def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -186,11 +213,15 @@ class Scaler:
         """
         self._check_fitted()
         space = self.space_ if space is None else validate_space(space)
+        if is_dask(scores):  # lazily, block by block (the class axis whole): a Dask array
+            return _blockwise(lambda b: self.transform(b, space=space), scores, self)
         p, z = logits_xp(scores, self.task, space, self.axis_)
         return finish(p, self._apply(p.xp, z, self._class_axis(z)))
 
     def predict_proba(self, scores: Any, *, space: str | None = None) -> Any:
         """Calibrated probabilities: ``softmax`` (multiclass) or ``sigmoid`` of :meth:`transform`."""
+        if is_dask(scores):
+            return _blockwise(lambda b: self.predict_proba(b, space=space), scores, self)
         return to_probs(self.transform(scores, space=space), self.task, axis=self.axis_)
 
     def _apply(self, xp, z, ax):  # pragma: no cover - abstract
@@ -261,7 +292,7 @@ class Scaler:
                 raise F.FieldError(f"{where}options.{k}", f"must be {'true or false' if kind is bool else 'a number'}",
                                    v)
         try:
-            obj = cls(task, **options)
+            obj = cls(task, space=space, **options)
         except ValueError as exc:
             raise F.FieldError(where + "options", f"is invalid ({exc})") from None
         obj.space_, obj.axis_, obj.n_classes_ = space, axis, n_classes
@@ -346,13 +377,15 @@ class TemperatureScaling(Scaler):
     _option_types = {"per_class": bool, "gtol": numbers.Real}
     method = "temperature"
 
-    def __init__(self, task: str = "multiclass", *, per_class: bool = False, gtol: float = 1e-10):
-        super().__init__(task, gtol=gtol)
+    temperature_: Any = None
+
+    def __init__(self, task: str = "multiclass", *, per_class: bool = False, gtol: float = 1e-10,
+                 space: str = "logits"):
+        super().__init__(task, gtol=gtol, space=space)
         if per_class and self.task != "multilabel":
             raise ValueError("per_class=True is for task='multilabel' (one sigmoid temperature per label); for a "
                              "per-class multiclass rescaling use VectorScaling")
-        self.per_class = bool(per_class)
-        self.temperature_: Any = None
+        self.per_class = flag(per_class, "per_class")
 
     @property
     def temperature(self) -> Any:
@@ -411,20 +444,34 @@ class TemperatureScaling(Scaler):
             if vv is not None:
                 right |= ~vv
             separable = bool(np.any(np.all(right, axis=0)))
+        return self._solve(deriv, k, n, separable, stacklevel=5)
+
+    def _solve(self, deriv, k: int, n: int, separable: bool, stacklevel: int) -> dict[str, Any]:
+        """The safeguarded Newton iteration on ``deriv`` (in memory, or sums over Dask blocks), with its warnings."""
         if separable:
             warnings.warn("the calibration scores classify every calibration sample correctly (for at least one "
                           "label): the NLL keeps falling as T -> 0, so the fitted temperature only reflects the "
                           "stopping tolerance; calibrate on held-out data on which the model makes mistakes",
-                          UserWarning, stacklevel=4)
+                          UserWarning, stacklevel=stacklevel)
         warn_small(n, 1, f"TemperatureScaling(task={self.task!r}{', per_class=True' if self.per_class else ''})")
         u, g, it, converged, at_bound = solve_log_temperature(deriv, k, gtol=self.gtol)
         if at_bound.any():
             warnings.warn("the fitted temperature reached its bound (log T = +-20): the calibration scores "
                           "separate the labels perfectly (T -> 0) or carry no information about them (T -> inf); "
-                          "use a larger, held-out calibration set", UserWarning, stacklevel=4)
+                          "use a larger, held-out calibration set", UserWarning, stacklevel=stacklevel)
         t = np.exp(u)
         self.temperature_ = t if self.per_class else float(t[0])
         return {"n_iter": int(it), "converged": bool(converged), "grad_max": float(np.max(np.abs(g)))}
+
+    def _fit_dask(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any) -> TemperatureScaling:
+        """The fit on Dask arrays: each Newton step is one reduction of per-block gradient/Hessian sums."""
+        from .._dask_calibration import TemperatureSums
+
+        sums = TemperatureSums(scores, labels, self.task, space, axis, ignore_index, per_class=self.per_class)
+        self.space_, self.axis_, self.n_classes_ = space, axis, sums.n_classes
+        before = sums.nll(1.0)
+        info = self._solve(sums.deriv, sums.k, sums.n, sums.separable, stacklevel=4)
+        return self._record(sums.n, before, sums.nll(self.temperature_), info, stacklevel=3)
 
     def _apply(self, xp, z, ax):
         t = self.temperature_
@@ -469,13 +516,14 @@ class VectorScaling(Scaler):
     _option_types = {"l2": numbers.Real, "gtol": numbers.Real}
     method = "vector"
 
-    def __init__(self, task: str = "multiclass", *, l2: float = 1e-3, gtol: float = 1e-8):
-        super().__init__(task, gtol=gtol)
+    weight_: Any = None
+    bias_: Any = None
+
+    def __init__(self, task: str = "multiclass", *, l2: float = 1e-3, gtol: float = 1e-8, space: str = "logits"):
+        super().__init__(task, gtol=gtol, space=space)
         if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 >= 0 or not math.isfinite(l2):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-        self.l2 = float(l2)
-        self.weight_: Any = None
-        self.bias_: Any = None
+        self.l2 = as_given(l2, float(l2))
 
     def _options(self) -> dict[str, Any]:
         return {"l2": self.l2, "gtol": self.gtol}
@@ -545,11 +593,13 @@ class PlattScaling(Scaler):
     _option_types = {"prior_correction": bool, "gtol": numbers.Real}
     method = "platt"
 
-    def __init__(self, task: str = "binary", *, prior_correction: bool = True, gtol: float = 1e-10):
-        super().__init__(task, gtol=gtol)
-        self.prior_correction = bool(prior_correction)
-        self.weight_: Any = None
-        self.bias_: Any = None
+    weight_: Any = None
+    bias_: Any = None
+
+    def __init__(self, task: str = "binary", *, prior_correction: bool = True, gtol: float = 1e-10,
+                 space: str = "logits"):
+        super().__init__(task, gtol=gtol, space=space)
+        self.prior_correction = flag(prior_correction, "prior_correction")
 
     def _task_error(self, task: str) -> str:
         return (f"PlattScaling is for task='binary' or 'multilabel' (sigmoid), got task={task!r}; for "
