@@ -4,6 +4,7 @@ JAX arrays (where optax is installed), forward and forward+backward, in one proc
     python benchmarks/losses.py            # the shapes of issue 3 (needs ~4 GB of memory)
     python benchmarks/losses.py --quick    # small shapes: checks that everything runs
     python benchmarks/losses.py --device cuda
+    python benchmarks/losses.py --jax-only # issue 16 item 5: sigmax vs optax under jax.jit only
 
 Cases: cross-entropy with class-index targets at (8192, 1000), (4096, 32000), (1024, 128256) float32,
 and binary cross-entropy with logits at (65536, 1000) float32 (0/1 targets), reduction "mean".
@@ -11,6 +12,12 @@ Each time is the median of ``--repeats`` runs after warm-up; "ratio" is sigmax /
 PyTorch tensors: <= 1.15). sigmax's times include its argument checks (target range, shapes),
 which a user always pays; the JAX rows compare ``jax.jit``-compiled functions (targets traced, so
 sigmax's value checks are skipped there). Benchmarks are not tests: nothing here asserts a time.
+
+JAX rows (issue 16, item 5): ``sigmax.cross_entropy`` against ``optax.softmax_cross_entropy_with_integer_labels
+(...).mean()`` and ``sigmax.binary_cross_entropy_with_logits`` against ``optax.sigmoid_binary_cross_entropy(...)
+.mean()``, both under ``jax.jit`` of the user's function, forward and ``jax.value_and_grad``, at (8192, 1000) and
+(4096, 32000) float32. The four functions of a case run interleaved, one call each per round, so a busy
+machine slows them alike; each time is the median over the rounds (wall clock, and process CPU time).
 """
 
 from __future__ import annotations
@@ -30,6 +37,23 @@ import sigmax
 
 FULL = {"cross_entropy": [(8192, 1000), (4096, 32000), (1024, 128256)], "bce_with_logits": [(65536, 1000)]}
 QUICK = {"cross_entropy": [(256, 100), (128, 1000), (64, 4000)], "bce_with_logits": [(1024, 100)]}
+JAX_FULL = {"cross_entropy": [(8192, 1000), (4096, 32000)], "bce_with_logits": [(8192, 1000), (4096, 32000)]}
+JAX_QUICK = {"cross_entropy": [(256, 100), (64, 4000)], "bce_with_logits": [(256, 100)]}
+
+
+def machine() -> str:
+    """The CPU's model name (and the core count this process may use)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores"
 
 
 def _median_ms(fn, repeats: int, sync=lambda: None) -> float:
@@ -106,16 +130,41 @@ def bench_optax(loss: str, shape, repeats: int):
 
         def ours(v, y):
             return sigmax.binary_cross_entropy_with_logits(v, y)
-    rows = []
+    cells = {}
     for mode in ("forward", "forward+backward"):
-        times = {}
         for name, fn in (("optax", peer), ("sigmax", ours)):
             f = jax.jit(fn if mode == "forward" else jax.value_and_grad(fn))
-            times[name] = _median_ms(lambda f=f: jax.block_until_ready(f(x, t)), repeats)
-        rows.append((loss, shape, mode, "optax (jit)", times["optax"], times["sigmax"]))
-    a, b = jax.jit(peer)(x, t), jax.jit(ours)(x, t)
+            for _ in range(2):  # compile, warm the allocator
+                jax.block_until_ready(f(x, t))
+            cells[(mode, name)] = f
+    wall = {k: [] for k in cells}
+    cpu = {k: [] for k in cells}
+    for _ in range(repeats):  # interleaved: a busy machine slows every cell of a round alike
+        for k, f in cells.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            jax.block_until_ready(f(x, t))
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    rows = []
+    for mode in ("forward", "forward+backward"):
+        med = {k: 1e3 * statistics.median(v) for k, v in wall.items()}
+        medc = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
+        rows.append((loss, shape, mode, "optax (jit)", med[(mode, "optax")], med[(mode, "sigmax")],
+                     medc[(mode, "optax")], medc[(mode, "sigmax")]))
+    a, b = cells[("forward", "optax")](x, t), cells[("forward", "sigmax")](x, t)
     assert np.allclose(float(a), float(b), rtol=1e-4), (loss, shape, float(a), float(b))
+    (_, ga), (_, gb) = cells[("forward+backward", "optax")](x, t), cells[("forward+backward", "sigmax")](x, t)
+    assert np.allclose(np.asarray(ga), np.asarray(gb), rtol=1e-3, atol=1e-9), (loss, shape, "gradients")
     return rows
+
+
+def _print_table(header, table) -> None:
+    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
+    print()
+    for i, r in enumerate([header] + table):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
 def main(argv=None) -> None:
@@ -124,42 +173,45 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 20, quick 5)")
     ap.add_argument("--no-jax", action="store_true", help="skip the optax/JAX rows")
+    ap.add_argument("--jax-only", action="store_true", help="only the optax/JAX rows (issue 16, item 5)")
     args = ap.parse_args(argv)
     shapes = QUICK if args.quick else FULL
     repeats = args.repeats or (5 if args.quick else 20)
 
-    import torch
+    print(f"sigmax {sigmax.__version__} | {machine()} | float32, reduction='mean'")
+    if not args.jax_only:
+        import torch
 
-    print(f"sigmax {sigmax.__version__} | torch {torch.__version__} ({args.device}, "
-          f"{torch.get_num_threads()} threads) | {platform.processor() or platform.machine()} | "
-          f"median of {repeats} runs, float32, reduction='mean'")
+        print(f"torch {torch.__version__} ({args.device}, {torch.get_num_threads()} threads) | "
+              f"median of {repeats} runs")
+        rows = []
+        for loss, shape_list in shapes.items():
+            for shape in shape_list:
+                rows += bench_torch(loss, shape, args.device, repeats)
+        _print_table(("loss", "shape", "pass", "peer", "peer ms", "sigmax ms", "sigmax / peer"), [
+            (loss, "x".join(map(str, shape)), mode, peer, f"{tp:.2f}", f"{ts:.2f}", f"{ts / tp:.2f}x")
+            for loss, shape, mode, peer, tp, ts in rows])
+    if args.no_jax:
+        return
+    try:
+        import jax
+        import optax
+    except ImportError as exc:
+        print(f"(optax rows skipped: {exc})")
+        return
+    device = jax.devices()[0]
+    print(f"\njax {jax.__version__} ({jax.default_backend()}: {getattr(device, 'device_kind', device)}) | "
+          f"optax {optax.__version__} | both under jax.jit | median of {repeats} interleaved rounds")
     rows = []
-    for loss, shape_list in shapes.items():
+    for loss, shape_list in (JAX_QUICK if args.quick else JAX_FULL).items():
         for shape in shape_list:
-            rows += bench_torch(loss, shape, args.device, repeats)
-    if not args.no_jax:
-        try:
-            import jax
-            import optax
-
-            print(f"jax {jax.__version__} ({jax.default_backend()}) | optax {optax.__version__}")
-            for loss, shape_list in shapes.items():
-                for shape in shape_list:
-                    rows += bench_optax(loss, shape, repeats)
-        except ImportError as exc:
-            print(f"(optax rows skipped: {exc})")
-
-    header = ("loss", "shape", "pass", "peer", "peer ms", "sigmax ms", "sigmax / peer")
-    table = [header] + [
-        (loss, "x".join(map(str, shape)), mode, peer, f"{tp:.2f}", f"{ts:.2f}", f"{ts / tp:.2f}x")
-        for loss, shape, mode, peer, tp, ts in rows
-    ]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    print()
-    for i, r in enumerate(table):
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-        if i == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+            rows += bench_optax(loss, shape, repeats)
+    _print_table(("loss", "shape", "pass", "optax ms", "sigmax ms", "sigmax / optax (wall)", "cpu ms optax / sigmax",
+                  "sigmax / optax (cpu)"), [
+        (loss, "x".join(map(str, shape)), mode, f"{tp:.2f}", f"{ts:.2f}", f"{ts / tp:.2f}x", f"{cp:.1f} / {cs:.1f}",
+         f"{cs / cp:.2f}x")
+        for loss, shape, mode, peer, tp, ts, cp, cs in rows])
+    print("\nratio < 1: sigmax is faster than optax (target: <= 1.00)")
 
 
 if __name__ == "__main__":
