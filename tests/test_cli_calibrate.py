@@ -237,3 +237,48 @@ def test_fit_errors_are_one_line(data, capsys):
     code, _, err = _run(capsys, "calibrate", "fit", d / "z.npy", d / "y.npy", "--task", "multiclass", "--space",
                         "logits", "--method", "platt", "-o", d / "c.json")
     _one_line_error(code, err, "--method platt is for --task binary or --task multilabel only")
+
+
+@pytest.mark.parametrize("task,method", [("multiclass", m) for m in ("isotonic", "histogram", "beta", "dirichlet",
+                                                                      "auto")]
+                         + [("binary", m) for m in ("isotonic", "histogram", "beta", "platt")])
+def test_every_method_the_report_fits_round_trips_through_fit_apply_and_report(tmp_path, capsys, task, method):
+    rng = np.random.default_rng(1)
+    n = 600
+    y = rng.integers(0, 4 if task == "multiclass" else 2, n)
+    if task == "multiclass":
+        z = rng.normal(size=(n, 4))
+        z[np.arange(n), y] += 1.5
+    else:
+        z = rng.normal(size=n) + 1.2 * (2 * y - 1)
+    z = 3.0 * z
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    code, out, err = _run(capsys, "calibrate", "fit", tmp_path / "z.npy", tmp_path / "y.npy", "--task", task,
+                          "--space", "logits", "--method", method, "-o", tmp_path / "c.json")
+    assert code == 0, err
+    cal = load(tmp_path / "c.json")
+    assert method == "auto" or cal.method == method
+    code, out, err = _run(capsys, "calibrate", "apply", tmp_path / "c.json", tmp_path / "z.npy", "-o",
+                          tmp_path / "out.npy", "--chunk-rows", "128")
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), cal.transform(z), rtol=1e-10, atol=1e-12)
+    # the report fits the same method, saves it, and applies the saved file to every row
+    code, out, err = _run(capsys, "report", tmp_path / "z.npy", tmp_path / "y.npy", "--task", task, "--space",
+                          "logits", "--method", method, "--no-html", "--resamples", "0", "--save-calibrator",
+                          tmp_path / "r.json")
+    assert code == 0, err
+    saved = load(tmp_path / "r.json")
+    assert saved.describe().split(",")[0] in out
+    code, out, err = _run(capsys, "report", tmp_path / "z.npy", tmp_path / "y.npy", "--task", task, "--space",
+                          "logits", "--calibrator", tmp_path / "r.json", "--no-html", "--json", "--resamples", "0")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["method"] == saved.method and d["n_eval"] == n
+
+
+def test_fit_names_every_method_when_given_none(data, capsys):
+    d, _z, _y = data
+    code, out, err = _run(capsys, "calibrate", "fit", d / "z.npy", d / "y.npy", "--task", "multiclass", "--space",
+                          "logits", "--method", "none", "-o", d / "c.json")
+    assert code == 2 and "isotonic" in err and "dirichlet" in err

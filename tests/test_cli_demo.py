@@ -17,15 +17,17 @@ def test_demo_lowers_ece_on_held_out_digits_and_writes_the_report(tmp_path, caps
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "digits, multiclass" in out and "digits, multilabel" in out
-    eces = [(float(a), float(b)) for a, b in re.findall(r"^\*?\s*ECE\s+(\d\.\d+)\s+(\d\.\d+)", out, flags=re.MULTILINE)]
+    eces = [(float(a), float(b)) for a, b in re.findall(r"^\*?\s*ECE\s+(\d\.\d+)\s+\S+…\S+\s+(\d\.\d+)", out, flags=re.MULTILINE)]
     assert len(eces) == 2
     for before, after in eces:
         assert after < before
-    assert out.count("lowered ECE") == 2 and "697 held-out rows" in out
+    assert out.count("95% CI of the change") == 2 and "697 held-out rows" in out
+    assert "not significant" in out and "significantly lower" in out  # multiclass: noise; multilabel: real
+    assert "200 resamples of the 697 evaluated rows" in out
     page = tmp_path / "sigmax-report" / "index.html"
     assert f"report: {page.relative_to(tmp_path)}" in out
     html = page.read_text()
-    assert html.count('class="card figure"') == 7 == len(list(page.parent.glob("*.png")))
+    assert html.count('class="card figure"') == 9 == len(list(page.parent.glob("*.png")))
     assert 'id="multiclass"' in html and 'id="multilabel"' in html
     assert (page.parent / "multilabel-thresholds.png").exists()
     assert re.search(r"done in \d+\.\d s", out)

@@ -37,11 +37,12 @@ def test_report_prints_the_table_writes_html_and_saves_the_calibrator(files, cap
     assert code == 0, err
     lines = out.splitlines()
     ece = next(ln for ln in lines if ln.lstrip("* ").startswith("ECE"))
-    before, after = (float(v) for v in ece.split()[-4:-2]) if ece.startswith("*") else (None, None)
+    toks = ece.split()  # * ECE before CI after CI change ...
+    before, after = (float(toks[2]), float(toks[4])) if ece.startswith("*") else (None, None)
     assert before > after
-    assert "lowered ECE" in out and "on rows it never saw" in out
+    assert f"ECE {toks[2]} → {toks[4]}, " in out and "95% CI of the change" in out and "on rows it never saw" in out
     assert f"report: {d / 'rep' / 'index.html'}" in out
-    assert (d / "rep" / "index.html").exists() and len(list((d / "rep").glob("*.png"))) == 3
+    assert (d / "rep" / "index.html").exists() and len(list((d / "rep").glob("*.png"))) == 4
     cal = load(d / "cal.json")
     assert cal.task == "multiclass" and cal.method == "temperature"
 
@@ -149,6 +150,7 @@ def test_check_findings_come_first_with_their_fix(files, capsys):
     first = out.splitlines()[0]
     assert first.startswith("check: error [double-softmax]") and "\n  fix: " in out
     assert "cannot be right until the error" in out and "lowered ECE" not in out
+    assert "95% CI of the change" not in out  # no verdict on numbers that cannot be right
     html = (d / "rep" / "index.html").read_text()
     assert '<span class="sev error">error</span><code>double-softmax</code>' in html
     assert "Check failed: double-softmax" in html
@@ -240,3 +242,39 @@ def test_the_stream_door_says_memory_mapped_only_for_a_npy(tmp_path):
     assert npy.streamed and any("memory-mapped" in n for n in npy.notes)
     for k, v in npy.before.metrics.items():
         np.testing.assert_allclose(csv.before.metrics[k], v, rtol=1e-9)
+
+
+def test_report_json_carries_intervals_and_the_conformal_section(files, capsys):
+    d, _z, _y = files
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--no-html", "--json", "--conformal", "0.1", "--conformal-method", "aps",
+                          "--resamples", "50")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["intervals"]["n_resamples"] == 50 and set(rep["intervals"]["change"]["ece"]) >= {
+        "estimate", "low", "high", "share_not_better", "significant"}
+    assert rep["conformal"]["method"] == "aps" and 0 < rep["conformal"]["coverage"] <= 1
+    assert rep["conformal"]["coverage_ci"][0] <= rep["conformal"]["coverage"] <= rep["conformal"]["coverage_ci"][1]
+    assert "ece_equal_mass" in rep["before"] and "smooth_ece" in rep["after"] and "roc_auc" in rep["after"]
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--no-html", "--conformal", "0.1")
+    assert code == 0 and "Conformal sets (LAC, alpha 0.1" in out and "95% CI of change" in out
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--conformal", "1.5"], "--conformal must be a miscoverage level in (0, 1)"),
+    (["--conformal", "0.1", "--method", "none"], "--conformal fits its sets on the fitting rows"),
+    (["--resamples", "1"], "--resamples must be 0"),
+])
+def test_report_interval_and_conformal_flags_fail_in_one_line(files, capsys, extra, message):
+    d, _z, _y = files
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--no-html", *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_without_resamples_keeps_the_plain_table(files, capsys):
+    d, _z, _y = files
+    code, out, err = _run(capsys, "report", d / "s.npy", d / "y.npy", "--task", "multiclass", "--space", "logits",
+                          "--no-html", "--resamples", "0")
+    assert code == 0 and "95% CI" not in out and "lowered ECE" in out

@@ -2,7 +2,8 @@
 
 ``sigmax calibrate fit SCORES LABELS --task ... --space ... -o calib.json`` runs :func:`sigmax.check` on
 the scores (findings first; exit 1 on an error finding, ``--fail-on`` as in ``sigmax check``), fits
-temperature, vector or Platt scaling (and, for binary/multilabel, per-class F1 thresholds) on *all*
+any calibrator the report fits (temperature, vector, Platt, beta, isotonic, histogram binning, Dirichlet, or
+``auto``; and, for binary/multilabel, per-class F1 thresholds) on *all*
 the given rows — use scores the model was not trained on — with
 :func:`sigmax.calibration.fit_calibrator`, and writes JSON. ``sigmax calibrate apply calib.json SCORES
 -o out.npy`` reads SCORES in the space stored in the calibrator and writes the calibrated logits (or
@@ -128,7 +129,8 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if args.method == "none":
-        raise CLIError("--method none fits nothing; choose temperature, vector or platt (or auto)")
+        raise CLIError("--method none fits nothing; choose temperature, vector, platt, beta, isotonic, histogram, "
+                       "dirichlet or auto (the ones the task has a use for)")
     if not args.output.lower().endswith(".json"):
         raise CLIError(f"-o {args.output}: a calibrator is written as JSON; name the file like calib.json")
     _output_path(args.output, "-o", "calib.json")

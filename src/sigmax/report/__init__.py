@@ -5,7 +5,8 @@ memory-mapped) are the two doors of one streaming pipeline (:func:`evaluate`): i
 some rows and measures the others before and after, chunk by chunk, within a memory budget in bytes
 (:func:`plan_memory`, default 1 GiB);
 :func:`write_html` writes one page for one or several reports (reliability diagrams, confidence
-histograms, per-class calibration error, threshold curves, the findings of :func:`sigmax.check`),
+histograms, per-class calibration error, threshold curves, ROC and precision-recall curves, the findings of
+:func:`sigmax.check`, the conformal sets' coverage),
 with every figure inlined as a PNG and also written beside the page.
 
 Example:
@@ -15,7 +16,9 @@ Example:
     >>> rep = calibration_report(d.test_logits, d.test_labels, "multiclass",
     ...                          fit=(d.calib_logits, d.calib_labels), check=False)
     >>> [row[0] for row in rep.table()[1]]
-    ['NLL', 'Brier', 'accuracy', 'top-5 accuracy', 'F1 macro', 'ECE', 'MCE (bins ≥ 10 rows)', 'class-wise ECE']
+    ['NLL', 'Brier', 'accuracy', 'top-5 accuracy', 'F1 macro', 'ECE', 'ECE (equal-mass bins)', 'smooth ECE', 'MCE (bins ≥ 10 rows)', 'class-wise ECE', 'AUROC (one-vs-rest, macro)', 'AP (one-vs-rest, macro)']
+    >>> rep.intervals["change"]["ece"]["significant"]  # the paired 95% interval of the change holds 0
+    False
     >>> rep.after.metrics["ece"] < rep.before.metrics["ece"]
     True
 
@@ -24,7 +27,8 @@ Example:
 
 from ..calibration import DEFAULT_METHOD
 from ._budget import DEFAULT_BUDGET, MemoryPlan, format_bytes, parse_memory, plan_memory
-from ._data import Histogram, PlotAccumulator, ThresholdCurves, View
+from ._data import Histogram, PlotAccumulator, RankingCurves, ThresholdCurves, View
+from ._intervals import DEFAULT_RESAMPLES, interval_rows
 from ._html import render_html, write_html
 from ._pipeline import (
     DEFAULT_IGNORE_INDEX,
@@ -42,12 +46,14 @@ __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_IGNORE_INDEX",
     "DEFAULT_METHOD",
+    "DEFAULT_RESAMPLES",
     "METRIC_NAMES",
     "ArraySource",
     "FileSource",
     "Histogram",
     "MemoryPlan",
     "PlotAccumulator",
+    "RankingCurves",
     "Progress",
     "Report",
     "ThresholdCurves",
@@ -55,6 +61,7 @@ __all__ = [
     "calibration_report",
     "evaluate",
     "format_bytes",
+    "interval_rows",
     "parse_memory",
     "plan_memory",
     "progress",

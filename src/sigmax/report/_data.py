@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Histogram", "PlotAccumulator", "ThresholdCurves", "View", "bin_index"]
+__all__ = ["Histogram", "PlotAccumulator", "RankingCurves", "ThresholdCurves", "View", "bin_index"]
 
 
 def bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
@@ -60,6 +60,28 @@ class ThresholdCurves:
     f1: np.ndarray
     support: np.ndarray  # (K,) positives per class
     chosen: np.ndarray | None = None  # (K,) thresholds chosen by tuning, if any
+
+
+@dataclass
+class RankingCurves:
+    """ROC and precision-recall curves of one set of scores: binary, or one-vs-rest per class (``classes``).
+
+    Each list holds one array per class; ``auc`` and ``ap`` are :func:`sigmax.metrics.roc_auc` and
+    :func:`sigmax.metrics.average_precision` of that column; ``prevalence`` its share of positives (the
+    precision of a random ranking).
+    """
+
+    classes: list[int]
+    names: list[str]
+    fpr: list[np.ndarray]
+    tpr: list[np.ndarray]
+    recall: list[np.ndarray]
+    precision: list[np.ndarray]
+    auc: np.ndarray
+    ap: np.ndarray
+    prevalence: np.ndarray
+    support: np.ndarray
+    n_classes: int = 1
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._format import format_changes, format_column, format_number
 
-__all__ = ["format_table", "mce_text", "undefined_mce"]
+__all__ = ["change_bounds", "change_ci_text", "format_table", "mce_text", "undefined_mce"]
 
 
 def undefined_mce(min_bin_count: int) -> str:
@@ -52,30 +52,110 @@ def _is_mce(name: Any) -> bool:
     return isinstance(name, str) and name.startswith("MCE")
 
 
+def _is_ci(h: str) -> bool:
+    return h.endswith(" CI")
+
+
+def _is_change_ci(h: str) -> bool:
+    return h.endswith(" CI of change")
+
+
+def _decimals(texts: Sequence[str], digits: int) -> int:
+    """The decimals of a fixed-point column (``digits`` when it is scientific or has none)."""
+    most = [len(s.split(".")[1]) for s in texts if "." in s and "e" not in s and s[:1] in "-+0123456789"]
+    if any("e" in s for s in texts if s[:1] in "-+0123456789"):
+        return digits
+    return max(most) if most else digits
+
+
+def _signed(v: float, decimals: int) -> str:
+    """A bound of a change: signed, ``decimals`` decimals; a non-zero bound that rounds to 0 reads ``<0.0…1``."""
+    if v == 0:
+        return "0"
+    sign = "+" if v > 0 else "-"
+    if abs(v) < 0.5 * 10.0 ** -decimals:
+        return sign + "<" + f"{10.0 ** -decimals:.{decimals}f}"
+    return sign + f"{abs(v):.{decimals}f}"
+
+
+def change_bounds(change: dict, values: Sequence[float], digits: int = 4) -> tuple[str, str]:
+    """The bounds of a change's interval as text, in the precision of the numbers it compares.
+
+    Example:
+        >>> change_bounds({"low": -0.0135, "high": 0.01276}, [0.0226, 0.0205])
+        ('-0.0135', '+0.0128')
+    """
+    dec = _decimals(format_column(list(values), digits), digits)
+    return _signed(float(change["low"]), dec), _signed(float(change["high"]), dec)
+
+
+def change_ci_text(change: Any, decimals: int) -> str:
+    """A change's paired interval: ``-0.0135…+0.0128, not significant`` (it holds 0) or ``-0.0458…-0.0197``.
+
+    Example:
+        >>> change_ci_text({"low": -0.0458, "high": -0.0197, "significant": True}, 4)
+        '-0.0458…-0.0197'
+        >>> change_ci_text({"low": 0.0, "high": 0.0, "significant": False}, 4)
+        '0…0, not significant'
+    """
+    if not isinstance(change, dict):
+        return ""
+    text = f"{_signed(float(change['low']), decimals)}…{_signed(float(change['high']), decimals)}"
+    return text if change.get("significant") else text + ", not significant"
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, min_bin_count: int = 10,
                  digits: int = 4) -> list[list[str]]:
     """The cells of :meth:`sigmax.report.Report.table` as text.
 
-    A ``"change"`` column is recomputed from the two columns it compares (the one before it against the
-    number column before that: "after" against "before", "tuned thresholds" against "after"), so the
-    whole column keeps one notation (:func:`sigmax._format.format_changes`); every other number column
-    is one :func:`sigmax._format.format_column`. A NaN MCE (no bin holds ``min_bin_count`` rows) reads
-    :func:`undefined_mce`, and its change is empty.
+    A ``"change"`` column is recomputed from the two number columns it compares (the nearest number
+    column before it against the one before that: "after" against "before", "tuned thresholds" against
+    "after"), in their precision, so the whole column keeps one notation
+    (:func:`sigmax._format.format_changes`); every other number column is one
+    :func:`sigmax._format.format_column`, and its interval column (``"95% CI"``, cells ``(low, high)``)
+    is written in the same notation as the numbers it bounds: ``low…high``. A change's interval column
+    (``"95% CI of change"``) reads :func:`change_ci_text`. A NaN MCE (no bin holds ``min_bin_count``
+    rows) reads :func:`undefined_mce`, and its change is empty.
     """
     def number(v: Any) -> Any:
         return None if v is None or isinstance(v, str) else v
 
-    cols: list[list[str]] = []
+    def is_value(j: int) -> bool:
+        h = headers[j]
+        return j > 0 and h != "change" and not _is_ci(h) and not _is_change_ci(h)
+
+    cols: list[list[str]] = [[] for _ in headers]
+    decimals: dict[int, int] = {}
     for j, h in enumerate(headers):
         col = [r[j] for r in rows]
-        if h == "change" and j >= 2:
-            ref = j - 2 if headers[j - 2] != "change" else j - 3
-            cols.append(format_changes([number(r[j - 1]) for r in rows], [number(r[ref]) for r in rows],
-                                       digits=digits))
+        if is_value(j):
+            bounds = [(v[0], v[1]) if isinstance(v, tuple) else (None, None)
+                      for v in ([r[j + 1] for r in rows] if j + 1 < len(headers) and _is_ci(headers[j + 1])
+                                else [None] * len(rows))]
+            lows, highs = [b[0] for b in bounds], [b[1] for b in bounds]
+            text = format_column(col + [v for v in lows if v is not None] + [v for v in highs if v is not None], digits)
+            k = len(col)
+            vals, rest = text[:k], text[k:]
+            nb = sum(v is not None for v in lows)
+            lo_t, hi_t = iter(rest[:nb]), iter(rest[nb:])
+            cols[j] = [undefined_mce(min_bin_count) if _is_mce(r[0]) and not isinstance(v, str) and v is not None
+                       and math.isnan(float(v)) else t for r, v, t in zip(rows, col, vals)]
+            decimals[j] = _decimals([t for v, t in zip(col, vals) if not isinstance(v, str)], digits)
+            if j + 1 < len(headers) and _is_ci(headers[j + 1]):
+                cols[j + 1] = [f"{next(lo_t)}…{next(hi_t)}" if lo is not None else "" for lo in lows]
+        elif h == "change" and j >= 2:
+            values = [i for i in range(j) if is_value(i)]
+            cur, ref = values[-1], values[-2]
+            dec = max(decimals.get(cur, digits), decimals.get(ref, digits))
+            decimals[j] = dec
+            cols[j] = format_changes([number(r[cur]) for r in rows], [number(r[ref]) for r in rows], digits=dec)
+        elif _is_change_ci(h):
+            dec = decimals.get(j - 1, digits)
+            cols[j] = [change_ci_text(v, dec) if text else "" for v, text in zip(col, cols[j - 1])]
+        elif _is_ci(h):
+            continue  # written with its number column
         elif any(not isinstance(v, str) for v in col):
-            text = format_column(col, digits)
-            cols.append([undefined_mce(min_bin_count) if _is_mce(r[0]) and not isinstance(v, str)
-                         and v is not None and math.isnan(float(v)) else t for r, v, t in zip(rows, col, text)])
+            cols[j] = format_column(col, digits)
         else:
-            cols.append([str(v) for v in col])
+            cols[j] = [str(v) for v in col]
     return [[cols[j][i] for j in range(len(headers))] for i in range(len(rows))]

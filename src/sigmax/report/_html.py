@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._format import format_change, format_number
+from ._format import change_bounds
 from ._plots import COLORS
 
 Report = Any  # a sigmax.report.Report; not imported, so that _report (which writes pages) and this stay acyclic
@@ -125,6 +126,7 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
     # KPI cards
     out.append('<div class="kpis">')
     b, a = rep.before.metrics, rep.after.metrics if rep.after is not None else None
+    iv = rep.intervals or {}
     for key, name, better in _KPIS:
         if key not in b:
             continue
@@ -133,14 +135,21 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
             va = float(a[key])
             cls = _delta_class(vb, va, better)
             delta = format_change(va, vb)
+            ch = iv.get("change", {}).get(key)
+            if ch is not None:
+                lo, hi = change_bounds(ch, [vb, va])
+                cls = cls if ch["significant"] else "same"
+                delta += (f" · CI {lo}…{hi}" + ("" if ch["significant"] else ", not significant"))
             main = " main" if key == "ece" else ""
             out.append(f'<div class="kpi{main}"><div class="name">{name}</div><div class="vals">'
                        f'<span style="color:var(--before)">{_fmt(vb)}</span><span class="arrow">→</span>'
                        f'<span style="color:var(--after)">{_fmt(va)}</span></div>'
-                       f'<div class="delta {cls}">{delta}</div></div>')
+                       f'<div class="delta {cls}">{html.escape(delta)}</div></div>')
         else:
             out.append(f'<div class="kpi"><div class="name">{name}</div><div class="vals">{_fmt(vb)}</div></div>')
     out.append("</div>")
+    if rep.headline():
+        out.append(f'<p class="sub"><b>{html.escape(rep.headline())}</b></p>')
     # metrics table + findings side by side
     out.append('<div class="grid two">')
     headers, rows = rep.formatted_table()
@@ -152,7 +161,10 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         tab.append("<tr>" + "".join(cells) + "</tr>")
     tab.append("</tbody></table>")
-    how = "Lower is better for NLL, Brier, ECE and MCE; higher for accuracy and F1."
+    how = "Lower is better for NLL, Brier and the calibration errors (ECE, MCE); higher for accuracy, F1, AUROC and AP."
+    if iv:
+        how += (f" Each number has its {iv.get('level', 0.95):.0%} bootstrap interval; each change its paired interval, "
+                "'not significant' when it holds 0 (see the notes).")
     out.append(f'<div class="card"><h3>Metrics</h3><p class="how">{how}</p>{"".join(tab)}')
     if rep.notes:
         out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in rep.notes) + "</ul>")
@@ -171,6 +183,24 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
             if len(crows) < rep.n_classes:
                 out.append(f'<p class="how">The first {len(crows)} of {rep.n_classes} classes.</p>')
         out.append("</div>")
+    conf = rep.conformal
+    if conf is not None:
+        if conf.get("supported"):
+            def ci(k: str) -> str:
+                v = conf.get(k)
+                return "" if not v else f" ({conf['level']:.0%} CI {_fmt(v[0])}…{_fmt(v[1])})"
+
+            out.append(f'<div class="card conformal"><h3>Conformal prediction sets</h3><p class="how">'
+                       f'{html.escape(conf["method"].upper())} sets at alpha {conf["alpha"]:g}, fitted on '
+                       f'{conf["n_calibration"]:,} fitting rows after calibration; measured on {conf["n_eval"]:,} '
+                       "held-out rows. Each set should hold the true class in at least "
+                       f'{_fmt(conf["target"])} of the rows.</p><table><tbody>'
+                       f'<tr><td>held-out coverage</td><td class="a">{_fmt(conf["coverage"])}{html.escape(ci("coverage_ci"))}'
+                       f'</td></tr><tr><td>mean set size</td><td class="a">{_fmt(conf["mean_set_size"])}'
+                       f'{html.escape(ci("mean_set_size_ci"))}</td></tr></tbody></table></div>')
+        else:
+            out.append(f'<div class="card conformal"><h3>Conformal prediction sets</h3><p class="how">Not supported '
+                       f'here: {html.escape(str(conf.get("reason", "")))}.</p></div>')
     out.append('<div class="card"><h3>Checks</h3><p class="how">What <code>sigmax.check()</code> found in the '
                'scores and labels (nothing was changed; an error means the numbers cannot be right).</p>'
                '<ul class="findings">')

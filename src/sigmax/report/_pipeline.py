@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -39,6 +41,8 @@ from ..calibration import fit_calibrator, resolve_method
 from ..metrics import DEFAULT_MIN_BIN_COUNT, MetricAccumulator, prepare_canonical
 from ._budget import DEFAULT_BUDGET, MemoryPlan, parse_memory, plan_memory
 from ._data import PlotAccumulator, View
+from ._intervals import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, LOOP_RESAMPLES, SMOOTH_RESAMPLES, RowSample, interval_rows, mean_interval,
+                         ranking_curves, sample_intervals, sample_metrics)
 from ._progress import progress as _progress
 from ._report import Report
 
@@ -296,11 +300,15 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
              max_fit_rows: int | None = None, seed: int = 0, n_bins: int = 15, min_bin_count: int | None = None,
              class_names: Sequence[str] | None = None, title: str | None = None, source_name: str = "",
              check: bool = True, show_progress: bool | None = None, memory_budget: Any = DEFAULT_BUDGET,
-             chunk_rows: int | None = None, ignore_index: Any = DEFAULT_IGNORE_INDEX) -> Report:
+             chunk_rows: int | None = None, ignore_index: Any = DEFAULT_IGNORE_INDEX,
+             n_resamples: int | None = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, conformal: Any = None,
+             max_interval_rows: int | None = None) -> Report:
     """The report of a source of chunks (:class:`ArraySource`, :class:`FileSource`); see the module."""
     t0 = time.perf_counter()
     task, space = validate_task(task), validate_space(space)
     method, tune = _resolve(task, calibrator, method, tune)
+    n_resamples = _check_resamples(n_resamples, level)
+    conformal_spec = _check_conformal(conformal, task, calibrator, method)
     ignore = validate_ignore_index(ignore_index)
     mbc = DEFAULT_MIN_BIN_COUNT if min_bin_count is None else int(min_bin_count)
     if mbc < 1:
@@ -319,6 +327,12 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     plan: MemoryPlan = plan_memory(memory_budget, scores_per_row=source.scores_per_row, n_rows=source.n_rows,
                                    fitting=fitting, chunk_rows=chunk_rows)
     fit_cap = plan.fit_rows if max_fit_rows is None else max(1, min(plan.fit_rows, int(max_fit_rows)))
+    # the interval sample (also the rows of AUROC, AP, the equal-mass and smooth ECE and the curves)
+    cap = interval_rows(plan.budget, source.scores_per_row, max(n_resamples, 2))
+    if max_interval_rows is not None:
+        cap = min(cap, max(0, int(max_interval_rows)))
+    if cap and not fitting and chunk_rows is None:  # the interval sample shares the pass with the chunks
+        plan = dataclasses.replace(plan, chunk_rows=max(1, plan.chunk_rows * 2 // 3))
     rows = plan.chunk_rows
     notes: list[str] = []
     frac = fit_fraction if split else 0.0
@@ -333,10 +347,13 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
         if fsrc.n_rows > fit_cap:
             take = np.sort(np.random.default_rng(seed).choice(fsrc.n_rows, fit_cap, replace=False))
         cal = _fit(fsrc.scores[take], fsrc.labels[take], task, space, method, tune, ignore, notes)
+        cc = _fit_conformal(conformal_spec, task, cal, fsrc.scores[take], fsrc.labels[take], space, -1, ignore,
+                            notes)
         n_fit = int(take.size)
         n_fit_rows = fsrc.n_rows
     else:
         n_fit = n_fit_rows = 0
+        cc = None
     thr = _thresholds(cal)
     passes = 2 if split else 1
     side = {"n_bins": n_bins, "min_bin_count": mbc, "ignore_index": ignore}
@@ -347,6 +364,8 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     fit_y: list[np.ndarray] = []
     kept = 0
     n_ignored = 0
+    rowsample = RowSample(cap, n_lead, seed) if cap and not split else None
+    covered = _Coverage(cc) if cc is not None else None
     cname = dict(scores_name=source.names[0], labels_name=source.names[1])
     cax = source.chunk_axis  # the class axis of the chunks the source yields
     with _progress(passes * n_lead, "report" + (" (streaming)" if source.streamed else ""),
@@ -373,7 +392,13 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
                 n_ignored += c.n_ignored
                 before.add(c)
                 if after is not None:
-                    after.add(_calibrated(cal, c, space))
+                    ca = _calibrated(cal, c, space)
+                    after.add(ca)
+                    if covered is not None:
+                        covered.add(ca)
+                    del ca
+                if rowsample is not None:
+                    rowsample.add(c, rowsample.keep(start, s.shape[0])[ev] if rowsample.share < 1 else None)
                 del c
             bar.advance(s.shape[0])
         if split:
@@ -385,15 +410,24 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
             fit_y.clear()
             n_fit = int(fs.shape[0])
             cal = _fit(fs, fy, task, space, method, tune, ignore, notes)
+            cc = _fit_conformal(conformal_spec, task, cal, fs, fy, space, cax, ignore, notes)
+            covered = _Coverage(cc) if cc is not None else None
             del fs, fy
             thr = _thresholds(cal)
             after = _Side(task, "logits", C, tuned=thr, **side)
+            rowsample = RowSample(cap, before.rows, seed) if cap else None  # gathered now: the fitting sample is gone
             for start, s, y in source.chunks(rows):
                 u = split_mask(start, s.shape[0], frac, seed)
                 ev = ~(u < frac) if frac < 1 else np.ones(u.shape, dtype=bool)
                 if ev.any():
                     c = canonical(s[ev], y[ev], task, axis=cax, ignore_index=ignore, allow_empty=True, **cname)
-                    after.add(_calibrated(cal, c, space))
+                    ca = _calibrated(cal, c, space)
+                    after.add(ca)
+                    if covered is not None:
+                        covered.add(ca)
+                    del ca
+                    if rowsample is not None:
+                        rowsample.add(c, rowsample.keep(start, s.shape[0])[ev] if rowsample.share < 1 else None)
                     del c
                 bar.advance(s.shape[0])
     if before.rows == 0:
@@ -421,14 +455,187 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     if thr is not None and task != "multiclass":
         notes.append(_threshold_note(thr, names))
     notes.append(f"MCE: the largest gap over bins holding at least {mbc:,} rows (smaller bins are noise).")
+    bview, aview = before.view(), None if after is None else after.view(thr)
+    extra = _uncertainty(task, C, names, rowsample, cal, cc, covered, bview, aview, thr, space=space, ignore=ignore,
+                         n_bins=n_bins, mbc=mbc, n_resamples=n_resamples, level=level, seed=seed, cap=cap,
+                         n_eval=before.rows, notes=notes, conformal_spec=conformal_spec)
     notes.append(plan.describe() + (" (the score file memory-mapped)" if source.streamed else "") + ".")
     return Report(title=title or f"{task} calibration report", task=task, space=space, n_classes=C,
-                  class_names=names, before=before.view(), after=None if after is None else after.view(thr),
+                  class_names=names, before=bview, after=aview, intervals=extra["intervals"],
+                  conformal=extra["conformal"], n_interval_rows=extra["rows"],
                   method=getattr(cal, "method", method) if cal is not None else None, calibrator=cal,
                   calibrator_text=cal.describe() if cal is not None else "", thresholds=thr,
                   findings=findings, notes=notes, n_fit=n_fit, n_eval=before.rows, source=source_name,
                   streamed=source.streamed, seconds=time.perf_counter() - t0, memory=plan, min_bin_count=mbc,
                   n_ignored=n_ignored)
+
+
+def _check_resamples(n_resamples: Any, level: Any) -> int:
+    """``n_resamples`` (0 or ``None``: no intervals) and ``level`` checked before any row is read."""
+    if n_resamples is None:
+        return 0
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 0 \
+            or n_resamples == 1:
+        raise ValueError(f"n_resamples must be 0 (no intervals) or an integer >= 2, got {n_resamples!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be a number in (0, 1), e.g. 0.95, got {level!r}")
+    return int(n_resamples)
+
+
+def _check_conformal(conformal: Any, task: str, calibrator: Any, method: Any) -> Any:
+    """``conformal``: ``None``, a miscoverage ``alpha`` in (0, 1), or an unfitted
+    :class:`sigmax.conformal.ConformalClassifier`; checked before any row is read. Multilabel: ``"multilabel"``
+    (the report says the sets are not supported there)."""
+    if conformal is None:
+        return None
+    from ..conformal import ConformalClassifier
+
+    if task == "multilabel":
+        return "multilabel"
+    if isinstance(conformal, ConformalClassifier):
+        if conformal.task != task:
+            raise ValueError(f"the conformal classifier is for task={conformal.task!r}, the report for task={task!r}")
+        spec = conformal
+    elif isinstance(conformal, bool) or not isinstance(conformal, (int, float, np.floating)):
+        raise TypeError(f"conformal must be a miscoverage level alpha in (0, 1) (e.g. 0.1 for sets holding the true "
+                        f"class 90% of the time) or a ConformalClassifier, got {conformal!r}")
+    else:
+        spec = ConformalClassifier(task, alpha=float(conformal))  # validates alpha
+    if calibrator is not None or method is None:
+        why = "a fitted calibrator is applied to every row" if calibrator is not None else "method='none' fits nothing"
+        raise ValueError(f"conformal sets are fitted on the fitting rows, after calibration, but {why}, so there "
+                         "are none; let the report fit a calibrator (a method, no calibrator)")
+    return spec
+
+
+def _fit_conformal(spec: Any, task: str, cal: Any, scores: Any, labels: Any, space: str, axis: Any,
+                   ignore: Any, notes: list[str]) -> Any:
+    """The conformal classifier fitted on the fitting rows, after calibration (``None`` without one)."""
+    if spec is None or isinstance(spec, str) or cal is None:
+        return None
+    import copy
+
+    cc = copy.deepcopy(spec)  # the caller's classifier stays unfitted
+    c = canonical(scores, labels, task, axis=axis, ignore_index=ignore)
+    z = np.asarray(to_numpy(cal.transform(c.scores, space=space), "calibrated scores"), dtype=np.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cc.fit(z, c.labels, space="logits")
+    notes.extend(f"conformal: {w.message}" for w in caught)
+    return cc
+
+
+class _Coverage:
+    """Held-out coverage and set size of a fitted conformal classifier, summed over chunks."""
+
+    def __init__(self, cc: Any) -> None:
+        self.cc, self.n, self.hits, self.sizes = cc, 0, 0, 0
+
+    def sets(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(self.cc.predict_sets(scores, space="logits"), dtype=bool)
+
+    def add(self, c: Any) -> None:
+        if c.n == 0:
+            return
+        sets = self.sets(c.scores)
+        self.hits += int(sets[np.arange(c.n), c.labels.astype(np.int64)].sum())
+        self.sizes += int(sets.sum())
+        self.n += c.n
+
+
+def _uncertainty(task, C, names, sample, cal, cc, covered, bview, aview, thr, *, space, ignore, n_bins, mbc,
+                 n_resamples, level, seed, cap, n_eval, notes, conformal_spec) -> dict[str, Any]:
+    """The intervals, the sample-only metrics, the ranking curves and the conformal summary (see
+    :mod:`sigmax.report._intervals`); every number of the sample, said so in the notes."""
+    out: dict[str, Any] = {"intervals": None, "conformal": None, "rows": 0}
+    arrays = None if sample is None else sample.arrays(ignore)
+    if n_resamples and arrays is None:
+        notes.append("No intervals: the memory budget leaves no room for a sample of rows to bootstrap; "
+                     "raise the budget." if not cap else "No intervals: no evaluated rows to resample.")
+    if arrays is not None:
+        sb, y = arrays
+        n = int(sb.shape[0])
+        out["rows"] = n
+        sa = None if aview is None else np.asarray(to_numpy(cal.transform(sb, space=space), "calibrated scores"),
+                                                   dtype=np.float64)
+        bview.metrics.update(sample_metrics(task, C, sb, y, space, ignore, n_bins, mbc, notes))
+        if aview is not None:
+            aview.metrics.update(sample_metrics(task, C, sa, y, "logits", ignore, n_bins, mbc, notes))
+        try:
+            rb = ranking_curves(task, sb, y, space, ignore, names)
+            bview.extra["ranking"] = rb
+            if aview is not None:
+                aview.extra["ranking"] = ranking_curves(task, sa, y, "logits", ignore, names)
+        except ValueError:  # pragma: no cover - the sample was validated
+            pass
+        if n >= 2 and n_resamples:
+            est = (bview.metrics, None if aview is None else aview.metrics,
+                   None if aview is None else aview.extra.get("tuned"))
+            iv = sample_intervals(task, C, sb, space, sa, y, ignore=ignore, n_bins=n_bins, mbc=mbc, thresholds=thr,
+                                  n_resamples=n_resamples, level=level, seed=seed, estimates=est, notes=notes)
+            iv.update({"n_resamples": n_resamples, "level": level, "method": "percentile", "seed": seed,
+                       "rows": n, "of_rows": n_eval, "sampled": n < n_eval})
+            out["intervals"] = iv
+            outside = sorted({k for side, view in (("before", bview), ("after", aview)) if view is not None
+                              for k, (lo, hi) in iv[side].items() if k in view.metrics
+                              and not lo <= view.metrics[k] <= hi})
+            if outside:
+                notes.append(f"{', '.join(outside)}: the estimate lies outside its interval on one side. Binned and "
+                             "smoothed calibration errors grow on resamples (a resample repeats rows), so their "
+                             "percentile intervals sit high; the paired intervals of the changes cancel most of it.")
+            smooth = (f" ({min(n_resamples, LOOP_RESAMPLES):,} for F1, the class-wise and equal-mass ECE and the "
+                      f"decisions at tuned thresholds, {min(n_resamples, SMOOTH_RESAMPLES):,} for the smooth ECE: "
+                      "they are re-run on every resample)" if n_resamples > SMOOTH_RESAMPLES else "")
+            rows = f"the {n:,} evaluated rows" if n >= n_eval else f"a uniform sample of {n:,} of the {n_eval:,} evaluated rows"
+            notes.append(f"{level:.0%} intervals: percentile bootstrap, {n_resamples:,} resamples of {rows}{smooth}; "
+                         "each change has its paired interval (the same resamples before and after) and is marked "
+                         "'not significant' when that interval holds 0.")
+            if n < n_eval:
+                notes.append(f"The intervals, AUROC, AP and the equal-mass and smooth ECE come from that sample (at "
+                             f"most {cap:,} rows: the memory budget and the time of the bootstrap allow no more); the "
+                             "other numbers from every evaluated row. A sample's intervals are wider than all "
+                             "rows' would be.")
+        if cc is not None and sa is not None and covered is not None and covered.n:
+            sets = covered.sets(sa)
+            hit = sets[np.arange(n), y.astype(np.int64)].astype(np.float64)
+            size = sets.sum(axis=1).astype(np.float64)
+            out["conformal"] = _conformal_summary(cc, covered, hit, size, n_resamples, level, seed)
+    elif cc is not None and covered is not None and covered.n:
+        out["conformal"] = _conformal_summary(cc, covered, None, None, 0, level, seed)
+    if conformal_spec == "multilabel":
+        out["conformal"] = {"supported": False,
+                            "reason": "conformal prediction sets cover one true class per row (binary, multiclass); "
+                                      "for multilabel scores fit one binary ConformalClassifier per label"}
+        notes.append("Conformal sets: not supported for multilabel scores (they cover one true class per row); "
+                     "fit one binary conformal classifier per label.")
+    elif out["conformal"] is not None:
+        notes.append(_conformal_note(out["conformal"]))
+    return out
+
+
+def _conformal_summary(cc, covered, hit, size, n_resamples, level, seed) -> dict[str, Any]:
+    q = cc.quantile_
+    d = {"supported": True, "method": cc.method, "alpha": cc.alpha, "target": 1.0 - cc.alpha,
+         "n_calibration": int(cc.n_calibration_), "quantile": np.asarray(q).tolist(),
+         "coverage": covered.hits / covered.n, "mean_set_size": covered.sizes / covered.n, "n_eval": covered.n,
+         "coverage_ci": None, "mean_set_size_ci": None, "level": level}
+    if hit is not None and n_resamples and hit.size >= 2:
+        d["coverage_ci"] = list(mean_interval(hit, n_resamples, level, seed))
+        d["mean_set_size_ci"] = list(mean_interval(size, n_resamples, level, seed))
+    return d
+
+
+def _conformal_note(d: dict[str, Any]) -> str:
+    from .._format import format_number
+
+    def ci(key: str) -> str:
+        v = d.get(key)
+        return "" if not v else f" ({d['level']:.0%} CI {format_number(v[0])}…{format_number(v[1])})"
+
+    return (f"Conformal sets ({d['method'].upper()}, alpha {d['alpha']:g}, fitted on {d['n_calibration']:,} fitting "
+            f"rows after calibration): held-out coverage {format_number(d['coverage'])}{ci('coverage_ci')}, target "
+            f"at least {format_number(d['target'])}; mean set size {format_number(d['mean_set_size'])}"
+            f"{ci('mean_set_size_ci')} classes.")
 
 
 def _calibrated(cal: Any, c: Any, space: str) -> Any:
@@ -446,7 +653,9 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
                        min_bin_count: int | None = None, ignore_index: int | None = DEFAULT_IGNORE_INDEX,
                        memory_budget: Any = DEFAULT_BUDGET, max_fit_rows: int | None = None,
                        chunk_rows: int | None = None, class_names: Sequence[str] | None = None, title: str | None = None, source: str = "",
-                       check: bool = True, show_progress: bool | None = None) -> Report:
+                       check: bool = True, show_progress: bool | None = None,
+                       n_resamples: int | None = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
+                       conformal: Any = None, max_interval_rows: int | None = None) -> Report:
     """Calibrate on some rows and report the metrics before and after on the others.
 
     Arrays in memory are the one-source case of the streaming pipeline (:mod:`sigmax.report`): they are
@@ -475,6 +684,17 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
         class_names: one name per class, for the figures (binary: the positive class's name).
         check: run :func:`sigmax.check` on the first chunk and list its findings.
         show_progress: draw a progress bar (default: when stderr is a terminal).
+        n_resamples: bootstrap resamples of the intervals (default 200; ``0`` or ``None``: no intervals).
+            Every metric gets a percentile interval before and after, every change its paired interval
+            (the same resamples on both sides; "not significant" when it holds 0), from the evaluated rows
+            or, above what the memory budget allows (:func:`sigmax.report.interval_rows`), from a uniform
+            sample of them, said so in the notes.
+        level: the intervals' coverage (default 0.95).
+        conformal: a miscoverage level ``alpha`` (e.g. ``0.1``) or an unfitted
+            :class:`sigmax.conformal.ConformalClassifier`: fitted on the fitting rows after calibration,
+            the report gives its held-out coverage and mean set size with intervals (binary and
+            multiclass; multilabel: the notes say it is not supported).
+        max_interval_rows: at most this many rows in the interval sample (default: the budget's).
 
     Returns:
         A :class:`Report`.
@@ -494,7 +714,8 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
                     fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
                     min_bin_count=min_bin_count, class_names=class_names, title=title, source_name=source,
                     check=check, show_progress=show_progress, memory_budget=memory_budget,
-                    chunk_rows=chunk_rows, ignore_index=ignore_index)
+                    chunk_rows=chunk_rows, ignore_index=ignore_index, n_resamples=n_resamples, level=level,
+                    conformal=conformal, max_interval_rows=max_interval_rows)
 
 
 def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, space: str = "logits",
@@ -505,7 +726,9 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
                               scores_key: str | None = None, labels_key: str | None = None,
                               class_names: Sequence[str] | None = None, title: str | None = None,
                               check: bool = True, show_progress: bool | None = None,
-                              memory_budget: Any = DEFAULT_BUDGET) -> Report:
+                              memory_budget: Any = DEFAULT_BUDGET, n_resamples: int | None = DEFAULT_RESAMPLES,
+                              level: float = DEFAULT_LEVEL, conformal: Any = None,
+                              max_interval_rows: int | None = None) -> Report:
     """:func:`calibration_report` for a score file read chunk by chunk, within ``memory_budget`` bytes.
 
     A ``.npy`` file is memory-mapped (:func:`sigmax.io.iter_chunks`; other formats are read whole, once
@@ -536,4 +759,5 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
                     fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
                     min_bin_count=min_bin_count, class_names=class_names, title=title,
                     source_name=os.fspath(scores_path), check=check, show_progress=show_progress,
-                    memory_budget=memory_budget, chunk_rows=chunk_rows, ignore_index=ignore_index)
+                    memory_budget=memory_budget, chunk_rows=chunk_rows, ignore_index=ignore_index,
+                    n_resamples=n_resamples, level=level, conformal=conformal, max_interval_rows=max_interval_rows)

@@ -15,7 +15,7 @@ from .._format import format_number
 from ._data import Histogram, ThresholdCurves
 from ._format import mce_text
 
-__all__ = ["COLORS", "classwise_png", "draw_figures", "figure_keys", "histogram_png", "reliability_label",
+__all__ = ["COLORS", "classwise_png", "ranking_png", "draw_figures", "figure_keys", "histogram_png", "reliability_label",
            "reliability_png", "threshold_curves_png"]
 
 #: one palette for the whole report (also used by the HTML)
@@ -233,6 +233,41 @@ def threshold_curves_png(curves: ThresholdCurves, names: Sequence[str]) -> bytes
         return _png(fig)
 
 
+def ranking_png(before, after=None, *, most: int = 8) -> bytes:
+    """ROC (left) and precision-recall (right) curves of ``RankingCurves``: one line per class (at most
+    ``most``); binary: before (dashed) and after (solid)."""
+    plt = _plt()
+    cur = after if after is not None else before
+    k = min(len(cur.classes), most)
+    palette = plt.get_cmap("tab10")
+    with plt.rc_context(_RC):
+        fig, (roc, pr) = plt.subplots(1, 2, figsize=(9.4, 4.0))
+        sides = ((before, "--", "before"), (after, "-", "after")) if len(cur.classes) == 1 else ((cur, "-", ""),)
+        for curves, ls, side in sides:
+            if curves is None:
+                continue
+            for i in range(k):
+                color = (COLORS["before"] if side == "before" else COLORS["after"]) if side else palette(i % 10)
+                name = side if side else str(curves.names[i])
+                roc.plot(curves.fpr[i], curves.tpr[i], color=color, lw=1.5, ls=ls,
+                         label=f"{name} (AUROC {format_number(float(curves.auc[i]), 3)})")
+                pr.plot(curves.recall[i], curves.precision[i], color=color, lw=1.5, ls=ls, drawstyle="steps-post",
+                        label=f"{name} (AP {format_number(float(curves.ap[i]), 3)})")
+        roc.plot([0, 1], [0, 1], ls=":", color=COLORS["ideal"], lw=1)
+        if len(cur.classes) == 1:
+            pr.axhline(float(cur.prevalence[0]), ls=":", color=COLORS["ideal"], lw=1)
+        for ax, xl, yl, title in ((roc, "false positive rate", "true positive rate", "ROC"),
+                                  (pr, "recall", "precision", "Precision-recall")):
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel(xl)
+            ax.set_ylabel(yl)
+            ax.set_title(title, loc="left")
+            ax.legend(loc="lower right" if ax is roc else "lower left", fontsize=7.5)
+        fig.tight_layout()
+        return _png(fig)
+
+
 # ------------------------------------------------------------------ the report's figures, with their captions
 def figure_keys(rep) -> list[str]:
     """The figures a report shows, in order (``rep`` is a :class:`sigmax.report.Report`)."""
@@ -241,6 +276,8 @@ def figure_keys(rep) -> list[str]:
         keys.append("classwise")  # binary: the one positive column is the reliability diagram already
     if (rep.after or rep.before).curves is not None:
         keys.append("thresholds")
+    if rep.before.extra.get("ranking") is not None:
+        keys.append("ranking")
     return keys
 
 
@@ -274,6 +311,23 @@ def _caption_thresholds(rep) -> str:
     return f"Precision, recall and F1 of deciding 'present' when p > threshold, per class, {which}." + tuned + most
 
 
+def _caption_ranking(rep) -> str:
+    cur = (rep.after or rep.before).extra["ranking"]
+    if rep.task == "binary":
+        what = "of the positive class; dashed: before calibration, solid: after (a monotone calibration keeps the ranking, so they coincide)"
+    else:
+        side = "after calibration" if rep.after is not None else "as given"
+        per = "each class against the rest (one-vs-rest)" if rep.task == "multiclass" else "each label"
+        what = f"of {per}, {side}"
+        if len(cur.classes) < rep.n_classes:
+            what += f"; the {len(cur.classes)} classes with most positives"
+    rows = (f" From a uniform sample of {rep.n_interval_rows:,} of the {rep.n_eval:,} evaluated rows."
+            if rep.n_interval_rows and rep.n_interval_rows < rep.n_eval else "")
+    return (f"Left: ROC curves {what}: the true positive rate against the false positive rate as the threshold "
+            "falls (dotted: a random ranking); the legend gives the AUROC. Right: precision against recall; the "
+            "legend gives the average precision (AP)." + rows)
+
+
 def draw_figures(rep, progress=None) -> dict[str, tuple[str, str, bytes]]:
     """Draw a report's figures: ``{key: (title, how-to-read caption, PNG bytes)}``; each caption is
     written beside the code that draws its figure."""
@@ -293,9 +347,13 @@ def draw_figures(rep, progress=None) -> dict[str, tuple[str, str, bytes]]:
             figs[key] = ("Calibration error per class", _caption_classwise(rep),
                          classwise_png(rep.before.classwise_ece, after.classwise_ece if after else None,
                                        rep.class_names))
-        else:
+        elif key == "thresholds":
             figs[key] = ("Decision thresholds", _caption_thresholds(rep),
                          threshold_curves_png((after or rep.before).curves, rep.class_names))
+        else:
+            rb = rep.before.extra["ranking"]
+            ra = after.extra.get("ranking") if after is not None else None
+            figs[key] = ("ROC and precision-recall curves", _caption_ranking(rep), ranking_png(rb, ra))
         if progress is not None:
             progress.advance(1)
     return figs

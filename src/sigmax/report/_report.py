@@ -16,8 +16,8 @@ import numpy as np
 from ..metrics import DEFAULT_MIN_BIN_COUNT
 from ._budget import format_bytes
 from ._data import View
-from .._format import format_change, format_count
-from ._format import format_table
+from .._format import format_change, format_column, format_count
+from ._format import change_bounds, format_table
 
 __all__ = ["METRIC_NAMES", "Report"]
 
@@ -30,11 +30,29 @@ METRIC_NAMES = {
     "f1_micro": ("F1 micro", False),
     "f1_macro": ("F1 macro", False),
     "ece": ("ECE", True),
+    "ece_equal_mass": ("ECE (equal-mass bins)", True),
+    "smooth_ece": ("smooth ECE", True),
     "mce": ("MCE", True),
     "classwise_ece": ("class-wise ECE", True),
+    "roc_auc": ("AUROC", False),
+    "average_precision": ("AP", False),
 }
 #: metrics that depend on the decision threshold (shown again at the tuned thresholds)
 DECISION_METRICS = ("accuracy", "f1_micro", "f1_macro")
+
+
+def ci_header(iv: dict | None) -> str:
+    """The header of an interval column, e.g. ``"95% CI"``."""
+    return f"{float((iv or {}).get('level', 0.95)):.0%} CI"
+
+
+def change_ci_header(iv: dict | None) -> str:
+    return ci_header(iv) + " of change"
+
+
+def _ci(iv: dict, side: str, key: str) -> tuple[float, float] | None:
+    v = iv.get(side, {}).get(key)
+    return None if v is None else (float(v[0]), float(v[1]))
 
 
 def _rows_for(task: str) -> list[tuple[str, str]]:
@@ -46,6 +64,8 @@ def _rows_for(task: str) -> list[tuple[str, str]]:
             continue
         if task == "binary" and key == "f1_micro":
             name = "F1"
+        if task != "binary" and key in ("roc_auc", "average_precision"):
+            name += " (one-vs-rest, macro)" if task == "multiclass" else " (macro)"
         out.append((key, name))
     return out
 
@@ -81,6 +101,9 @@ class Report:
     memory: Any = None
     min_bin_count: int = DEFAULT_MIN_BIN_COUNT
     n_ignored: int = 0
+    intervals: dict | None = None  # see sigmax.report._intervals.sample_intervals
+    conformal: dict | None = None
+    n_interval_rows: int = 0
 
     # ------------------------------------------------------------------ findings
     @property
@@ -97,29 +120,58 @@ class Report:
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """``(headers, rows)``: one row per metric: before, after (calibrated, default threshold) and the
         change; with tuned thresholds, the decision metrics at those thresholds and their change from
-        "after" (so calibration and threshold effects show apart). Numbers are floats; changes text."""
+        "after" (so calibration and threshold effects show apart). Numbers are floats; changes text.
+
+        With intervals, each number column is followed by its ``"95% CI"`` column (``(low, high)``) and each
+        change by its paired ``"95% CI of change"`` (a dict: ``estimate``, ``low``, ``high``,
+        ``share_not_better``, ``significant``); ``None`` where a metric has no interval."""
         b = self.before.metrics
         a = self.after.metrics if self.after is not None else None
         tuned = self.tuned
-        headers = ["metric", "before"] + (["after", "change"] if a is not None else []) + \
-            (["tuned thresholds", "change"] if tuned else [])
+        iv = self.intervals
+        ci = [ci_header(iv)] if iv else []
+        cc = [change_ci_header(iv)] if iv else []
+        headers = ["metric", "before"] + ci + (["after"] + ci + ["change"] + cc if a is not None else []) + \
+            (["tuned thresholds"] + ci + ["change"] + cc if tuned else [])
         rows = []
         for key, name in _rows_for(self.task):
             if key not in b:
                 continue
             if key == "mce":
                 name = f"MCE (bins ≥ {self.min_bin_count:,} rows)"
-            row: list[Any] = [name, float(b[key])]
+            row: list[Any] = [name, float(b[key])] + ([_ci(iv, "before", key)] if iv else [])
             if a is not None:
                 va = float(a.get(key, float("nan")))
-                row += [va, format_change(va, float(b[key]))]
+                row += [va] + ([_ci(iv, "after", key)] if iv else []) + [format_change(va, float(b[key]))]
+                row += [iv["change"].get(key)] if iv else []
             if tuned:
                 if key in tuned:
-                    row += [float(tuned[key]), format_change(float(tuned[key]), float(a[key]))]
+                    row += [float(tuned[key])] + ([_ci(iv, "tuned", key)] if iv else []) + \
+                        [format_change(float(tuned[key]), float(a[key]))] + \
+                        ([iv["tuned_change"].get(key)] if iv else [])
                 else:
-                    row += ["", ""]
+                    row += ["", ""] + (["", ""] if iv else [])
             rows.append(row)
         return headers, rows
+
+    def headline(self) -> str:
+        """The one-line verdict on the calibration: the ECE before and after and, with intervals, whether
+        the change is significant, e.g. ``ECE 0.0226 → 0.0205, not significant (95% CI of the change
+        -0.0135…+0.0128)``; empty without an "after" side."""
+        if self.after is None or "ece" not in self.before.metrics:
+            return ""
+        b, a = float(self.before.metrics["ece"]), float(self.after.metrics["ece"])
+        tb, ta = format_column([b, a])  # one notation for the two numbers
+        seen = "on rows it never saw" if self.n_fit else "on every row"
+        ch = (self.intervals or {}).get("change", {}).get("ece")
+        if ch is None:
+            word = "lowered" if a < b else "did not lower"
+            return f"{self.calibrator_text}: {word} ECE {tb} -> {ta} {seen}"
+        lo, hi = change_bounds(ch, [b, a])
+        verdict = "not significant" if not ch["significant"] else \
+            ("significantly lower" if ch["estimate"] < 0 else "significantly higher")
+        return (f"{self.calibrator_text}: ECE {tb} → {ta}, {verdict} ({ci_header(self.intervals)} of the change "
+                f"{lo}…{hi}) {seen}")
 
     def formatted_table(self) -> tuple[list[str], list[list[str]]]:
         """:meth:`table` as text: each number column in one notation, each change column recomputed in one
@@ -165,6 +217,8 @@ class Report:
             "before": {k: float(v) for k, v in self.before.metrics.items()},
             "after": None if self.after is None else {k: float(v) for k, v in self.after.metrics.items()},
             "after_tuned_thresholds": self.tuned,
+            "intervals": self.intervals, "n_interval_rows": self.n_interval_rows, "conformal": self.conformal,
+            "headline": self.headline() or None,
             "min_bin_count": self.min_bin_count, "memory": mem,
             "findings": self.findings, "notes": self.notes, "streamed": self.streamed,
         }
