@@ -180,3 +180,34 @@ def test_is_traced():
     jax = pytest.importorskip("jax")
     jax.jit(lambda z: seen.append(_dispatch.is_traced(z)) or z)(jax.numpy.zeros(2))
     assert seen == [True, True]
+
+
+def test_is_traced_sees_batched_tensors_and_skips_numbers():
+    from torch._vmap_internals import _vmap  # PyTorch's batching of gradients (is_grads_batched=True)
+
+    seen = []
+    _vmap(lambda z: seen.append(_dispatch.is_traced(1.0, None, z)) or z)(torch.zeros(2, 3))
+    assert seen == [True]
+    assert not _dispatch.is_traced(1.0, 2, True, None)
+    # the kernels decline batched tensors (no storage) with a reason, and the generic path runs
+    with _dispatch.trace(echo=False) as records:
+        _vmap(lambda z: sigmax.softmax(z, axis=-1))(torch.zeros(2, 3))
+    (rec,) = _records("softmax", records)
+    assert rec.ran == "generic"
+    if _kernels.AVAILABLE:
+        assert "batched" in dict(rec.declined)["torch-cpu-kernel"]
+
+
+def test_kernel_backward_steps_aside_for_batched_gradients():
+    # the forward runs the kernel's autograd Function; the backward then meets batched gradients
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 3, 1])
+    with _dispatch.trace(echo=False) as records:
+        loss = sigmax.cross_entropy(x, t, reduction="none")
+    assert _records("cross_entropy_indices", records)[0].ran == ("torch-cpu-kernel" if _kernels.AVAILABLE
+                                                                 else "generic")
+    eye = torch.eye(3, dtype=torch.float64)
+    (jac,) = torch.autograd.grad(loss, x, eye, is_grads_batched=True)
+    xr = x.detach().clone().requires_grad_(True)
+    ref = torch.autograd.functional.jacobian(lambda z: torch.nn.functional.cross_entropy(z, t, reduction="none"), xr)
+    np.testing.assert_allclose(jac.numpy(), ref.numpy(), rtol=1e-12, atol=1e-15)

@@ -15,7 +15,9 @@ Policy (docs/ARCHITECTURE.md, the dtype policy):
 from __future__ import annotations
 
 import functools
+import math
 import numbers
+import sys
 from typing import Any, NamedTuple, Sequence
 
 import array_api_compat
@@ -42,14 +44,37 @@ __all__ = [
 
 def quiet(fn):
     """Decorator: silence NumPy's floating-point warnings inside ``fn``. The infinities (log 0), NaNs
-    (NaN in, or a mean over no entries as in PyTorch) and underflows that sigmax returns are intended."""
+    (NaN in, or a mean over no entries as in PyTorch) and underflows that sigmax returns are intended.
+
+    Under ``torch.compile`` tracing the NumPy state is left alone (``np.errstate`` is not traceable, and
+    no NumPy arithmetic runs there): the call is traced as it is, without a graph break."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        compiling = _IS_COMPILING[0]
+        if compiling is None:
+            compiling = _is_compiling()
+        if compiling():
+            return fn(*args, **kwargs)
         with np.errstate(all="ignore"):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _false() -> bool:
+    return False
+
+
+_IS_COMPILING: list = [None]  # torch.compiler.is_compiling, once torch is imported
+
+
+def _is_compiling():
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "compiler"):
+        return _false  # (looked up again on the next call: torch may be imported later)
+    _IS_COMPILING[0] = torch.compiler.is_compiling
+    return _IS_COMPILING[0]
 
 
 def namespace(*arrays: Any):
@@ -302,7 +327,7 @@ def check_temperature(xp, temperature: Any, x: Any, *, values: bool = True):
         return None
     if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
         t = float(temperature)
-        if not (t > 0 and np.isfinite(t)):
+        if not 0.0 < t < math.inf:  # (comparisons, not np.isfinite: torch.compile traces them)
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         return None if t == 1.0 else t
     if not array_api_compat.is_array_api_obj(temperature):

@@ -28,7 +28,7 @@ standard error, and :func:`trace` does the same for a block and collects the rec
     ('generic', ('numpy-kernel', 'weight given (the kernel has no class weights)'))
 
 Also here, used by every check that reads values: :func:`is_traced` (is a value abstract: a JAX
-tracer, or a tensor under ``torch.compile`` / ``torch.func`` / ``vmap``) and
+tracer, a tensor under ``torch.compile`` / ``torch.func`` / ``vmap``, or a batched tensor) and
 :func:`torch_transform_active` (the one "inside torch.compile, a functorch transform or forward-mode
 AD?" test; kernels and sigmax's own autograd Functions step aside there).
 """
@@ -171,6 +171,7 @@ if os.environ.get("SIGMAX_TRACE_DISPATCH", "").strip().lower() in ("1", "true", 
 # --------------------------------------------------------------------------------------------
 
 _TORCH_CHECKS = None
+_NUMBERS = (float, int, bool, complex)  # Python numbers: never traced
 
 
 def _torch_checks():
@@ -203,30 +204,54 @@ def torch_transform_active() -> bool:
 
 def _torch_abstract() -> bool:
     """Inside ``torch.compile`` tracing or a functorch transform: values cannot be read."""
-    for check in _torch_checks()[0]:
+    for check in (_TORCH_CHECKS or _torch_checks())[0]:
         if check():
             return True
     return False
 
 
+_TORCH_TYPES = None  # (torch.Tensor, torch.nn.Parameter, is_legacy_batchedtensor), once torch is seen
+
+
+def _torch_types():
+    global _TORCH_TYPES
+    import torch
+
+    batched = getattr(getattr(torch._C, "_functorch", None), "is_legacy_batchedtensor", None)
+    _TORCH_TYPES = (torch.Tensor, torch.nn.Parameter, batched or (lambda t: False))
+    return _TORCH_TYPES
+
+
 def is_traced(*values: Any) -> bool:
     """Whether any of ``values`` is abstract: a JAX tracer (``jit``, ``grad``, ``vmap``), or a torch
-    tensor under ``torch.compile`` / ``torch.func`` / ``vmap`` or of a tensor subclass (a fake tensor).
-    Checks that read values step aside for such calls."""
+    tensor under ``torch.compile`` / ``torch.func`` / ``vmap``, a batched tensor (PyTorch's batched
+    gradients, ``torch.autograd.functional``'s ``vectorize=True``) or of a tensor subclass (a fake
+    tensor). Checks that read values step aside for such calls. O(1) per value: no data is read."""
+    abstract = None
     for v in values:
         if v is None:
             continue
-        mod = type(v).__module__
-        if mod.startswith("jax"):
-            import jax
+        tv = type(v)
+        if tv in _NUMBERS:
+            continue
+        tt = _TORCH_TYPES
+        if tt is None or (tv is not tt[0] and tv is not tt[1]):
+            mod = tv.__module__
+            if mod.startswith("jax"):
+                import jax
 
-            if isinstance(v, jax.core.Tracer):
+                if isinstance(v, jax.core.Tracer):
+                    return True
+                continue
+            if not mod.startswith("torch"):
+                continue
+            tt = _TORCH_TYPES or _torch_types()
+            if tv is not tt[0] and tv is not tt[1]:
+                return True  # a tensor subclass (FakeTensor, ...)
+        if abstract is None:  # (the same for every tensor of the call: asked once)
+            abstract = _torch_abstract()
+            if abstract:
                 return True
-        elif mod.startswith("torch"):
-            import torch
-
-            if type(v) is not torch.Tensor and type(v) is not torch.nn.Parameter:
-                return True
-            if _torch_abstract():
-                return True
+        if tt[2](v):
+            return True
     return False

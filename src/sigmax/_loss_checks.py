@@ -10,6 +10,7 @@ out-of-range indices are not detected. "Is this a distribution?" uses the one to
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -335,8 +336,8 @@ def elementwise_weight(xp, weight: Any, x, axis: Any, dim: Any, *, fn: str, name
 
 
 def check_gamma(gamma: Any, *, fn: str) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not (float(gamma) >= 0) \
-            or not np.isfinite(float(gamma)):
+    # (comparisons, not np.isfinite: torch.compile traces them, also for a symbolic float)
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= float(gamma) < math.inf:
         raise ValueError(f"{fn}: gamma must be a finite number >= 0 (0 gives the plain cross-entropy), "
                          f"got {gamma!r}")
     return float(gamma)

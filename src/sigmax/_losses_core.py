@@ -173,10 +173,12 @@ def bce_core(xp, x, y, w, *, reduction):
     pos = x > 0
     less = x < 1
     # Safe arguments where a log is not taken, so neither log(0) = -inf nor its infinite gradient
-    # reaches autograd; then clamp at -100 as PyTorch does.
-    log_p = xp.clip(xp.where(pos, xp.log(xp.where(pos, x, 1.0)), LOG_CLAMP), min=LOG_CLAMP)
+    # reaches autograd; then clamp at -100 as PyTorch does. (clip's bound is the literal: under
+    # torch.compile(dynamic=True) a float global becomes symbolic, and array_api_compat's clip tests
+    # its bound with math.isnan, which would break the graph.)
+    log_p = xp.clip(xp.where(pos, xp.log(xp.where(pos, x, 1.0)), LOG_CLAMP), min=-100.0)
     # log(1 - p) as log1p(-p): exact for small p, and 1 - p is exact for p >= 1/2 anyway.
-    log_q = xp.clip(xp.where(less, xp.log1p(-xp.where(less, x, 0.0)), LOG_CLAMP), min=LOG_CLAMP)
+    log_q = xp.clip(xp.where(less, xp.log1p(-xp.where(less, x, 0.0)), LOG_CLAMP), min=-100.0)
     loss = -(y * log_p + (1.0 - y) * log_q)
     if w is not None:
         loss = loss * w

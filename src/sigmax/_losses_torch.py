@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ._dispatch import torch_transform_active
+from ._dispatch import is_traced, torch_transform_active
 from ._kernels._autograd import bce_logits_elementwise, functions
 
 __all__ = ["nll_indices_torch", "bce_with_logits_torch"]
@@ -24,8 +24,10 @@ def bce_with_logits_torch(x, y, w, pw, reduction):
     intermediate), and under autograd one node with the analytic backward; ``None`` where the
     generic graph must run instead: a target or weight that requires grad (the node gives no
     gradient for them), or torch.compile / functorch / forward-mode AD (the node has no forward
-    derivative, and raw in-place arithmetic is not traceable)."""
-    if torch_transform_active() or any(v is not None and v.requires_grad for v in (y, w, pw)):
+    derivative, and raw in-place arithmetic is not traceable), or a batched operand (PyTorch's
+    batched gradients: an in-place product of a plain tensor with a batched one cannot be formed)."""
+    if torch_transform_active() or any(v is not None and v.requires_grad for v in (y, w, pw)) or \
+            is_traced(x, y, w, pw):
         return None
     if torch.is_grad_enabled() and x.requires_grad:
         return functions().BCEWithLogits.apply(x, y, w, pw, reduction)

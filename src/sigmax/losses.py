@@ -34,7 +34,15 @@ Where PyTorch is silent or cryptic, sigmax raises a ``ValueError``/``TypeError``
 argument and the fix: class indices out of range (naming them), probability targets that are
 negative or do not sum to 1, multi-hot targets given to a softmax loss, integer logits, shapes that do
 not fit. These checks read values, so they step aside when any operand is traced (``jax.jit``, ``jax.grad``,
-``vmap``, ``torch.compile``, ``torch.func``): there, out-of-range indices are not detected.
+``vmap``, ``torch.compile``, ``torch.func``) or batched (PyTorch's batched gradients): there,
+out-of-range indices are not detected.
+
+PyTorch's transforms: ``torch.func.vmap``, ``grad``, ``jacrev``, ``jacfwd``, ``jvp`` and
+``functional_call`` (per-sample gradients by ``vmap(grad(...))``) give the values and gradients the
+same transforms give over ``torch.nn.functional``; batched gradients (``check_batched_grad=True``,
+``torch.autograd.functional``'s ``vectorize=True``) pass through the kernels' backward passes, which
+then run out-of-place torch operations. ``torch.compile(fullgraph=True)`` traces every loss without
+a graph break (``tests/test_torch_func.py``).
 Probability targets are accepted within the one tolerance rule
 :func:`sigmax._tolerance.sum_tolerance` (rows rounded to 4 decimals pass; tiny negatives within it too).
 
@@ -60,6 +68,7 @@ from ._array import finish
 from ._array import quiet
 from ._dispatch import call
 from ._losses_core import REDUCTIONS
+from . import _losses_jax  # noqa: F401  registers the JAX rows (optax's speed)
 
 __all__ = [
     "REDUCTIONS",

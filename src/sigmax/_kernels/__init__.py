@@ -12,7 +12,9 @@ of the dispatch tables (:mod:`sigmax._dispatch`):
 
 They apply to float32/float64 NumPy arrays and contiguous CPU torch tensors (with or without
 autograd), not empty, without masks, temperatures, weights, and outside torch.compile, functorch
-transforms and forward-mode AD. Results agree with the generic code within the tolerances of
+transforms, forward-mode AD and batched tensors (no storage). Their autograd Functions' backward passes
+take the kernels only for a plain CPU gradient; batched gradients (``vmap`` over a backward, PyTorch's
+batched gradcheck) go to out-of-place torch operations. Results agree with the generic code within the tolerances of
 :mod:`sigmax.testing` and the 4-ulp accuracy bound, edge cases included (all ``-inf`` rows, ``+inf``
 entries, NaN rows, subnormals).
 

@@ -6,10 +6,15 @@
   weights, a CPU float32/float64 tensor) and by torch operations elsewhere (weights, ``pos_weight``,
   CUDA), backward analytic ``w ((1 + (p_w - 1) y) sigmoid(x) - p_w y)`` in both cases.
 
-Backward passes run kernels when nothing records them, and torch operations otherwise (double
-backward). None of them has a forward derivative: under forward-mode AD, ``torch.func`` and
-``torch.compile`` the dispatch does not reach them (:func:`sigmax._dispatch.torch_transform_active`)
-and the generic code's graph, which has one, runs instead.
+Backward passes run kernels when nothing records them and the incoming gradient is a plain CPU
+tensor with storage (:func:`readable`), and torch operations otherwise: double backward, and batched
+gradients (``torch.autograd.grad(..., is_grads_batched=True)``, PyTorch's batched gradcheck,
+``vmap`` over a backward), whose gradients are batched tensors without a data pointer. The torch
+operations of a backward are out of place: nothing a backward computes is written in place where
+a batched tensor could meet it. None of them has a forward derivative: under forward-mode AD,
+``torch.func`` and ``torch.compile`` the dispatch does not reach them
+(:func:`sigmax._dispatch.torch_transform_active`) and the generic code's graph, which has one, runs
+instead.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ._buffers import new
 from ._calls import bce_forward, ce_forward, run_rows, split
 from ._switches import ck as _ck
 
-__all__ = ["functions", "bce_logits_elementwise"]
+__all__ = ["functions", "bce_logits_elementwise", "readable"]
 
 _FUNCTIONS = None
 
@@ -34,6 +39,26 @@ def functions():
     if _FUNCTIONS is None:
         _FUNCTIONS = _build()
     return _FUNCTIONS
+
+
+def readable(g) -> bool:
+    """Whether a backward's incoming gradient ``g`` may go to a kernel (read by its data pointer, or as
+    a NumPy view): a plain CPU ``torch.Tensor``, not a batched one (``vmap``, batched gradients: they
+    have no storage), not functorch-wrapped (``grad``, ``jvp``), not a subclass (a fake tensor)."""
+    checks = _READABLE or _readable_checks()
+    return type(g) is checks[0] and g.is_cpu and not checks[1](g) and not checks[2](g)
+
+
+_READABLE = None  # (torch.Tensor, is_legacy_batchedtensor, is_functorch_wrapped_tensor)
+
+
+def _readable_checks():
+    global _READABLE
+    import torch
+
+    fx = torch._C._functorch
+    _READABLE = (torch.Tensor, fx.is_legacy_batchedtensor, fx.is_functorch_wrapped_tensor)
+    return _READABLE
 
 
 def bce_logits_elementwise(x, y, w, pw):
@@ -61,11 +86,12 @@ def bce_logits_elementwise(x, y, w, pw):
 
 
 def _bce_grad_torch(x, y, w, pw, g):
-    """``g w ((1 + (p_w - 1) y) sigmoid(x) - p_w y)``; out of place (differentiable) under grad mode."""
+    """``g w ((1 + (p_w - 1) y) sigmoid(x) - p_w y)``; out of place (differentiable) under grad mode,
+    and for a batched or wrapped ``g`` (an in-place product with it would have to grow ``s``)."""
     import torch
 
     s = torch.sigmoid(x)
-    if torch.is_grad_enabled():  # create_graph=True: stay out of place, so this is differentiable too
+    if torch.is_grad_enabled() or not readable(g):  # create_graph=True, or batched: out of place
         grad = s - y if pw is None else s * (1.0 + (pw - 1.0) * y) - pw * y
         grad = grad if w is None else grad * w
         return grad * g
@@ -114,8 +140,7 @@ def _build():
             a, lse = ctx.saved_tensors
             op, ax, shape = ctx.op, ctx.ax, ctx.shape
             A, C, B = split(shape, ax)
-            fast = (B == 1 and not torch.is_grad_enabled() and g.dtype == a.dtype and g.device.type == "cpu"
-                    and type(g) is torch.Tensor)
+            fast = B == 1 and not torch.is_grad_enabled() and g.dtype == a.dtype and readable(g)
             if fast:
                 g = g.contiguous()
                 grad = new("torch", shape, a.dtype)
@@ -158,8 +183,7 @@ def _build():
             (x3,) = ctx.saved_tensors
             A, C, B = x3.shape
             n = A * B
-            if not torch.is_grad_enabled() and g.dtype == x3.dtype and type(g) is torch.Tensor and \
-                    g.device.type == "cpu":
+            if not torch.is_grad_enabled() and g.dtype == x3.dtype and readable(g):
                 dt = ctx.lse.dtype
                 if ctx.reduction == "none":
                     gs = g.detach().reshape(n).numpy()
@@ -192,7 +216,7 @@ def _build():
             gs = torch.where(keep, gs, torch.zeros((), dtype=gs.dtype))
             tc = torch.from_numpy(ctx.tc).reshape(A, 1, B)
             p = torch.softmax(x3, 1)
-            onehot = torch.zeros_like(x3).scatter_(1, tc, 1)
+            onehot = torch.zeros_like(x3).scatter(1, tc, 1.0)  # out of place
             return gs.unsqueeze(1) * (p - onehot), None, None, None
 
     class BCEWithLogits(torch.autograd.Function):
@@ -216,7 +240,7 @@ def _build():
         def backward(ctx, g):
             x, y, w, pw = ctx.saved_tensors
             scale = 1.0 / ctx.n if ctx.reduction == "mean" else 1.0
-            if ctx.kernel and ctx.reduction != "none" and not torch.is_grad_enabled() and type(g) is torch.Tensor:
+            if ctx.kernel and ctx.reduction != "none" and not torch.is_grad_enabled() and readable(g):
                 grad = new("torch", x.shape, x.dtype)
                 code = 0 if x.dtype is torch.float32 else 1
                 _ck.bce(sw.BCE_GRAD, code, x.data_ptr(), y.data_ptr(), grad.data_ptr(), ctx.n,

@@ -3,9 +3,10 @@
 Each entry point returns its result, or :func:`sigmax._dispatch.decline` with the reason it does not
 apply; the dispatch table tries the next backend then. The ``numpy-kernel`` backend takes
 C-contiguous native float32/float64 NumPy arrays; the ``torch-cpu-kernel`` backend takes contiguous
-float32/float64 CPU tensors (plain ``torch.Tensor`` or ``Parameter``), outside ``torch.compile``,
-functorch transforms and forward-mode AD (there the generic code's graph runs: it has forward
-derivatives). Neither takes empty inputs, masks, temperatures or weights.
+float32/float64 CPU tensors (plain ``torch.Tensor`` or ``Parameter``, not batched), outside
+``torch.compile``, functorch transforms and forward-mode AD (there the generic code's graph runs: it
+has forward derivatives; ``torch_transform_active`` is asked first, so nothing of a traced tensor is
+read). Neither takes empty inputs, masks, temperatures or weights.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .. import _dispatch
 from .._dispatch import decline
 from . import _switches as sw
 from ._buffers import check_out, finish_out, kernel_out, ptr
+from ._autograd import readable
 from ._calls import bce_forward, ce_forward, run_rows, split
 from ._switches import ck as _ck
 
@@ -63,7 +65,11 @@ def _accept(x, kind: str):
         return "not a torch tensor"
     if type(x) is not torch.Tensor and type(x) is not torch.nn.Parameter:
         return f"tensor subclass {type(x).__name__}"  # (FakeTensor, DTensor, ...) have their own semantics
-    if x.device.type != "cpu":
+    if _dispatch.torch_transform_active():  # first: under tracing nothing below may be read
+        return "inside torch.compile, a functorch transform or forward-mode AD"
+    if torch._C._functorch.is_legacy_batchedtensor(x):  # (autograd.functional's vectorize=True)
+        return "a batched tensor (no storage)"
+    if not x.is_cpu:  # (is_cpu: a fifth of the time of x.device.type)
         return f"on {x.device.type}, not the CPU"
     if x.layout is not torch.strided or x.numel() == 0:
         return "not strided, or empty"
@@ -75,8 +81,6 @@ def _accept(x, kind: str):
         return f"dtype {x.dtype} (kernels: float32, float64)"
     if not x.is_contiguous() or x.is_neg():
         return "not contiguous (or a lazily negated view)"
-    if _dispatch.torch_transform_active():
-        return "inside torch.compile, a functorch transform or forward-mode AD"
     return _In("torch", x, code, x.requires_grad and torch.is_grad_enabled())
 
 
@@ -229,8 +233,8 @@ def cross_entropy_indices(kind: str, x: Any, t: Any, w: Any, *, ax: int, ignore_
         return decline("class axis of 2**24 entries or more")
     A, C, B = split(shape, ax)
     if kind == "torch":
-        if t.device.type != "cpu":
-            return decline("target not on the CPU")
+        if not readable(t):
+            return decline("target not a plain CPU tensor (batched, wrapped, a subclass or elsewhere)")
         tn = t.detach().reshape(A * B).resolve_conj().resolve_neg().numpy()
     else:
         tn = t.reshape(A * B)
@@ -265,8 +269,8 @@ def bce_with_logits(kind: str, x: Any, y: Any, w: Any, pw: Any, reduction: str):
     if kind == "numpy":
         if not y.flags.c_contiguous:
             return decline("target not C-contiguous")
-    elif not y.is_contiguous() or y.device.type != "cpu" or y.is_neg():
-        return decline("target not contiguous on the CPU")
+    elif not readable(y) or not y.is_contiguous() or y.is_neg():
+        return decline("target not a plain contiguous CPU tensor (batched, wrapped, or elsewhere)")
     elif y.requires_grad and _torch().is_grad_enabled():
         return decline("target requires grad")
     if inp.grad:
