@@ -424,8 +424,9 @@ def _dist_worker(rank, world, folder):
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_gloo_processes_equal_one_process(tmp_path):
     world = 2
-    # fork: the children start from this process's imports (spawning re-imports torch and torchmetrics)
-    mp.start_processes(_dist_worker, args=(world, str(tmp_path)), nprocs=world, join=True, start_method="fork")
+    # spawn, not fork: an xdist worker may have started JAX's threads, and a forked child of a
+    # multithreaded process can deadlock (each child re-imports torch and torchmetrics: a few seconds)
+    mp.start_processes(_dist_worker, args=(world, str(tmp_path)), nprocs=world, join=True, start_method="spawn")
     per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
     for name, metric, task in dist_metrics():
         z, y, w = make_data(task, seed=len(name))
