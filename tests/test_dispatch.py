@@ -32,7 +32,8 @@ ACTIVATION_OPS = ["sigmoid", "log_sigmoid", "softplus", "softmax", "log_softmax"
 
 @pytest.mark.parametrize("op", ACTIVATION_OPS)
 def test_activation_tables_are_the_kernels_then_generic(op):
-    assert [n for n, _ in _dispatch.table(op)] == ["numpy-kernel", "torch-cpu-kernel", "generic"]
+    cuda = ["cuda"] if op in _dispatch.PLUGIN_OPS["cuda"] else []  # the Triton loader (a CUDA tensor loads it)
+    assert [n for n, _ in _dispatch.table(op)] == ["numpy-kernel", "torch-cpu-kernel", *cuda, "generic"]
     x = np.array([[1.0, -2.0, 3.0]])
     with _dispatch.trace(echo=False) as records:
         out = getattr(sigmax, op)(x)
@@ -71,7 +72,8 @@ def test_activation_trace_generic_paths(op):
     assert rec.ran == "generic"
     half = dict(rec.declined)
     assert half["torch-cpu-kernel"] == "not a torch tensor"
-    assert half["cuda"] == half["jax"] == "no implementation registered"
+    no_cuda = "not a CUDA tensor" if op in _dispatch.PLUGIN_OPS["cuda"] else "no implementation registered"
+    assert half["cuda"] == no_cuda and half["jax"] == "no implementation registered"
     assert half["numpy-kernel"] == ("dtype float16 (kernels: float32, float64)" if _kernels.AVAILABLE
                                     else "kernels not built")
     with _kernels.use_kernels(False):
@@ -90,7 +92,7 @@ def test_activation_trace_generic_paths(op):
     assert dict(rec.declined) == {"numpy-kernel": "not a NumPy array" if _kernels.AVAILABLE else "kernels not built",
                                   "torch-cpu-kernel": "not a torch tensor" if _kernels.AVAILABLE
                                   else "kernels not built",
-                                  "cuda": "no implementation registered", "jax": "no implementation registered"}
+                                  "cuda": no_cuda, "jax": "no implementation registered"}
 
 
 @pytest.mark.skipif(not _kernels.AVAILABLE, reason="C kernels not built")
@@ -117,7 +119,7 @@ def test_trace_names_the_backend_and_the_reasons():
     assert dict(weighted.declined) == {
         "numpy-kernel": "weight given (the kernel has no class weights)",
         "torch-cpu-kernel": "weight given (the kernel has no class weights)",
-        "cuda": "no implementation registered",
+        "cuda": "not a CUDA tensor",
         "jax": "not a JAX array",
     }
     assert tensor.ran == "torch-cpu-kernel" and tensor.declined == (("numpy-kernel", "not a NumPy array"),)
@@ -211,3 +213,28 @@ def test_kernel_backward_steps_aside_for_batched_gradients():
     xr = x.detach().clone().requires_grad_(True)
     ref = torch.autograd.functional.jacobian(lambda z: torch.nn.functional.cross_entropy(z, t, reduction="none"), xr)
     np.testing.assert_allclose(jac.numpy(), ref.numpy(), rtol=1e-12, atol=1e-15)
+
+
+class _FakeCuda:
+    """Stands for a CUDA tensor on a machine without one: what the Triton loader row looks at."""
+
+    is_cuda = True
+
+
+def test_a_cuda_tensor_loads_the_triton_rows_by_name(monkeypatch):
+    """The 'cuda' row of the Triton operations is a loader until a CUDA tensor arrives: then it imports
+    sigmax.torch.triton by name (no import from this floor up) and hands over to what that registered,
+    or, without a GPU or Triton, declines for good with the reason."""
+    op = "softmax"
+    row = dict(_dispatch.table(op))["cuda"]
+    if not getattr(row, "plugin_loader", False):
+        pytest.skip("the Triton rows are registered already (a GPU with Triton)")
+    assert type(row(np.zeros(3))) is _dispatch.Declined and row(np.zeros(3)).reason == "not a CUDA tensor"
+    monkeypatch.setattr(_dispatch, "_IMPLS", {k: dict(v) for k, v in _dispatch._IMPLS.items()})
+    monkeypatch.setattr(_dispatch, "_TABLES", dict(_dispatch._TABLES))
+    out = row(_FakeCuda(), -1, None, 1.0, None, None)
+    assert type(out) is _dispatch.Declined
+    assert "registered no cuda implementation" in out.reason or "cannot be imported" in out.reason
+    after = dict(_dispatch.table(op))["cuda"]
+    assert not getattr(after, "plugin_loader", False)  # decided once: no import attempt per call
+    assert after(_FakeCuda()).reason == out.reason

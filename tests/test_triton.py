@@ -351,7 +351,8 @@ def test_triton_on_a_cpu_tensor_without_the_interpreter_is_a_clear_error(monkeyp
 
 def test_cuda_rows_are_registered_with_a_gpu_and_decline_cpu_tensors():
     for op in _register.OPS:  # registered by importing sigmax.torch where Triton and CUDA are present
-        assert ("cuda" in dict(_dispatch.table(op))) == CUDA, op
+        row = dict(_dispatch.table(op))["cuda"]  # a loader that imports this package on a CUDA tensor ...
+        assert (not getattr(row, "plugin_loader", False)) == CUDA, op  # ... replaced by the kernels on a GPU
     assert _register.why_not(torch.zeros(3)) in ("not a CUDA tensor", None if CUDA else "")
     assert _register.why_not(np.zeros(3)) == "not a torch tensor"
 

@@ -9,7 +9,7 @@ backend             runs
 ==================  ==========================================================================
 ``numpy-kernel``    the compiled C kernels (:mod:`sigmax._kernels`) on float32/float64 NumPy arrays
 ``torch-cpu-kernel`` the same kernels on CPU torch tensors, with their ``torch.autograd.Function``
-``cuda``            GPU kernels (empty for now: the GPU work adds Triton here)
+``cuda``            the Triton kernels of :mod:`sigmax.torch.triton`, loaded on the first CUDA tensor
 ``jax``             the generic arithmetic compiled once per shape and options by ``jax.jit``
 ``generic``         the Array-API arithmetic, any library (the reference; it never declines)
 ==================  ==========================================================================
@@ -89,6 +89,42 @@ class Record(NamedTuple):
 _IMPLS: dict[str, dict[str, Callable[..., Any]]] = {}
 _TABLES: dict[str, tuple] = {}
 
+#: backends whose implementations live on a higher floor, in a module loaded *by name* on the first call
+#: that can use them (a CUDA tensor), so that ``sigmax.softmax(cuda_tensor)`` reaches the Triton kernels
+#: without the user importing ``sigmax.torch`` and without this floor importing a higher one; the loaded
+#: module registers its implementations, which replace the loader
+PLUGINS = {"cuda": "sigmax.torch.triton"}
+#: the operations the plugin implements (the others never get a loader row)
+PLUGIN_OPS = {"cuda": ("softmax", "log_softmax", "logsumexp", "cross_entropy_indices", "cross_entropy_probs",
+                       "bce_with_logits")}
+
+
+def _loader(op: str, backend: str) -> Callable[..., Any]:
+    def load(*args: Any, **kwargs: Any) -> Any:
+        if not any(getattr(a, "is_cuda", False) is True for a in args[:2]):
+            return decline("not a CUDA tensor")
+        import importlib
+
+        try:
+            importlib.import_module(PLUGINS[backend])
+        except ImportError as exc:  # torch or Triton missing: stop trying
+            _set(op, backend, lambda *a, **k: decline(f"{PLUGINS[backend]} cannot be imported ({exc})"))
+        impl = _IMPLS[op].get(backend)
+        if impl is load:  # the plugin did not register this operation (no GPU or no Triton): stop trying
+            reason = f"{PLUGINS[backend]} registered no {backend} implementation (Triton or a CUDA device missing)"
+            _set(op, backend, lambda *a, **k: decline(reason))
+            return decline(reason)
+        return impl(*args, **kwargs)
+
+    load.plugin_loader = True
+    return load
+
+
+def _set(op: str, backend: str, f: Callable[..., Any]) -> None:
+    impls = _IMPLS.setdefault(op, {})
+    impls[backend] = f
+    _TABLES[op] = tuple((b, impls[b]) for b in BACKENDS if b in impls)
+
 
 def register(op: str, backend: str, fn: Callable[..., Any] | None = None):
     """Register ``fn`` as ``op``'s implementation on ``backend`` (usable as a decorator).
@@ -99,9 +135,11 @@ def register(op: str, backend: str, fn: Callable[..., Any] | None = None):
         raise ValueError(f"unknown backend {backend!r}; the backends are {BACKENDS}")
 
     def add(f):
-        _IMPLS.setdefault(op, {})[backend] = f
-        impls = _IMPLS[op]
-        _TABLES[op] = tuple((b, impls[b]) for b in BACKENDS if b in impls)
+        if op not in _IMPLS:
+            for plug, ops in PLUGIN_OPS.items():
+                if op in ops and plug != backend:
+                    _set(op, plug, _loader(op, plug))
+        _set(op, backend, f)
         return f
 
     return add if fn is None else add(fn)
