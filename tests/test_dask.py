@@ -288,3 +288,19 @@ def test_a_worker_killed_mid_computation_is_retried(client):
     _close(expected, got)
     client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed process
     assert pids[0] not in client.run(os.getpid).values()
+
+
+def test_interpret_and_the_core_functions_stay_lazy_on_dask():
+    """softmax, to_probs and interpret take a Dask array (float16 too: the Dask namespace has no float16
+    attribute) and return Dask arrays equal to the in-memory results."""
+    import sigmax
+    from sigmax.interpret import to_probs
+
+    z = np.random.default_rng(3).normal(size=(120, 5))
+    x = da.from_array(z, chunks=(40, 5))
+    for got, want in [(sigmax.softmax(x), sigmax.softmax(z)), (to_probs(x, "multiclass"), to_probs(z, "multiclass")),
+                      (sigmax.interpret(x, "multiclass").predictions, sigmax.interpret(z, "multiclass").predictions)]:
+        assert isinstance(got, da.Array)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-12)
+    half = sigmax.softmax(da.from_array(z.astype(np.float16), chunks=(40, 5)))
+    assert isinstance(half, da.Array) and half.dtype == np.float16

@@ -134,7 +134,8 @@ def is_floating(xp, dtype) -> bool:
 
 def is_half(xp, dtype) -> bool:
     """float16 or bfloat16: stored narrow, computed in float32."""
-    if dtype == xp.float16:
+    half = getattr(xp, "float16", None)  # array_api_compat's Dask namespace has none (the standard does not)
+    if half is not None and dtype == half:
         return True
     if is_torch(xp):
         import torch
