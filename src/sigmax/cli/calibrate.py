@@ -27,7 +27,7 @@ import numpy as np
 from . import CLIError
 from ._output import (add_fail_on, add_memory_budget, exit_status, is_terminal, print_json, print_note,
                       print_table, space_arg)
-from .report import add_method, add_task_space, split_key
+from .report import add_dask, add_method, add_task_space, is_shards, refuse_dask, split_key
 
 HELP = "fit a calibrator on labelled scores (fit), or apply a saved one to new scores (apply)"
 
@@ -38,6 +38,7 @@ def register(sub) -> None:
                "  sigmax calibrate fit val_logits.npy val_labels.npy --task multiclass --space logits -o calib.json\n"
                "  sigmax calibrate apply calib.json test_logits.npy -o test_calibrated.npy\n"
                "  sigmax calibrate apply calib.json test_logits.npy -o test_probs.csv --probs\n"
+               "  sigmax calibrate apply calib.json 'shards/logits-*.npy' -o calibrated.npy  (one output file)\n"
                "exit status: 0 done, 1 a check finding reached --fail-on (fit: nothing saved), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,9 +47,12 @@ def register(sub) -> None:
                            description="Check SCORES/LABELS, fit a calibrator on every row (held-out data, not "
                                        "the model's training data) and write it as JSON. Exit 1 (nothing "
                                        "saved) when a check finding reaches --fail-on.")
-    f.add_argument("scores", metavar="SCORES", help="score file: .npy, .npz, .csv, .txt, .pt (FILE:KEY picks an array)")
-    f.add_argument("labels", metavar="LABELS", help="class indices (binary, multiclass) or multi-hot rows (multilabel)")
+    f.add_argument("scores", metavar="SCORES", help="score file: .npy, .npz, .csv, .txt, .pt (FILE:KEY picks an "
+                   "array), or a quoted glob of .npy shards (read in sorted order, within --memory-budget)")
+    f.add_argument("labels", metavar="LABELS", help="class indices (binary, multiclass) or multi-hot rows "
+                   "(multilabel); or a quoted glob of .npy shards")
     add_task_space(f)
+    add_dask(f)
     add_method(f)
     f.add_argument("--ignore-index", type=int, default=-100, metavar="N",
                    help="labels equal to N are left out, as in PyTorch's losses and `sigmax check` (default -100)")
@@ -65,7 +69,8 @@ def register(sub) -> None:
                                        "calibrator was fitted on. A .npy input is streamed in chunks; -o may "
                                        "name the input (it is replaced only when the output is complete).")
     a.add_argument("calibrator", metavar="CALIBRATOR.json", help="from `sigmax calibrate fit` or `sigmax report --save-calibrator`")
-    a.add_argument("scores", metavar="SCORES", help="score file (FILE:KEY picks an array)")
+    a.add_argument("scores", metavar="SCORES", help="score file (FILE:KEY picks an array), or a quoted glob of .npy "
+                   "shards: streamed in sorted order into ONE output file holding the concatenated rows")
     a.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="output file: .npy (streamed for .npy input) or .csv; missing folders are created")
     a.add_argument("--space", default=None, type=space_arg, metavar="{logits,probs,log_probs}",
@@ -75,6 +80,7 @@ def register(sub) -> None:
     a.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                    help="rows per chunk for .npy input (default: as many as --memory-budget allows, at most 65536)")
     add_memory_budget(a)
+    add_dask(a)
     a.set_defaults(func=run_apply)
     p.set_defaults(func=_no_action, _parser=p)
 
@@ -137,12 +143,16 @@ def _run_fit(args: argparse.Namespace) -> int:
     from ..calibration import resolve_method
 
     resolve_method(args.task, args.method, args.tune)  # a bad --method/--tune stops before any file is read
-    spath, skey = split_key(args.scores, "SCORES")
-    lpath, lkey = split_key(args.labels, "LABELS")
+    refuse_dask(args, "calibrate fit")
     context = (f"(SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, --space {args.space})")
     try:
-        scores = load_scores(spath, key=skey, memory_budget=args.memory_budget)
-        labels = load_labels(lpath, key=lkey, memory_budget=args.memory_budget)
+        if is_shards(args.scores, args.labels):  # every shard checked, then read whole within the budget
+            scores, labels = _read_shard_pair(args.scores, args.labels, args.memory_budget)
+        else:
+            spath, skey = split_key(args.scores, "SCORES")
+            lpath, lkey = split_key(args.labels, "LABELS")
+            scores = load_scores(spath, key=skey, memory_budget=args.memory_budget)
+            labels = load_labels(lpath, key=lkey, memory_budget=args.memory_budget)
     except ScoreFileError as exc:
         raise CLIError(str(exc)) from None
     findings: list[dict] = []
@@ -207,6 +217,38 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_shard_pair(scores: str, labels: str, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """SCORES and LABELS shards: every shard of both checked (:func:`sigmax.io.check_shards`) and the row
+    totals compared before any row is read; then each set read whole, in sorted order."""
+    from ..io import ScoreFileError, check_shards
+    from ..report._shards import shard_rows
+
+    s, y = check_shards(scores, "SCORES"), check_shards(labels, "LABELS")
+    if shard_rows(s) != shard_rows(y):
+        raise ScoreFileError(f"LABELS {labels} hold {shard_rows(y)} rows but SCORES {scores} {shard_rows(s)}; give "
+                             "one label row per score row (the shards are taken in sorted order)")
+    return _read_shards(s, scores, "SCORES", budget), _read_shards(y, labels, "LABELS", budget, labels=True)
+
+
+def _read_shards(shards: list, spec: str, what: str, budget: int, labels: bool = False) -> np.ndarray:
+    """The rows of checked shards, concatenated in sorted order; refused in one line when they would not
+    fit ``--memory-budget`` (a calibrator fits on rows in memory)."""
+    from ..io import ScoreFileError, load_array
+    from ..report._shards import shard_rows
+
+    dtype = np.result_type(*[d for _, _, d in shards])
+    n = shard_rows(shards)
+    need = n * max(1, int(np.prod(shards[0][1][1:], dtype=np.int64))) * max(8, dtype.itemsize)
+    if need > budget:
+        raise ScoreFileError(f"{what} {spec}: {len(shards)} shard(s), {n:,} rows need about {need:,} bytes in memory "
+                             f"to fit a calibrator, over --memory-budget {budget:,}; raise --memory-budget or fit "
+                             "on a sample of the shards")
+    arr = np.concatenate([np.asarray(load_array(p, mmap=True)) for p, _, _ in shards])
+    if labels and arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+
+
 # ----------------------------------------------------------------------------------------- apply
 def _load_calibrator(path: str) -> Any:
     """A saved calibrator, validated, or a one-line error naming CALIBRATOR.json and the fix."""
@@ -265,8 +307,9 @@ def _chunk_rows(head: np.ndarray, asked: int | None, budget: int) -> int:
 def _run_apply(args: argparse.Namespace) -> int:
     from .._array import normalize_axis
     from ..interpret import to_probs
-    from ..io import ScoreFileError, atomic_write, count_rows, iter_chunks, load_array, load_scores
+    from ..io import ScoreFileError, atomic_write, check_shards, count_rows, iter_chunks, load_array, load_scores
 
+    refuse_dask(args, "calibrate apply")  # before anything is read
     cal = _load_calibrator(args.calibrator)
     task, stored = cal.task, cal.space_
     if args.space is not None and args.space != stored:
@@ -280,7 +323,8 @@ def _run_apply(args: argparse.Namespace) -> int:
     if ext not in (".npy", ".csv"):
         raise CLIError(f"-o {out}: write .npy (any size) or .csv; e.g. -o calibrated.npy")
     _output_path(out, "-o", "calibrated" + (ext or ".npy"))
-    spath, skey = split_key(args.scores, "SCORES")
+    shards = is_shards(args.scores)
+    spath, skey = (args.scores, None) if shards else split_key(args.scores, "SCORES")
 
     def convert(block: np.ndarray) -> np.ndarray:
         z = np.asarray(cal.transform(np.asarray(block), space=stored))  # keeps the stored float dtype
@@ -289,8 +333,18 @@ def _run_apply(args: argparse.Namespace) -> int:
     context = f"(SCORES {args.scores}, read as --space {stored} as the calibrator says, calibrator task {task})"
     t0 = time.perf_counter()
     try:
-        stream = spath.lower().endswith(".npy") and skey is None
-        if stream:
+        stream = shards or (spath.lower().endswith(".npy") and skey is None)
+        if shards:  # every shard checked before any row is read; one output holds the concatenated rows
+            from ..report._shards import iter_shard_chunks, shard_rows
+
+            found = check_shards(spath, "SCORES")
+            n = shard_rows(found)
+            head = np.zeros((0,) + found[0][1][1:])
+            if task != "binary" and head.ndim >= 2 and normalize_axis(cal.axis_, head.ndim) == 0:
+                raise CLIError(f"SCORES {spath}: the calibrator's class axis is axis 0, the axis the shards are "
+                               "split along; save the shards as (samples, classes)")
+            chunk_rows = _chunk_rows(head, args.chunk_rows, args.memory_budget)
+        elif stream:
             n = count_rows(spath)
             head = load_array(spath, mmap=True)
             chunk_rows = _chunk_rows(head, args.chunk_rows, args.memory_budget)
@@ -298,7 +352,7 @@ def _run_apply(args: argparse.Namespace) -> int:
             if task != "binary" and head.ndim >= 2 and normalize_axis(cal.axis_, head.ndim) == 0:
                 stream = False
         if stream:
-            chunks = iter_chunks(spath, chunk_rows)
+            chunks = iter_shard_chunks(found, chunk_rows) if shards else iter_chunks(spath, chunk_rows)
             first = next(chunks, None)
             z0 = convert(first) if first is not None else np.zeros((0,) + head.shape[1:], dtype=np.float64)
             shape = (n,) + z0.shape[1:]

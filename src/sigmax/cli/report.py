@@ -44,13 +44,17 @@ def register(sub) -> None:
                "  sigmax report scores.npz:val_logits scores.npz:val_labels --task binary --space logits \\\n"
                "      --save-calibrator calib.json\n"
                "  sigmax report big.npy labels.npy --task multiclass --space logits --memory-budget 2G\n"
+               "  sigmax report 'shards/logits-*.npy' 'shards/labels-*.npy' --task multiclass --space logits\n"
                "exit status: 0 ok, 1 a check() finding reaches --fail-on (default: an error), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("scores", metavar="SCORES", help="score file: .npy, .npz, .csv, .txt, .pt (FILE:KEY picks an array)")
+    p.add_argument("scores", metavar="SCORES", help="score file: .npy, .npz, .csv, .txt, .pt (FILE:KEY picks an "
+                   "array), or a quoted glob of .npy shards, read in sorted order as one file")
     p.add_argument("labels", metavar="LABELS",
-                   help="label file: class indices (binary, multiclass) or multi-hot rows (multilabel)")
+                   help="label file: class indices (binary, multiclass) or multi-hot rows (multilabel); or a "
+                        "quoted glob of .npy shards")
     add_task_space(p)
+    add_dask(p)
     p.add_argument("--out", default="sigmax-report", metavar="DIR",
                    help="directory for index.html and the PNG plots (default: sigmax-report)")
     p.add_argument("--no-html", action="store_true", help="print the table only; write no files")
@@ -96,6 +100,26 @@ def add_task_space(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, type=space_arg, metavar="{logits,probs,log_probs}",
                    help="what the numbers are: raw model outputs, softmax/sigmoid outputs, or their logs")
     p.add_argument("--axis", type=int, default=-1, help="the class axis of SCORES (default -1, the last)")
+
+
+def add_dask(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dask", metavar="CLUSTER", default=None,
+                   help="not supported here: shards are streamed in one process; `sigmax check --dask` is the "
+                        "distributed command")
+
+
+def refuse_dask(args: argparse.Namespace, command: str) -> None:
+    """``--dask`` is refused (exit 2) before anything is read: this command streams shards in one process."""
+    if getattr(args, "dask", None) is not None:
+        raise CLIError(f"--dask {args.dask}: `sigmax {command}` streams .npy shards in one process, chunk by chunk "
+                       "within --memory-budget (drop --dask); `sigmax check --dask` is the distributed command")
+
+
+def is_shards(*specs: str) -> bool:
+    """Whether any of SCORES/LABELS is a glob of .npy shards."""
+    import glob
+
+    return any(s is not None and glob.has_magic(s) for s in specs)
 
 
 def add_method(p: argparse.ArgumentParser) -> None:
@@ -195,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--method none fits no calibrator, so there is nothing to --save-calibrator")
     if args.resamples < 0 or args.resamples == 1:
         raise CLIError(f"--resamples must be 0 (no intervals) or at least 2, got {args.resamples}; e.g. --resamples 200")
+    refuse_dask(args, "report")
     conformal = None
     if args.conformal is not None:
         if not 0 < args.conformal < 1:
@@ -218,10 +243,14 @@ def run(args: argparse.Namespace) -> int:
             resolve_method(args.task, args.method, tune_value(args.tune))
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    spath, skey = split_key(args.scores, "SCORES")
-    lpath, lkey = split_key(args.labels, "LABELS")
+    shards = is_shards(args.scores, args.labels)  # globs of .npy shards: streamed as one file, in order
+    if shards:
+        (spath, skey), (lpath, lkey) = (args.scores, None), (args.labels, None)
+    else:
+        spath, skey = split_key(args.scores, "SCORES")
+        lpath, lkey = split_key(args.labels, "LABELS")
     cal = load_calibrator(args.calibrator) if args.calibrator else None
-    stream = is_streamed(spath, skey)  # a .npy is memory-mapped: within the budget at any size
+    stream = shards or is_streamed(spath, skey)  # a .npy is memory-mapped: within the budget at any size
     show = None if is_terminal(sys.stderr) else False
     common = {"task": args.task, "space": args.space, "axis": args.axis, "calibrator": cal, "method": args.method,
               "tune": tune_value(args.tune), "fit_fraction": args.fit_fraction, "seed": args.seed,

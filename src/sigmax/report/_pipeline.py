@@ -45,6 +45,7 @@ from ._intervals import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, LOOP_RESAMPLES, SMOOT
                          ranking_curves, sample_intervals, sample_metrics)
 from ._progress import progress as _progress
 from ._report import Report
+from ._shards import ShardSource, is_sharded
 
 __all__ = ["DEFAULT_IGNORE_INDEX", "ArraySource", "FileSource", "calibration_report", "evaluate", "split_mask",
            "stream_calibration_report"]
@@ -732,7 +733,9 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
     """:func:`calibration_report` for a score file read chunk by chunk, within ``memory_budget`` bytes.
 
     A ``.npy`` file is memory-mapped (:func:`sigmax.io.iter_chunks`; other formats are read whole, once
-    :func:`sigmax.io.estimate_bytes` finds them within ``memory_budget``) and read twice: once for the
+    :func:`sigmax.io.estimate_bytes` finds them within ``memory_budget``). ``scores_path`` and
+    ``labels_path`` may be globs (or lists) of ``.npy`` shards (``sigmax.report._shards.ShardSource``), read
+    in order as one file: the report equals that of the concatenated file. The rows are read twice: once for the
     "before" sums and a uniform sample of the fitting rows (as many as the budget allows), once more
     for the "after" sums. ``chunk_rows`` (default: from the budget) is lowered to what the budget allows.
 
@@ -753,11 +756,16 @@ def stream_calibration_report(scores_path: Any, labels_path: Any, task: str, *, 
     """
     task = validate_task(task)
     _resolve(task, calibrator, method, tune)  # before the source reads anything
-    src = FileSource(scores_path, labels_path, task, axis, scores_key=scores_key, labels_key=labels_key,
-                     memory_budget=memory_budget)
+    if is_sharded(scores_path) or is_sharded(labels_path):  # .npy shards (globs or lists), read as one file
+        src: Any = ShardSource(scores_path, labels_path, task, axis, memory_budget=memory_budget)
+        name = ", ".join(map(os.fspath, scores_path)) if isinstance(scores_path, (list, tuple)) else os.fspath(scores_path)
+    else:
+        src = FileSource(scores_path, labels_path, task, axis, scores_key=scores_key, labels_key=labels_key,
+                         memory_budget=memory_budget)
+        name = os.fspath(scores_path)
     return evaluate(src, task, space=space, axis=axis, calibrator=calibrator, method=method, tune=tune,
                     fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
                     min_bin_count=min_bin_count, class_names=class_names, title=title,
-                    source_name=os.fspath(scores_path), check=check, show_progress=show_progress,
+                    source_name=name, check=check, show_progress=show_progress,
                     memory_budget=memory_budget, chunk_rows=chunk_rows, ignore_index=ignore_index,
                     n_resamples=n_resamples, level=level, conformal=conformal, max_interval_rows=max_interval_rows)
