@@ -31,6 +31,7 @@ FLOORS = {
     "sigmax._losses": 3,
     "sigmax._loss_checks": 3,
     "sigmax.io": 3,
+    "sigmax._persist": 3,
     "sigmax.interpret": 4,
     "sigmax.check": 5,
     "sigmax._rules": 5,

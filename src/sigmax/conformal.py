@@ -54,7 +54,6 @@ is tested, ties included: see :class:`ConformalClassifier` for the conventions.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -66,7 +65,7 @@ import numpy as np
 from ._array import device_of, is_numpy, namespace
 from ._inputs import canonical, is_dask, spell, to_numpy, validate_space, validate_task
 from .interpret import to_probs, validate_log_probs
-from .io import atomic_write
+from . import _persist as persist
 
 __all__ = ["METHODS", "FORMAT_VERSION", "TIE_SLACK", "ConformalClassifier", "conformal_quantile", "coverage",
            "set_size", "load", "from_dict"]
@@ -444,9 +443,7 @@ class ConformalClassifier:
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_dict` as JSON to ``path`` through :func:`sigmax.io.atomic_write` (read it: :func:`load`)."""
         d = self.to_dict()
-        with atomic_write(path, "w", encoding="utf-8") as fh:
-            json.dump(d, fh, indent=2, allow_nan=True)  # floats round-trip exactly; +inf is written Infinity
-            fh.write("\n")
+        persist.write_json(path, d)  # floats round-trip exactly; +inf is written Infinity
 
     def __repr__(self) -> str:
         fitted = "not fitted" if self.quantile_ is None else (
@@ -549,13 +546,7 @@ def load(path: str | os.PathLike) -> ConformalClassifier:
         >>> load(path).quantile_ == cc.quantile_
         True
     """
-    try:
-        with open(os.fspath(path), encoding="utf-8") as fh:
-            d = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a sigmax conformal file: not valid JSON ({exc}); give a file "
-                         "written by ConformalClassifier.save()") from None
-    return from_dict(d)
+    return from_dict(persist.read_json(path, "conformal", "ConformalClassifier.save()"))
 
 
 def _field(field: str, problem: str) -> ValueError:
@@ -565,13 +556,7 @@ def _field(field: str, problem: str) -> ValueError:
 
 def from_dict(d: Any) -> ConformalClassifier:
     """A :class:`ConformalClassifier` from :meth:`~ConformalClassifier.to_dict`'s description, every field checked."""
-    if not isinstance(d, dict) or d.get("sigmax") != "conformal":
-        raise ValueError("not a sigmax conformal description: expected a JSON object written by "
-                         "ConformalClassifier.save() (with \"sigmax\": \"conformal\")")
-    fmt = d.get("format")
-    if isinstance(fmt, bool) or fmt != FORMAT_VERSION:
-        raise ValueError(f"conformal format {fmt!r} is not supported by this sigmax (format {FORMAT_VERSION}); "
-                         "fit and save it again with this sigmax")
+    persist.check_header(d, "conformal", FORMAT_VERSION, "ConformalClassifier.save()")
     for key in ("type", "task", "method", "alpha", "randomized", "seed", "mondrian", "raps_lambda", "raps_k_reg",
                 "space", "n_classes", "n_calibration", "class_counts", "quantile"):
         if key not in d:

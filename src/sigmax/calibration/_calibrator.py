@@ -2,7 +2,6 @@ r"""The :class:`Calibrator` (a scaler plus decision thresholds), :func:`fit_cali
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Any
@@ -477,10 +476,4 @@ def load(path: str | os.PathLike) -> Any:
         >>> bool(load(path).thresholds == cal.thresholds)
         True
     """
-    try:
-        with open(os.fspath(path), encoding="utf-8") as fh:
-            d = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a sigmax calibrator file: not valid JSON ({exc}); give a "
-                         "file written by .save() or `sigmax calibrate fit`") from None
-    return from_dict(d)
+    return from_dict(F.read_json(path))

@@ -7,17 +7,16 @@ the one that is wrong, so a damaged or hand-edited file is refused instead of gi
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..io import atomic_write
+from .._persist import check_header as check_saved_header, read_json as read_saved, write_json as write_saved
 
 __all__ = ["FORMAT_VERSION", "FieldError", "check_header", "choice", "integer", "number", "numbers_of",
-           "write_json"]
+           "read_json", "write_json"]
 
 FORMAT_VERSION = 1
 
@@ -38,22 +37,22 @@ def _short_repr(v: Any, most: int = 60) -> str:
 
 
 def write_json(path: Any, d: dict[str, Any]) -> None:
-    """``d`` as JSON at ``path``, through a temporary file renamed into place (parents created)."""
-    with atomic_write(path, "w", encoding="utf-8") as fh:
-        json.dump(d, fh, indent=2, allow_nan=True)  # floats are written with repr: they round-trip exactly
-        fh.write("\n")
+    """``d`` as JSON at ``path``, atomically (:func:`sigmax._persist.write_json`)."""
+    write_saved(path, d)
+
+
+#: what writes a calibration description, for the messages
+WRITER = "Calibrator.save() or a scaler's save()"
 
 
 def check_header(d: Any) -> str:
     """The ``type`` of a calibrator description, after checking its ``sigmax`` and ``format`` fields."""
-    if not isinstance(d, dict) or d.get("sigmax") != "calibration":
-        raise ValueError("not a sigmax calibration description: expected a JSON object written by "
-                         "Calibrator.save() or a scaler's save() (with \"sigmax\": \"calibration\")")
-    fmt = d.get("format")
-    if isinstance(fmt, bool) or fmt != FORMAT_VERSION:
-        raise ValueError(f"calibration format {fmt!r} is not supported by this sigmax (format "
-                         f"{FORMAT_VERSION}); re-save it with a matching sigmax version")
-    return d.get("type")
+    return check_saved_header(d, "calibration", FORMAT_VERSION, WRITER)
+
+
+def read_json(path: Any) -> Any:
+    """The description in ``path``, or one error naming the file (not valid JSON)."""
+    return read_saved(path, "calibrator", WRITER.replace(" or a", ", a") + " or `sigmax calibrate fit`")
 
 
 def _get(d: dict, key: str, where: str) -> Any:
