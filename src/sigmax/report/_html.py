@@ -49,6 +49,8 @@ h3 {{ font-size: 16px; margin: 0 0 6px; }}
 .kpi .delta {{ font-size: 12.5px; font-weight: 600; }}
 .better {{ color: var(--good); }} .worse {{ color: var(--bad); }} .same {{ color: var(--muted); }}
 .grid {{ display: grid; grid-template-columns: 1fr; gap: 16px; }}
+td {{ white-space: nowrap; }}
+td:first-child {{ white-space: normal; }}
 .card {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 16px 18px; }}
 .card img {{ max-width: 100%; height: auto; display: block; margin: 6px auto 4px; }}
 .how {{ color: var(--muted); font-size: 13.5px; margin: 0 0 4px; }}
@@ -150,8 +152,8 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
     out.append("</div>")
     if rep.headline():
         out.append(f'<p class="sub"><b>{html.escape(rep.headline())}</b></p>')
-    # metrics table + findings side by side
-    out.append('<div class="grid two">')
+    # the metrics table across the page (numbers, intervals and changes side by side), the rest below it
+    out.append('<div class="grid">')
     headers, rows = rep.formatted_table()
     tab = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
     for row in rows:
@@ -169,7 +171,7 @@ def _section(rep: Report, figures: dict[str, tuple[str, str, bytes]], anchor: st
     if rep.notes:
         out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in rep.notes) + "</ul>")
     out.append("</div>")
-    out.append('<div class="stack">')
+    out.append('<div class="grid two">')
     if rep.after is not None:
         out.append(f'<div class="card"><h3>Calibrator</h3><p class="how">{html.escape(rep.calibrator_text)}; '
                    f'fitted on {rep.n_fit:,} rows, evaluated on {rep.n_eval:,} others.</p>')
