@@ -369,6 +369,25 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     covered = _Coverage(cc) if cc is not None else None
     cname = dict(scores_name=source.names[0], labels_name=source.names[1])
     cax = source.chunk_axis  # the class axis of the chunks the source yields
+
+    def evaluate_rows(start: int, s: np.ndarray, y: np.ndarray, ev: np.ndarray, *, first_pass: bool) -> int:
+        """The evaluation rows ``ev`` of a chunk: validated once, summed into the "before" side (first pass)
+        and, with a calibrator, the "after" side, the conformal coverage and the interval sample; returns
+        how many labels ``ignore_index`` removed."""
+        whole = bool(ev.all())
+        c = canonical(s if whole else s[ev], y if whole else y[ev], task, axis=cax, ignore_index=ignore,
+                      allow_empty=True, **cname)
+        if first_pass:
+            before.add(c)
+        if after is not None:
+            ca = _calibrated(cal, c, space)
+            after.add(ca)
+            if covered is not None:
+                covered.add(ca)
+        if rowsample is not None:
+            rowsample.add(c, rowsample.keep(start, s.shape[0])[ev] if rowsample.share < 1 else None)
+        return c.n_ignored
+
     with _progress(passes * n_lead, "report" + (" (streaming)" if source.streamed else ""),
                    enabled=show_progress) as bar:
         for start, s, y in source.chunks(rows):
@@ -388,19 +407,7 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
                     fit_y.append(np.array(ty))
                     kept += ts.shape[0]
             if ev.any():
-                c = canonical(s[ev] if not ev.all() else s, y[ev] if not ev.all() else y, task, axis=cax,
-                              ignore_index=ignore, allow_empty=True, **cname)
-                n_ignored += c.n_ignored
-                before.add(c)
-                if after is not None:
-                    ca = _calibrated(cal, c, space)
-                    after.add(ca)
-                    if covered is not None:
-                        covered.add(ca)
-                    del ca
-                if rowsample is not None:
-                    rowsample.add(c, rowsample.keep(start, s.shape[0])[ev] if rowsample.share < 1 else None)
-                del c
+                n_ignored += evaluate_rows(start, s, y, ev, first_pass=True)
             bar.advance(s.shape[0])
         if split:
             if not fit_s:
@@ -421,15 +428,7 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
                 u = split_mask(start, s.shape[0], frac, seed)
                 ev = ~(u < frac) if frac < 1 else np.ones(u.shape, dtype=bool)
                 if ev.any():
-                    c = canonical(s[ev], y[ev], task, axis=cax, ignore_index=ignore, allow_empty=True, **cname)
-                    ca = _calibrated(cal, c, space)
-                    after.add(ca)
-                    if covered is not None:
-                        covered.add(ca)
-                    del ca
-                    if rowsample is not None:
-                        rowsample.add(c, rowsample.keep(start, s.shape[0])[ev] if rowsample.share < 1 else None)
-                    del c
+                    evaluate_rows(start, s, y, ev, first_pass=False)
                 bar.advance(s.shape[0])
     if before.rows == 0:
         what = f"every evaluated label equals ignore_index={ignore}" if n_ignored else "no rows were evaluated"
