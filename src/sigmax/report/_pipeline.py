@@ -45,7 +45,7 @@ from ._intervals import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, LOOP_RESAMPLES, SMOOT
                          ranking_curves, sample_intervals, sample_metrics)
 from ._progress import progress as _progress
 from ._report import Report
-from ._shards import ShardSource, is_sharded
+from ._shards import ShardSource, is_sharded, streamed_classes
 
 __all__ = ["DEFAULT_IGNORE_INDEX", "ArraySource", "FileSource", "calibration_report", "evaluate", "split_mask",
            "stream_calibration_report"]
@@ -151,20 +151,9 @@ class FileSource:
         first = next(iter(self._score_chunks(1)), None)
         if first is None:
             raise ValueError(f"SCORES {os.fspath(scores_path)} holds no rows; metrics need at least one sample")
-        ndim = first.ndim
-        if task != "binary":
-            if ndim < 2:
-                raise ValueError(f"{task} scores need a class axis: the file holds shape ({self.n_rows},); "
-                                 "use task='binary' for one score per sample")
-            ax = normalize_axis(axis, ndim, name="axis")
-            if ax == 0:
-                raise ValueError("streaming reads rows along the first axis, so the class axis cannot be axis 0; "
-                                 "save the scores as (samples, classes)")
-            self.n_classes = int(first.shape[ax])
-        else:
-            self.n_classes = 2
+        self.n_classes = streamed_classes(task, axis, first.shape, self.n_rows, "the file holds")
         self.axis = self.chunk_axis = axis  # chunks are rows of the file as stored
-        self.scores_per_row = max(int(np.prod(first.shape[1:])) if ndim > 1 else 1, 1)
+        self.scores_per_row = max(int(np.prod(first.shape[1:])), 1)  # the product of no axes is 1
         self.names = ("SCORES", "LABELS")
 
     def _count_labels(self) -> int:

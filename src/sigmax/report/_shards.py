@@ -20,7 +20,7 @@ from .. import io as sio
 from .._array import normalize_axis
 from ._budget import DEFAULT_BUDGET, parse_memory
 
-__all__ = ["ShardSource", "is_sharded", "iter_shard_chunks", "shard_dtype", "shard_rows"]
+__all__ = ["ShardSource", "is_sharded", "streamed_classes", "iter_shard_chunks", "shard_dtype", "shard_rows"]
 
 
 def is_sharded(spec: Any) -> bool:
@@ -74,6 +74,22 @@ def iter_shard_chunks(shards: Sequence[tuple[str, tuple[int, ...], np.dtype]], r
         yield parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def streamed_classes(task: str, axis: Any, shape: Sequence[int], n_rows: int, held: str) -> int:
+    """The number of classes of scores streamed by rows (chunks split the first axis), from a row
+    block's ``shape``; the class axis cannot be the row axis. ``held`` names the source in messages."""
+    if task == "binary":
+        return 2
+    ndim = len(shape)
+    if ndim < 2:
+        raise ValueError(f"{task} scores need a class axis: {held} shape ({n_rows},); "
+                         "use task='binary' for one score per sample")
+    ax = normalize_axis(axis, ndim, name="axis")
+    if ax == 0:
+        raise ValueError("streaming reads rows along the first axis, so the class axis cannot be axis 0; "
+                         "save the scores as (samples, classes)")
+    return int(shape[ax])
+
+
 class ShardSource:
     """Chunks of score shards and their label shards (globs or lists of ``.npy`` paths), read in order.
 
@@ -97,21 +113,9 @@ class ShardSource:
                              "row per score row (the shards are taken in sorted order)")
         if self.n_rows == 0:
             raise ValueError(f"SCORES {_spec(scores)} hold no rows; metrics need at least one sample")
-        shape = self.score_shards[0][1]
-        ndim = len(shape)
-        if task != "binary":
-            if ndim < 2:
-                raise ValueError(f"{task} scores need a class axis: the shards hold shape ({self.n_rows},); "
-                                 "use task='binary' for one score per sample")
-            ax = normalize_axis(axis, ndim, name="axis")
-            if ax == 0:
-                raise ValueError("streaming reads rows along the first axis, so the class axis cannot be axis 0; "
-                                 "save the scores as (samples, classes)")
-            self.n_classes = int(shape[ax])
-        else:
-            self.n_classes = 2
+        self.n_classes = streamed_classes(task, axis, self.score_shards[0][1], self.n_rows, "the shards hold")
         self.axis = self.chunk_axis = axis  # chunks are rows of the shards as stored
-        self.scores_per_row = max(int(np.prod(shape[1:])) if ndim > 1 else 1, 1)
+        self.scores_per_row = max(int(np.prod(self.score_shards[0][1][1:])), 1)  # the product of no axes is 1
         self.names = ("SCORES", "LABELS")
         self.n_shards = len(self.score_shards)
 
