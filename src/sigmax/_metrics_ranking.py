@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._array import resolve_axis
-from ._metrics_terms import class_column, decisions, prepare
+from ._metrics_terms import check_average, class_column, decisions, prepare
 
 __all__ = ["AVERAGES", "ap_from_groups", "auc_from_groups", "average_precision", "average_values",
            "check_ranking_average", "confusion_counts", "confusion_matrix", "group_sums", "normalize_confusion",
@@ -31,15 +31,8 @@ AVERAGES = ("macro", "weighted", "micro", None)
 
 
 def check_ranking_average(average: Any) -> Any:
-    if isinstance(average, str):
-        average = average.lower()
-        if average == "none":
-            average = None
-    if average not in AVERAGES:
-        raise ValueError(f"unknown average {average!r}; use 'macro' (mean over classes), 'weighted' (mean "
-                         "weighted by each class's positive weight, its support), 'micro' (every (sample, class) "
-                         "entry pooled) or None (one value per class)")
-    return average
+    """``average`` of :func:`roc_auc` / :func:`average_precision` (:func:`check_average`'s one rule)."""
+    return check_average(average, AVERAGES)
 
 
 def sorted_groups(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ from .activations import log1mexp
 from .interpret import to_log_probs, to_probs, validate_log_probs
 
 __all__ = [
+    "check_average",
     "MetricData",
     "add_sums",
     "brier_terms",
@@ -49,6 +50,33 @@ __all__ = [
     "weighted_mean",
     "weighted_sum",
 ]
+
+
+#: what each ``average=`` means, for the messages of :func:`check_average`
+AVERAGE_MEANINGS = {
+    "micro": "every (sample, class) decision or entry pooled",
+    "macro": "the mean over classes",
+    "weighted": "the mean weighted by each class's support",
+    None: "one value per class",
+}
+
+
+def check_average(average: Any, allowed: tuple = ("micro", "macro", "weighted", None)) -> Any:
+    """``average`` normalised (case, ``"none"`` for ``None``) and checked against ``allowed``: the one rule of
+    every ``average=`` in sigmax's metrics (precision/recall/F1, ROC AUC and AP, the torchmetrics classes).
+
+    Example:
+        >>> check_average("Macro"), check_average("none")
+        ('macro', None)
+    """
+    if isinstance(average, str):
+        average = average.lower()
+        if average == "none":
+            average = None
+    if average not in allowed:
+        choices = ", ".join(f"{a!r} ({AVERAGE_MEANINGS[a]})" for a in allowed)
+        raise ValueError(f"unknown average {average!r}; use {choices}")
+    return average
 
 #: a neutral score per space for masked multilabel entries (they carry weight 0 but must not be NaN)
 _NEUTRAL = {"logits": 0.0, "probs": 0.5, "log_probs": -math.log(2.0)}

@@ -92,6 +92,7 @@ from ._metrics_bootstrap import Interval, PairedInterval, bootstrap_ci, paired_b
 from ._metrics_ranking import average_precision, confusion_matrix, roc_auc
 from ._metrics_smooth import smooth_calibration_error
 from ._metrics_terms import (
+    check_average,
     MetricData,
     add_sums,
     brier_terms,
@@ -284,14 +285,7 @@ def accuracy(scores: Any, labels: Any, task: str, *, space: str = "logits", axis
 
 
 def _check_average(average: Any) -> Any:
-    if isinstance(average, str):
-        average = average.lower()
-        if average == "none":
-            average = None
-    if average not in _AVERAGES:
-        raise ValueError(f"unknown average {average!r}; use 'micro' (pool all decisions), 'macro' (mean over "
-                         "classes), 'weighted' (mean weighted by each class's support) or None (per-class arrays)")
-    return average
+    return check_average(average, _AVERAGES)
 
 
 def precision_recall_f1(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,

@@ -74,6 +74,7 @@ from .._binning import (
 )
 from .._inputs import canonical, spell, validate_ignore_index, validate_space, validate_task, validate_top_k
 from .._metrics_terms import (
+    check_average,
     brier_terms,
     class_column,
     classwise,
@@ -389,11 +390,7 @@ class PrecisionRecallF1(_SumMetric):
 
     def __init__(self, task: str, *, average: str | None = "micro", **kwargs: Any):
         super().__init__(task, **kwargs)
-        if isinstance(average, str):
-            average = average.lower()
-            average = None if average == "none" else average
-        if average not in _AVERAGES:
-            raise ValueError(f"unknown average {average!r}; use 'micro', 'macro', 'weighted' or None (per class)")
+        average = check_average(average, _AVERAGES)
         self.average = "micro" if self.task == "binary" and average is not None else average
 
     def _blocks(self):
