@@ -583,3 +583,12 @@ def test_ranking_curves_are_drawn_with_a_caption(task):
     ev = split_mask(0, len(y), 0.5, 0) >= 0.5
     if task == "binary":
         assert r.auc[0] == pytest.approx(metrics.roc_auc(np.asarray(rep.calibrator.transform(z[ev])), y[ev], "binary"))
+
+
+def test_nan_error_names_the_row_of_the_data_not_of_the_chunk():
+    rng = np.random.default_rng(5)
+    z, y = rng.normal(size=(300, 4)), np.arange(300) % 4
+    z[250, 1] = np.nan
+    fit = (rng.normal(size=(80, 4)), np.arange(80) % 4)
+    with pytest.raises(ValueError, match=r"first: \[250\]"):
+        calibration_report(z, y, "multiclass", fit=fit, chunk_rows=100, n_resamples=0)

@@ -210,8 +210,10 @@ def _scores64(scores: Any, name: str) -> np.ndarray:
     return to_numpy(scores, name).astype(np.float64, copy=False)
 
 
-def _check_nan(s: np.ndarray, name: str, kept: np.ndarray | None, ignore: int | None) -> None:
-    """A ``ValueError`` if scores that are kept (not ignored) hold NaN; ``kept`` has ``s``'s shape or its rows'."""
+def _check_nan(s: np.ndarray, name: str, kept: np.ndarray | None, ignore: int | None,
+               row_numbers: Any = None) -> None:
+    """A ``ValueError`` if scores that are kept (not ignored) hold NaN; ``kept`` has ``s``'s shape or its rows';
+    the message names rows by ``row_numbers`` (their numbers in the caller's data) where given."""
     if not s.size:
         return
     nan = np.isnan(s)
@@ -221,7 +223,10 @@ def _check_nan(s: np.ndarray, name: str, kept: np.ndarray | None, ignore: int | 
         nan &= kept if kept.shape == s.shape else kept.reshape(kept.shape + (1,) * (s.ndim - kept.ndim))
     rows = nan.reshape(s.shape[0], -1).any(axis=1)
     if rows.any():
-        first = np.flatnonzero(rows)[:3].tolist()
+        first = np.flatnonzero(rows)[:3]
+        if row_numbers is not None and len(row_numbers) == rows.shape[0]:
+            first = np.asarray(row_numbers)[first]
+        first = [int(r) for r in first]
         skip = (f"mark their labels with {spell('ignore_index')}" if ignore is None else
                 f"set their labels to {spell('ignore_index', ignore)}")
         raise ValueError(
@@ -316,7 +321,7 @@ def _weights(sample_weight: Any, n_rows: int, row_shape: tuple, name: str = "sam
 
 def canonical(scores: Any, labels: Any, task: str, *, axis: Any = -1, ignore_index: Any = None,
               sample_weight: Any = None, scores_name: str = "scores", labels_name: str = "labels",
-              allow_empty: bool = False) -> Canonical:
+              allow_empty: bool = False, row_numbers: Any = None) -> Canonical:
     """Validate ``scores`` and ``labels`` for ``task`` once, into a :class:`Canonical` record.
 
     Args:
@@ -328,6 +333,8 @@ def canonical(scores: Any, labels: Any, task: str, *, axis: Any = -1, ignore_ind
         ignore_index: a label value whose rows (entries, for multilabel) are left out.
         sample_weight: one non-negative weight per sample.
         allow_empty: accept zero rows (a chunk of a stream); otherwise an empty input is an error.
+        row_numbers: the rows' numbers in the caller's data (a chunk, or the rows a split kept), so that
+            messages name the user's rows, not positions within this call.
 
     Example:
         >>> c = canonical([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [1, -100, 0], "multiclass", ignore_index=-100)
@@ -387,7 +394,7 @@ def canonical(scores: Any, labels: Any, task: str, *, axis: Any = -1, ignore_ind
                 y = _binary_values(np.moveaxis(y, ax, -1), task, labels_name, ignore).reshape(-1, c)
         s = s.reshape(-1, c)
     w = _weights(sample_weight, s.shape[0], row_shape)
-    _check_nan(s, scores_name, None if y is None or ignore is None else y != ignore, ignore)
+    _check_nan(s, scores_name, None if y is None or ignore is None else y != ignore, ignore, row_numbers)
     valid = None
     n_ignored = 0
     if y is not None and ignore is not None:

@@ -365,7 +365,7 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
         how many labels ``ignore_index`` removed."""
         whole = bool(ev.all())
         c = canonical(s if whole else s[ev], y if whole else y[ev], task, axis=cax, ignore_index=ignore,
-                      allow_empty=True, **cname)
+                      allow_empty=True, row_numbers=start + np.flatnonzero(ev), **cname)  # messages: file rows
         if first_pass:
             before.add(c)
         if after is not None:
