@@ -104,7 +104,7 @@ def _bce_grad_torch(x, y, w, pw, g):
 def _kernel_ok(x, y, w, pw) -> bool:
     import torch
 
-    return (w is None and pw is None and sw._ENABLED and type(x) in (torch.Tensor, torch.nn.Parameter)
+    return (w is None and pw is None and sw.STATE.on and type(x) in (torch.Tensor, torch.nn.Parameter)
             and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.is_contiguous()
             and not x.is_neg() and type(y) is torch.Tensor and y.dtype == x.dtype and y.is_contiguous()
             and y.shape == x.shape and not y.is_neg())
@@ -147,10 +147,10 @@ def _build():
                 code = 0 if a.dtype is torch.float32 else 1
                 if op == sw.OP_LSE:
                     _ck.rows_bwd(op, code, a.data_ptr(), None, lse.contiguous().data_ptr(), g.data_ptr(),
-                                 grad.data_ptr(), A, C, sw._THREADS, ctx.flags)
+                                 grad.data_ptr(), A, C, sw.STATE.threads, ctx.flags)
                 else:
                     _ck.rows_bwd(op, code, a.data_ptr(), g.data_ptr(), None, None, grad.data_ptr(), A, C,
-                                 sw._THREADS, ctx.flags)
+                                 sw.STATE.threads, ctx.flags)
                 return grad, None, None
             # the same formulas in torch operations (any layout; differentiable for double backward)
             if op == sw.OP_SOFTMAX:
@@ -196,9 +196,9 @@ def _build():
                 if B == 1:  # the kernel also subtracts g at the targets
                     flags = ctx.fl.view(np.uint8) if ctx.fl.any() else None
                     _ck.rows_bwd(sw.OP_LSE, code, x3.data_ptr(), None, ctx.lse, gs, grad.data_ptr(), A, C,
-                                 sw._THREADS, flags, ctx.tc)
+                                 sw.STATE.threads, flags, ctx.tc)
                 else:
-                    _ck.cols_lse_bwd(code, x3.data_ptr(), ctx.lse, gs, grad.data_ptr(), A, C, B, sw._THREADS)
+                    _ck.cols_lse_bwd(code, x3.data_ptr(), ctx.lse, gs, grad.data_ptr(), A, C, B, sw.STATE.threads)
                     gn = grad.numpy()
                     if ctx.fl.any():  # an infinite maximum: no gradient (x - lse is not finite there)
                         gn.transpose(0, 2, 1)[ctx.fl.reshape(A, B)] = 0
@@ -244,7 +244,7 @@ def _build():
                 grad = new("torch", x.shape, x.dtype)
                 code = 0 if x.dtype is torch.float32 else 1
                 _ck.bce(sw.BCE_GRAD, code, x.data_ptr(), y.data_ptr(), grad.data_ptr(), ctx.n,
-                        float(g) * scale, sw._THREADS)
+                        float(g) * scale, sw.STATE.threads)
                 return grad, None, None, None, None
             if ctx.reduction != "none":
                 g = g * scale

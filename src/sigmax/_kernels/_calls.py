@@ -27,9 +27,9 @@ def split(shape, ax):
 def run_rows(op, code, x, target, shape, ax, flags):
     A, C, B = split(shape, ax)
     if B == 1:
-        _ck.rows(op, code, ptr(x), ptr(target), A, C, sw._THREADS, flags)
+        _ck.rows(op, code, ptr(x), ptr(target), A, C, sw.STATE.threads, flags)
     else:
-        _ck.cols(op, code, ptr(x), ptr(target), A, C, B, sw._THREADS, flags)
+        _ck.cols(op, code, ptr(x), ptr(target), A, C, B, sw.STATE.threads, flags)
 
 
 def ce_forward(kind, code, x3, t, ignore_index, reduction):
@@ -45,10 +45,10 @@ def ce_forward(kind, code, x3, t, ignore_index, reduction):
         if B == 1:  # classes last: the row kernel also forms the losses
             loss = np.empty(A, dtype=xn.dtype)
             lse = np.empty(A, dtype=xn.dtype)
-            count, total = _ck.ce(code, xn.reshape(A, C), t, ignore_index, loss, lse, A, C, sw._THREADS, flags)
+            count, total = _ck.ce(code, xn.reshape(A, C), t, ignore_index, loss, lse, A, C, sw.STATE.threads, flags)
         else:  # the column kernel gives (m, L) per column; the losses from the picked entries
             parts = np.empty((A, B, 2), dtype=xn.dtype)
-            _ck.cols(sw.OP_LSE_PARTS, code, xn, parts, A, C, B, sw._THREADS, flags)
+            _ck.cols(sw.OP_LSE_PARTS, code, xn, parts, A, C, B, sw.STATE.threads, flags)
             xt = np.take_along_axis(xn, tc.reshape(A, 1, B), axis=1).reshape(A * B)
             m, L = parts[..., 0].reshape(A * B), parts[..., 1].reshape(A * B)
             loss = L - (xt - m)
@@ -72,9 +72,9 @@ def bce_forward(kind, code, x, y, reduction):
     n = math.prod(tuple(x.shape))
     if reduction == "none":
         out = new(kind, x.shape, x.dtype)
-        _ck.bce(sw.BCE_NONE, code, ptr(x), ptr(y), ptr(out), n, 1.0, sw._THREADS)
+        _ck.bce(sw.BCE_NONE, code, ptr(x), ptr(y), ptr(out), n, 1.0, sw.STATE.threads)
         return out
-    total = _ck.bce(sw.BCE_SUM, code, ptr(x), ptr(y), None, n, 1.0, sw._THREADS)
+    total = _ck.bce(sw.BCE_SUM, code, ptr(x), ptr(y), None, n, 1.0, sw.STATE.threads)
     if reduction == "mean":
         total /= n
     if kind == "numpy":

@@ -47,7 +47,7 @@ class _In:
 def _accept(x, kind: str):
     """``x`` as an :class:`_In` if the ``kind`` kernel (``"numpy"`` or ``"torch"``) can read it, else the
     reason it cannot (a string)."""
-    if not sw._ENABLED:
+    if not sw.STATE.on:
         return "kernels off (SIGMAX_DISABLE_KERNELS or set_enabled)" if sw.AVAILABLE else "kernels not built"
     if kind == "numpy":
         if type(x) is not np.ndarray:
@@ -107,7 +107,7 @@ def elementwise(kind: str, name: str, x: Any, out: Any = None):
         return decline("autograd: the generic graph (its gradients are exact at 0)")
     shape = tuple(x.shape)
     target, copy_back = kernel_out(inp, out, shape)
-    _ck.elementwise(sw.EW[name], inp.code, ptr(x), ptr(target), math.prod(shape), sw._THREADS)
+    _ck.elementwise(sw.EW[name], inp.code, ptr(x), ptr(target), math.prod(shape), sw.STATE.threads)
     return finish_out(target, copy_back)
 
 

@@ -16,12 +16,26 @@ except ImportError:  # pragma: no cover - depends on the build
     ck = None
 _ck = ck
 
-__all__ = ["ck", "AVAILABLE", "enabled", "set_enabled", "use_kernels", "num_threads", "variant"]
+__all__ = ["ck", "AVAILABLE", "STATE", "threads", "enabled", "set_enabled", "use_kernels", "num_threads", "variant"]
 
 #: whether the compiled kernels were built and import
 AVAILABLE = _ck is not None
 
-_ENABLED = AVAILABLE and os.environ.get("SIGMAX_DISABLE_KERNELS", "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+class _State:
+    """The switches the calls read on every call: ``STATE.on`` (compiled path allowed), ``STATE.threads``.
+
+    One public, mutable record (an attribute read, as cheap as a module global) set only through
+    :func:`set_enabled` and :func:`num_threads`.
+    """
+
+    __slots__ = ("on", "threads")
+
+    def __init__(self, on: bool, threads: int) -> None:
+        self.on, self.threads = on, threads
+
+
 
 
 def _default_threads() -> int:
@@ -37,7 +51,9 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_THREADS = _default_threads()
+#: the switches, read by the calls (``sw.STATE.on``, ``sw.STATE.threads``)
+STATE = _State(AVAILABLE and os.environ.get("SIGMAX_DISABLE_KERNELS", "").strip().lower()
+               not in ("1", "true", "yes", "on"), _default_threads())
 
 
 def _op(name: str):
@@ -54,14 +70,13 @@ BCE_NONE, BCE_SUM, BCE_GRAD = _op("BCE_NONE"), _op("BCE_SUM"), _op("BCE_GRAD")
 
 def enabled() -> bool:
     """Whether calls may take the compiled path (built, and not switched off)."""
-    return _ENABLED
+    return STATE.on
 
 
 def set_enabled(flag: bool) -> bool:
     """Switch the compiled path on or off for this process; returns the previous setting."""
-    global _ENABLED
-    previous = _ENABLED
-    _ENABLED = bool(flag) and AVAILABLE
+    previous = STATE.on
+    STATE.on = bool(flag) and AVAILABLE
     return previous
 
 
@@ -77,15 +92,15 @@ def use_kernels(flag: bool):
 
 def num_threads(n: int | None = None) -> int:
     """The number of threads the kernels use; ``num_threads(n)`` sets it (returns the old value)."""
-    global _THREADS
-    old = _THREADS
+    old = STATE.threads
     if n is not None:
-        _THREADS = max(1, int(n))
+        STATE.threads = max(1, int(n))
     return old
 
 
 def threads() -> int:
-    return _THREADS
+    """The number of threads the kernels use."""
+    return STATE.threads
 
 
 def variant() -> str | None:
