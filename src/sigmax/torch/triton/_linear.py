@@ -29,12 +29,40 @@ import torch
 
 from .. import _chunked as ch
 from ._ops import check_device, interpreting
+from ._rows import jit_device
 
 #: ``triton.language``, bound by :func:`build` on first use: importing this module never imports Triton
 #: (which must be imported after ``TRITON_INTERPRET`` is set for its interpreter to work).
 tl = None
 
 __all__ = ["fused", "linear_cross_entropy"]
+
+
+def logit_tile(H, W, B, rows64, rmask, cols, cmask, D, softcap, HAS_B: tl.constexpr, SOFTCAP: tl.constexpr,
+               PREC: tl.constexpr, UPCAST: tl.constexpr, BM: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr):
+    """The ``(BM, BV)`` logit tile ``h W^T (+ b)`` of rows ``rows64`` and columns ``cols`` (``tl.dot`` over
+    ``D`` in steps of ``BD``, float32 accumulation), through the softcap ``softcap tanh(z / softcap)``
+    (tanh by ``exp(-2|u|)``: no overflow, absolute error ~ eps * softcap)."""
+    cols64 = cols.to(tl.int64)
+    acc = tl.zeros([BM, BV], tl.float32)
+    for d0 in range(0, D, BD):
+        ds = d0 + tl.arange(0, BD)
+        dmask = ds < D
+        h = tl.load(H + rows64[:, None] * D + ds[None, :], mask=rmask[:, None] & dmask[None, :], other=0.0)
+        w = tl.load(W + cols64[:, None] * D + ds[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0)
+        if UPCAST:  # the interpreter's bfloat16/float16 products are unreliable
+            h = h.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(h, tl.trans(w), acc, input_precision=PREC)
+    z = acc
+    if HAS_B:
+        z = z + tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
+    if SOFTCAP:
+        u = z / softcap
+        e2 = tl.exp(-2.0 * tl.abs(u))
+        th = (1.0 - e2) / (1.0 + e2)
+        z = softcap * tl.where(u < 0, -th, th)
+    return z
 
 
 def lce_forward(H, W, B, CW, TGT, MP, TP, ZTP, ZWP, N, V, D, v_per_split, softcap,
@@ -55,27 +83,7 @@ def lce_forward(H, W, B, CW, TGT, MP, TP, ZTP, ZWP, N, V, D, v_per_split, softca
     for v0 in range(v_start, tl.minimum(v_start + v_per_split, V), BV):
         cols = v0 + tl.arange(0, BV)
         cmask = cols < V
-        cols64 = cols.to(tl.int64)
-        acc = tl.zeros([BM, BV], tl.float32)
-        for d0 in range(0, D, BD):
-            ds = d0 + tl.arange(0, BD)
-            dmask = ds < D
-            h = tl.load(H + rows64[:, None] * D + ds[None, :], mask=rmask[:, None] & dmask[None, :], other=0.0)
-            if UPCAST:  # the interpreter's bfloat16/float16 products are unreliable
-                h = h.to(tl.float32)
-            w = tl.load(W + cols64[:, None] * D + ds[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0)
-            if UPCAST:  # the interpreter's bfloat16/float16 products are unreliable
-                w = w.to(tl.float32)
-            acc = tl.dot(h, tl.trans(w), acc, input_precision=PREC)
-        z = acc
-        if HAS_B:
-            z = z + tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
-        if SOFTCAP:
-            # softcap * tanh(z / softcap), tanh by exp(-2|u|): no overflow, absolute error ~ eps * softcap
-            u = z / softcap
-            e2 = tl.exp(-2.0 * tl.abs(u))
-            th = (1.0 - e2) / (1.0 + e2)
-            z = softcap * tl.where(u < 0, -th, th)
+        z = logit_tile(H, W, B, rows64, rmask, cols, cmask, D, softcap, HAS_B, SOFTCAP, PREC, UPCAST, BM, BV, BD)
         zt += tl.sum(tl.where(cols[None, :] == tgt[:, None], z, 0.0), 1)
         if SMOOTH:
             if HAS_CW:
@@ -118,26 +126,7 @@ def lce_backward(H, W, B, CW, TGT, LSE, CC, BC, EC, GH, GW, GB, N, V, D, softcap
     cmask = cols < V
     rows64 = rows.to(tl.int64)
     cols64 = cols.to(tl.int64)
-    acc = tl.zeros([BM, BV], tl.float32)
-    for d0 in range(0, D, BD):
-        ds = d0 + tl.arange(0, BD)
-        dmask = ds < D
-        h = tl.load(H + rows64[:, None] * D + ds[None, :], mask=rmask[:, None] & dmask[None, :], other=0.0)
-        if UPCAST:  # the interpreter's bfloat16/float16 products are unreliable
-            h = h.to(tl.float32)
-        w = tl.load(W + cols64[:, None] * D + ds[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0)
-        if UPCAST:  # the interpreter's bfloat16/float16 products are unreliable
-            w = w.to(tl.float32)
-        acc = tl.dot(h, tl.trans(w), acc, input_precision=PREC)
-    z = acc
-    if HAS_B:
-        z = z + tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    if SOFTCAP:
-        u = z / softcap
-        e2 = tl.exp(-2.0 * tl.abs(u))
-        th = (1.0 - e2) / (1.0 + e2)
-        th = tl.where(u < 0, -th, th)
-        z = softcap * th
+    z = logit_tile(H, W, B, rows64, rmask, cols, cmask, D, softcap, HAS_B, SOFTCAP, PREC, UPCAST, BM, BV, BD)
     lse = tl.load(LSE + rows, mask=rmask, other=0.0)
     c = tl.load(CC + rows, mask=rmask, other=0.0)
     p = tl.where(lse[:, None] > -float("inf"), tl.exp(z - lse[:, None]), 0.0)  # z <= lse: no overflow
@@ -154,6 +143,7 @@ def lce_backward(H, W, B, CW, TGT, LSE, CC, BC, EC, GH, GW, GB, N, V, D, softcap
         else:
             g = g - ec[:, None]
     if SOFTCAP:
+        th = z / softcap  # tanh(r / softcap)
         g = g * (1.0 - th * th)  # d(softcap tanh(r / softcap)) / dr
     g = tl.where(rmask[:, None] & cmask[None, :], g, 0.0)
     run = True
@@ -186,8 +176,12 @@ def build(interpret: bool):
     import triton
     import triton.language as tl
 
+    jit_device(globals(), {"logit_tile": logit_tile_source})
     return {f.__name__: triton.jit(f) for f in (lce_forward, lce_backward)}
 
+
+#: the device function's source (the module name ``logit_tile`` is bound to its jitted form by :func:`build`)
+logit_tile_source = logit_tile
 
 #: Tile sizes (rows, vocabulary columns, features) on a GPU, and under the interpreter (tiny, so the
 #: tests' ragged shapes cross several tiles). ``tl.dot`` needs at least 16 in every dimension.

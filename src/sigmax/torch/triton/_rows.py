@@ -3,8 +3,9 @@ r"""Triton row kernels: the softmax family, cross-entropy and BCE with logits (k
 The functions below are the *sources* of Triton kernels, left undecorated on purpose: :func:`build`
 wraps them with ``triton.jit`` on first use, so that importing this module never compiles or decides
 anything, and ``TRITON_INTERPRET=1`` set later (by a test, before the first call) still makes them
-run in Triton's interpreter on CPU tensors. Triton calls no plain Python function inside a kernel,
-so the shared pieces (the online log-sum-exp, ``log1p``) are written out in each kernel.
+run in Triton's interpreter on CPU tensors. The pieces several kernels share (:func:`lse_scan`, the
+online log-sum-exp of a row; :func:`log1p_`) are device functions, ``triton.jit`` -ed by :func:`build`
+first, so the kernels call them by their module names (:data:`DEVICE`).
 
 Every kernel reads its rows in their own dtype and computes in float32 (float16/bfloat16 input is
 accumulated in float32, docs/ARCHITECTURE.md "Dtypes"). One program handles one row (classes on the
@@ -31,12 +32,18 @@ tl = None
 __all__ = ["build"]
 
 
-def row_stats(X, stride, C, inv_t, M, T, K,
-              BLOCK: tl.constexpr):
-    """Per row: ``M`` max of the finite entries (-inf if none), ``T`` = sum exp(x - M) - 1, ``K`` the
-    count of +inf entries, or NaN in ``K`` where the row holds a NaN."""
-    row = tl.program_id(0).to(tl.int64)
-    base = X + row * stride
+def log1p_(u):
+    """``log1p(u)`` for ``u >= -1`` as ``log(1 + u) * u / ((1 + u) - 1)`` (exact where ``1 + u`` rounds;
+    Goldberg's identity): ``-inf`` at ``u = -1``."""
+    w = 1.0 + u
+    out = tl.where(w == 1.0, u, tl.log(w) * (u / (w - 1.0)))
+    return tl.where(w == 0.0, -float("inf"), out)
+
+
+def lse_scan(base, C, inv_t, BLOCK: tl.constexpr):
+    """The online log-sum-exp of the row at ``base`` (``C`` entries, times ``inv_t``) in blocks of ``BLOCK``:
+    ``(m, t, k)``: the max of the finite entries (-inf if none), ``t = sum exp(x - m) - 1`` (the max's own
+    term left out exactly) and the count of +inf entries (NaN where the row holds a NaN)."""
     mv = tl.full([BLOCK], -float("inf"), tl.float32)  # per lane: the running finite max,
     tv = tl.full([BLOCK], -1.0, tl.float32)  # and sum exp(x - max) - 1 (-1: nothing summed yet)
     kv = tl.zeros([BLOCK], tl.float32)
@@ -54,7 +61,15 @@ def row_stats(X, stride, C, inv_t, M, T, K,
     a = tl.where(mv == -float("inf"), 0.0, tl.exp(mv - m))
     top = mv == m  # all lanes when the row is empty: t = -1
     t = tl.sum(tl.where(top, tv, (tv + 1.0) * a), 0) + (tl.sum(top.to(tl.float32), 0) - 1.0)
-    k = tl.sum(kv, 0)
+    return m, t, tl.sum(kv, 0)
+
+
+def row_stats(X, stride, C, inv_t, M, T, K,
+              BLOCK: tl.constexpr):
+    """Per row: ``M`` max of the finite entries (-inf if none), ``T`` = sum exp(x - M) - 1, ``K`` the
+    count of +inf entries, or NaN in ``K`` where the row holds a NaN."""
+    row = tl.program_id(0).to(tl.int64)
+    m, t, k = lse_scan(X + row * stride, C, inv_t, BLOCK)
     tl.store(M + row, m)
     tl.store(T + row, t)
     tl.store(K + row, k)
@@ -135,27 +150,8 @@ def ce_forward(X, stride, TGT, TSTRIDE, W, C, ignore_index, eps, LOSS, LSE,
     ``lse - x`` is formed as ``(m - x) + log1p(t)``. Writes ``LOSS`` and ``LSE`` per row."""
     row = tl.program_id(0).to(tl.int64)
     base = X + row * stride
-    mv = tl.full([BLOCK], -float("inf"), tl.float32)  # per lane: the running finite max,
-    tv = tl.full([BLOCK], -1.0, tl.float32)  # and sum exp(x - max) - 1 (-1: nothing summed yet)
-    kv = tl.zeros([BLOCK], tl.float32)
-    for start in range(0, C, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        x = tl.load(base + cols, mask=cols < C, other=-float("inf")).to(tl.float32)
-        kv += tl.where(x == float("inf"), 1.0, tl.where(x != x, float("nan"), 0.0))
-        xf = tl.where((x == float("inf")) | (x != x), -float("inf"), x)  # the finite part
-        up = xf > mv
-        # a new lane max: the old sum rescaled, the new max's own term (1) left out exactly
-        tv = tl.where(up, (tv + 1.0) * tl.exp(mv - xf),
-                      tl.where(mv == -float("inf"), tv, tv + tl.exp(xf - mv)))
-        mv = tl.where(up, xf, mv)
-    m = tl.max(mv, 0)
-    a = tl.where(mv == -float("inf"), 0.0, tl.exp(mv - m))
-    top = mv == m  # all lanes when the row is empty: t = -1
-    t = tl.sum(tl.where(top, tv, (tv + 1.0) * a), 0) + (tl.sum(top.to(tl.float32), 0) - 1.0)
-    k = tl.sum(kv, 0)
-    u = 1.0 + t
-    l1p = tl.where(u == 1.0, t, tl.log(u) * (t / (u - 1.0)))  # log1p(t), exact where 1 + t rounds
-    l1p = tl.where(u == 0.0, -float("inf"), l1p)
+    m, t, k = lse_scan(base, C, 1.0, BLOCK)
+    l1p = log1p_(t)
     shift = tl.where(m > -float("inf"), m, 0.0)
     lse = shift + l1p
     lse = tl.where(k > 0, float("inf"), lse)
@@ -267,9 +263,7 @@ def bce_forward(X, Y, W, PW, LOSS, N, HAS_W: tl.constexpr, HAS_PW: tl.constexpr,
     if HAS_PW:
         pw = tl.load(PW + offs, mask=mask, other=1.0).to(tl.float32)
     a = tl.abs(x)
-    v = tl.exp(-a)
-    u = 1.0 + v
-    sp = tl.where(u == 1.0, v, tl.log(u) * (v / (u - 1.0)))  # log1p(exp(-|x|)) = -log sigmoid(|x|)
+    sp = log1p_(tl.exp(-a))  # log1p(exp(-|x|)) = -log sigmoid(|x|)
     c = tl.where(x > 0, 1.0 - y, pw * y)
     lin = tl.where(c == 0.0, 0.0, c * a)
     loss = lin + (pw * y + (1.0 - y)) * sp
@@ -300,13 +294,26 @@ def bce_backward(X, Y, W, PW, G, GX, GY, N, G_SCALAR: tl.constexpr, HAS_W: tl.co
     gx = g * ((1.0 + (pw - 1.0) * y) * sig - pw * y)
     tl.store(GX + offs, gx.to(GX.dtype.element_ty), mask=mask)
     if WANT_Y:
-        u = 1.0 + v
-        sp = tl.where(u == 1.0, v, tl.log(u) * (v / (u - 1.0))) + tl.maximum(-x, 0.0)  # softplus(-x)
+        sp = log1p_(v) + tl.maximum(-x, 0.0)  # softplus(-x)
         gy = g * ((pw - 1.0) * sp - x)
         tl.store(GY + offs, gy.to(GY.dtype.element_ty), mask=mask)
 
 
 SOURCES = (row_stats, row_write, row_backward, lse_backward, ce_forward, ce_backward, bce_forward, bce_backward)
+#: the device functions the kernels call, by name: jitted first, bound in this module's namespace
+DEVICE = {"log1p_": log1p_, "lse_scan": lse_scan}
+
+
+def jit_device(namespace: dict, sources: dict) -> None:
+    """Bind each device function of ``sources`` in ``namespace`` (a module's globals), ``triton.jit`` -ed.
+
+    Triton resolves a kernel's calls through the kernel's globals when it compiles (or, in the
+    interpreter, when it runs), so the names must refer to jitted functions before the first launch.
+    """
+    import triton
+
+    for name, fn in sources.items():
+        namespace[name] = triton.jit(fn)
 
 
 @functools.lru_cache(maxsize=2)
@@ -317,4 +324,5 @@ def build(interpret: bool):
     import triton
     import triton.language as tl
 
+    jit_device(globals(), DEVICE)
     return {f.__name__: triton.jit(f) for f in SOURCES}
