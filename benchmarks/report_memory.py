@@ -17,33 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+
+from sigmax.testing import peak_memory
 
 
 def peak(argv: list[str], env: dict | None = None) -> tuple[int, int, int, float, str]:
     """(exit status, peak RssAnon bytes, VmHWM bytes, seconds, stderr tail) of ``python -m sigmax ARGV``."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "sigmax", *argv], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, env=env)
-    status, anon, hwm = f"/proc/{p.pid}/status", 0, 0
-    while p.poll() is None:
-        try:
-            with open(status) as fh:
-                for line in fh:
-                    if line.startswith("RssAnon:"):
-                        anon = max(anon, int(line.split()[1]) * 1024)
-                    elif line.startswith("VmHWM:"):
-                        hwm = max(hwm, int(line.split()[1]) * 1024)
-        except OSError:  # the child is exiting
-            break
-        time.sleep(0.002)
-    _, err = p.communicate()
-    return p.returncode, anon, hwm, time.perf_counter() - t0, err.decode()[-300:]
+    run = peak_memory([sys.executable, "-m", "sigmax", *argv], env=env)
+    return run.returncode, run.rss_anon, run.vm_hwm, run.seconds, run.stderr[-300:]
 
 
 def make_files(folder: str, n: int, c: int, seed: int = 0) -> tuple[str, str]:

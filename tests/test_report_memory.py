@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+
+from sigmax.testing import peak_memory
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists("/proc/self/status"),
                                                    reason="reads /proc/PID/status (Linux)")]
@@ -30,19 +30,8 @@ SLACK = 64 << 20
 
 def _peak(argv: list[str]) -> tuple[int, int, str]:
     """Run ``sigmax ARGV`` in a child process; return (exit status, peak RssAnon bytes, stderr)."""
-    p = subprocess.Popen([sys.executable, "-m", "sigmax", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    status, peak = f"/proc/{p.pid}/status", 0
-    while p.poll() is None:
-        try:
-            with open(status) as fh:
-                for line in fh:
-                    if line.startswith("RssAnon:"):
-                        peak = max(peak, int(line.split()[1]) * 1024)
-        except OSError:  # the child is exiting
-            break
-        time.sleep(0.002)
-    _out, err = p.communicate()
-    return p.returncode, peak, err.decode()
+    run = peak_memory([sys.executable, "-m", "sigmax", *argv])
+    return run.returncode, run.rss_anon, run.stderr
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["TOLERANCES", "tolerance", "assert_close", "to_numpy", "Backend", "available_backends", "ulp_error"]
+__all__ = ["TOLERANCES", "tolerance", "assert_close", "to_numpy", "Backend", "available_backends", "ulp_error",
+           "PeakMemory", "peak_memory"]
 
 from ._tolerance import TOLERANCES, tolerance  # the one tolerance table, re-exported for tests
 
@@ -241,3 +242,52 @@ def measure_accuracy(name: str, backend: Backend, dtype: str, n: int = 1500, fn:
             normal &= (np.abs(x.astype(np.float64)) >= tiny) | (x == 0)
         err = np.where(normal, err, 0.0)
     return float(np.nanmax(err))
+
+
+# ------------------------------------------------------------------------------------ memory of a process
+@dataclass
+class PeakMemory:
+    """What :func:`peak_memory` saw of a child process: its exit status, its peak anonymous resident memory
+    (``RssAnon``: heap, NumPy buffers; not the page cache of memory-mapped files), its peak resident set
+    (``VmHWM``, file pages included), the wall seconds and its output."""
+
+    returncode: int
+    rss_anon: int
+    vm_hwm: int
+    seconds: float
+    stdout: str
+    stderr: str
+
+
+def peak_memory(argv: list[str], *, env: dict | None = None, interval: float = 0.002) -> PeakMemory:
+    """Run ``argv`` as a child process and poll its ``/proc/PID/status`` every ``interval`` seconds (Linux).
+
+    Measured on the process, not with ``tracemalloc`` (which sees only Python's allocator): the peak of
+    ``RssAnon`` is what a memory budget bounds.
+
+    Example:
+        >>> import sys
+        >>> run = peak_memory([sys.executable, "-c", "import numpy as np; a = np.ones(50_000_000)"])  # doctest: +SKIP
+        >>> run.returncode, run.rss_anon > 350e6  # doctest: +SKIP
+        (0, True)
+    """
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    p = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    status, anon, hwm = f"/proc/{p.pid}/status", 0, 0
+    while p.poll() is None:
+        try:
+            with open(status) as fh:
+                for line in fh:
+                    if line.startswith("RssAnon:"):
+                        anon = max(anon, int(line.split()[1]) * 1024)
+                    elif line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]) * 1024)
+        except OSError:  # the child is exiting
+            break
+        time.sleep(interval)
+    out, err = p.communicate()
+    return PeakMemory(p.returncode, anon, hwm, time.perf_counter() - t0, out.decode(errors="replace"),
+                      err.decode(errors="replace"))
