@@ -21,6 +21,15 @@ Every other metric (and option) is re-run on each resample, from the same row in
 routes give the same numbers. Rows are drawn in blocks of ``chunk`` resamples as
 ``rng.integers(0, n, size=(chunk, n))`` with ``rng = numpy.random.default_rng(seed)``
 (:func:`resample_indices`).
+
+The Poisson bootstrap (``resampling="poisson"``, the one Dask arrays use): row :math:`i` enters
+resample :math:`r` :math:`K_{ri} \sim \mathrm{Poisson}(1)` times, independently, the count a hash of
+``(seed, i, r)`` alone (:func:`poisson_counts`; :math:`i` is the row's index in the input, before
+``ignore_index`` drops rows), so any chunking of the rows draws the same counts. For the metrics with
+a per-row state :math:`X` (:func:`poisson_plan`: the means, equal-width calibration errors,
+precision/recall/F1 from counts) the resamples are :math:`F(K X)`; on Dask each block adds its
+:math:`K_b X_b` (``n_resamples x state``) in the reduction tree. Other metrics (in memory only) are
+re-run on the rows repeated by their counts.
 """
 
 from __future__ import annotations
@@ -35,11 +44,15 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from ._binning import assign, debiased_squared, equal_width_edges, errors_from_sums
-from ._inputs import canonical, validate_space, validate_task
+from ._dask import delayed_blocks, row_layout, tree_reduce
+from ._inputs import canonical, is_dask, to_numpy, validate_space, validate_task
 from ._metrics_ranking import ap_from_groups, auc_from_groups, group_sums, sorted_groups
-from ._metrics_terms import brier_terms, class_column, decisions, from_canonical, nll_terms, top_label, topk_correct
+from ._metrics_terms import (brier_terms, check_average, class_column, decisions, from_canonical, nll_terms, prepare,
+                             prf_from_counts, top_label, topk_correct)
 
-__all__ = ["Interval", "PairedInterval", "bootstrap_ci", "paired_bootstrap", "register", "resample_indices"]
+__all__ = ["Interval", "PairedInterval", "POISSON_STATE", "RESAMPLINGS", "bootstrap_ci", "paired_bootstrap",
+           "poisson_counts", "poisson_dask", "poisson_key", "poisson_plan", "refuse_poisson", "register",
+           "resample_indices"]
 
 #: metric function -> (name, higher_is_better, fast kind or None)
 _REGISTRY: dict[Any, tuple[str, bool, str | None]] = {}
@@ -330,6 +343,222 @@ def _jackknife(datas, metric, key, kw, n, seed) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
+# the Poisson bootstrap: per-row Poisson(1) counts from (seed, row), states summed over chunks
+# --------------------------------------------------------------------------------------------
+
+#: the Poisson(1) distribution function at 0, 1, 2, ... (the last entry closes the tail at 1)
+_POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(j) for j in range(24)])
+_POISSON_CDF[-1] = 1.0
+#: the most numbers one Poisson state may hold (n_resamples x per-row state: 128 MiB of float64)
+POISSON_STATE = 1 << 24
+RESAMPLINGS = ("multinomial", "poisson")
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that scrambles every bit (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def poisson_key(seed: Any) -> int:
+    """The 64-bit key of a seed (an int, a sequence of ints or ``None`` for fresh entropy)."""
+    if isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        raise ValueError("resampling='poisson' draws each row's counts from the seed and the row's index, so "
+                         "seed must be an int (or None), not a Generator")
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+
+def poisson_counts(key: int, rows: np.ndarray, resamples: np.ndarray) -> np.ndarray:
+    """``(len(resamples), len(rows))`` Poisson(1) counts of the given global row indices: a function of
+    ``(key, row, resample)`` only, so any chunking of the rows draws the same counts.
+
+    Example:
+        >>> k = poisson_counts(poisson_key(0), np.arange(100_000), np.arange(2))
+        >>> k.shape, round(float(k.mean()), 2), bool(np.array_equal(k[:, 5:9], poisson_counts(poisson_key(0),
+        ...                                          np.arange(5, 9), np.arange(2))))
+        ((2, 100000), 1.0, True)
+    """
+    with np.errstate(over="ignore"):
+        r = np.asarray(resamples, dtype=np.uint64)[:, None]
+        x = _mix(np.asarray(rows, dtype=np.uint64)[None, :] * np.uint64(0x9E3779B97F4A7C15) + _mix(r + np.uint64(key)))
+        u = (_mix(x) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53  # uniform on [0, 1)
+    return np.searchsorted(_POISSON_CDF, u, side="right").astype(np.float64)
+
+
+def _entry_sums(conf, out, w, n_rows: int, n_bins: int) -> np.ndarray:
+    """Per row: equal-width ``(count, weight, sconf, sacc, w2)`` bin sums of its entries, ``(n, 5 * n_bins)``."""
+    ww = np.ones(conf.shape) if w is None else np.broadcast_to(np.asarray(w, dtype=np.float64), conf.shape)
+    cell = np.repeat(np.arange(n_rows), conf.size // max(n_rows, 1)) * n_bins + assign(conf, equal_width_edges(n_bins))
+    cols = ((ww > 0) * 1.0, ww, ww * conf, ww * out, ww * ww)
+    return np.concatenate([np.bincount(cell, weights=c, minlength=n_rows * n_bins).reshape(n_rows, n_bins)
+                           for c in cols], axis=1)
+
+
+def _norm(kw: dict) -> str:
+    n = str(kw.get("norm", "l1")).lower()
+    return {"ece": "l1", "mce": "max", "inf": "max", "rms": "l2", "rmsce": "l2"}.get(n, n)
+
+
+def poisson_plan(metric: Callable, kw: dict, key: str | None):
+    """``(rows, finish)`` for a metric whose resample value is a function of per-row sums, else ``None``:
+    ``rows(d)`` is the ``(n, m)`` per-row state of a :class:`MetricData`, and ``finish(S)`` turns the
+    ``(R, m)`` count-weighted sums ``S = K @ rows`` into the ``R`` values."""
+    entry = _REGISTRY.get(metric)
+    if entry is None:
+        return None
+    name, _, kind = entry
+    kw = _defaults(metric, kw)
+    if kind in ("nll", "brier", "accuracy") and key is None:
+        def rows(d):
+            if kind == "nll":
+                terms = nll_terms(d)
+            elif kind == "brier":
+                terms = brier_terms(d)
+            elif d.task == "multiclass":
+                terms = topk_correct(d, int(kw.get("top_k", 1))).astype(np.float64)
+            else:
+                terms = (decisions(d, kw.get("threshold")) == d.y).astype(np.float64)
+            a, b = _row_sum(terms, d.w, d.n)
+            inf = np.isinf(a)  # an infinite term: infinite in every resample that draws its row
+            return np.stack([np.where(inf, 0.0, a), b, inf * 1.0], axis=1)
+        return rows, lambda s: np.where(s[:, 2] > 0, np.inf, _ratio(s[:, 0], s[:, 1]))
+    if kind == "calibration_error" and key is None:
+        binning = str(kw.get("binning", "equal_width")).lower().replace("-", "_")
+        if binning not in ("equal_width", "uniform", "width"):
+            return None
+        mode = str(kw.get("mode", "top_label")).lower().replace("-", "_")
+        top = mode in ("top_label", "top", "toplabel")
+        n_bins, norm = int(kw.get("n_bins", 15)), _norm(kw)
+        mbc, debias = int(kw.get("min_bin_count", 10)), bool(kw.get("debias", False))
+
+        def rows(d):
+            if top:
+                return _entry_sums(*top_label(d), d.n, n_bins)
+            cols = [class_column(d, c) for c in range(1 if d.task == "binary" else d.p.shape[1])]
+            return np.concatenate([_entry_sums(conf, out, w, d.n, n_bins) for conf, out, w in cols], axis=1)
+
+        def finish(s):
+            s = s.reshape(s.shape[0], -1, 5, n_bins)  # (R, sets, 5, bins)
+            count, wsum, sconf, sacc, w2 = (s[:, :, j] for j in range(5))
+            if debias:
+                return np.sqrt(np.maximum(0.0, debiased_squared(count, wsum, sconf, sacc, w2))).mean(axis=1)
+            e = errors_from_sums(count, wsum, sconf, sacc, norm, mbc)
+            if norm != "max":
+                return e.mean(axis=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: undefined resamples
+                return np.nanmean(e, axis=1)
+        return rows, finish
+    if name == "precision_recall_f1" and key in ("precision", "recall", "f1"):
+        threshold, average = kw.get("threshold"), check_average(kw.get("average", "micro"))
+        if average is None:
+            return None
+
+        def rows(d):
+            pred = decisions(d, threshold)
+            if d.task == "multiclass":
+                c = d.p.shape[1]
+                onehot_y, onehot_p = np.eye(c)[d.y], np.eye(c)[pred]
+                w = np.ones(d.n) if d.w is None else d.w
+                tp = onehot_y * onehot_p * w[:, None]
+                return np.concatenate([tp, onehot_p * w[:, None] - tp, onehot_y * w[:, None] - tp], axis=1)
+            pred, y = pred.reshape(d.n, -1), d.y.reshape(d.n, -1)
+            w = np.ones(y.shape) if d.w is None else d.w.reshape(d.n, -1)
+            return np.concatenate([w * ((pred == 1) & (y == 1)), w * ((pred == 1) & (y == 0)),
+                                   w * ((pred == 0) & (y == 1))], axis=1)
+
+        def finish(s):
+            tp, fp, fn = np.split(s, 3, axis=1)
+            return np.array([prf_from_counts(a, b, c, average if tp.shape[1] > 1 else "micro")[key]
+                             for a, b, c in zip(tp, fp, fn)])
+        return rows, finish
+    return None
+
+
+def refuse_poisson(metric: Callable, key: str | None, why: str = "") -> ValueError:
+    return ValueError(f"bootstrap_ci of {_name(metric)}{'' if key is None else f' (key={key!r})'} on a Dask array: "
+                      f"{why or 'its resample value is not a function of per-row sums'}, so the Poisson bootstrap "
+                      "cannot add it up chunk by chunk; Dask arrays support nll, brier, accuracy, calibration_error "
+                      "(equal-width bins) and precision_recall_f1 (key='precision'/'recall'/'f1', an average); "
+                      "for another metric bootstrap a bounded sample in memory: bootstrap_ci(metric, "
+                      "scores[idx].compute(), labels[idx].compute(), ...) with idx a sorted random choice of rows")
+
+
+def _kept_rows(labels: Any, task: str, ignore_index: Any, m: int) -> np.ndarray:
+    """The input row indices that ``ignore_index`` keeps (multilabel masks entries, never rows)."""
+    if ignore_index is None or task == "multilabel":
+        return np.arange(m)
+    lab = to_numpy(labels, "labels").reshape(-1)
+    return np.flatnonzero(lab != ignore_index)
+
+
+def _poisson_memory(data: _Data, metric, key, kw, labels, ignore_index, n_resamples, seed) -> np.ndarray:
+    """The Poisson-bootstrap values of in-memory data: the same counts as a Dask array of the same rows."""
+    c, n = data.c, data.d.n
+    rows_all = _kept_rows(labels, c.task, ignore_index, n + (0 if c.task == "multilabel" else c.n_ignored))
+    if rows_all.size != n:  # pragma: no cover - canonical drops exactly these rows
+        raise RuntimeError("the rows kept by ignore_index do not match the canonical record")
+    k = poisson_key(seed)
+    plan = poisson_plan(metric, kw, key)
+    if plan is not None:
+        rows, finish = plan
+        x = rows(data.d)
+        _check_state(n_resamples, x.shape[1])
+        total = np.zeros((n_resamples, x.shape[1]))
+        step = max(1, _CELLS // n_resamples)
+        for a in range(0, n, step):
+            total += poisson_counts(k, rows_all[a:a + step], np.arange(n_resamples)) @ x[a:a + step]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(finish(total), dtype=np.float64)
+    out = np.empty(n_resamples)
+    for r in range(n_resamples):  # any other metric: re-run on the rows repeated by their counts
+        out[r] = _safe(data, metric, key, kw, np.repeat(np.arange(n), poisson_counts(k, rows_all, [r])[0].astype(int)))
+    return out
+
+
+def _check_state(n_resamples: int, m: int) -> None:
+    if n_resamples * m > POISSON_STATE:
+        raise ValueError(f"the Poisson bootstrap state of {n_resamples} resamples x {m} per-row sums exceeds "
+                         f"{POISSON_STATE} numbers; use fewer n_resamples, fewer n_bins, or mode='top_label'")
+
+
+def poisson_dask(metric, key, kw, scores, labels, task, space, axis, ignore_index, sample_weight,
+                 n_resamples, seed) -> np.ndarray:
+    """The Poisson-bootstrap values of Dask arrays: one tree reduction of ``(n_resamples, m)`` sums.
+
+    Example:
+        >>> import dask.array as da, sigmax.metrics as M
+        >>> z, y = np.linspace(-2, 2, 50), np.arange(50) % 2
+        >>> v = poisson_dask(M.nll, None, {}, da.from_array(z, chunks=7), y, "binary", "logits", -1, None, None, 5, 0)
+        >>> v.shape, bool(np.all(v > 0))
+        ((5,), True)
+    """
+    plan = poisson_plan(metric, kw, key)
+    if plan is None:
+        raise refuse_poisson(metric, key)
+    rows, finish = plan
+    s, y, w = row_layout(scores, labels, task, axis=axis, sample_weight=sample_weight)
+    offsets = np.concatenate([[0], np.cumsum(s.chunks[0])])
+    k = poisson_key(seed)
+
+    def part(sb, yb, wb, start):
+        d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=True,
+                    allow_empty=True)
+        if not d.n:
+            return None
+        x = rows(d)
+        _check_state(n_resamples, x.shape[1])
+        kept = start + _kept_rows(np.asarray(yb), task, ignore_index, int(np.shape(sb)[0]))
+        return poisson_counts(k, kept, np.arange(n_resamples)) @ x
+
+    blocks = [(*b, int(o)) for b, o in zip(delayed_blocks(s, y, w), offsets[:-1])]
+    total = tree_reduce(part, blocks)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(finish(total), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
 # intervals
 # --------------------------------------------------------------------------------------------
 
@@ -345,6 +574,19 @@ def _check(metric, n_resamples, level, method) -> str:
     if m not in ("percentile", "bca"):
         raise ValueError(f"unknown method {method!r}; use 'percentile' or 'bca' (bias-corrected and accelerated)")
     return m
+
+
+def _check_resampling(resampling: Any, on_dask: bool) -> str:
+    r = resampling.lower() if isinstance(resampling, str) else resampling
+    if r is None:
+        return "poisson" if on_dask else "multinomial"
+    if r not in RESAMPLINGS:
+        raise ValueError(f"unknown resampling {resampling!r}; use 'multinomial' (n rows drawn with replacement) or "
+                         "'poisson' (a Poisson(1) count per row, the one Dask arrays use)")
+    if on_dask and r == "multinomial":
+        raise ValueError("resampling='multinomial' on a Dask array needs the whole index set at once; use "
+                         "resampling='poisson' (the default for Dask arrays: per-row counts drawn on the workers)")
+    return r
 
 
 def _defined(values: np.ndarray, name: str, extra: np.ndarray | None = None) -> np.ndarray:
@@ -388,7 +630,7 @@ def _name(metric) -> str:
 def bootstrap_ci(metric: Callable, scores: Any, labels: Any, task: str, *, n_resamples: int = 1000,
                  level: float = 0.95, seed: Any = 0, method: str = "percentile", key: str | None = None,
                  space: str = "logits", axis: int = -1, ignore_index: Any = None, sample_weight: Any = None,
-                 **metric_kwargs) -> Interval:
+                 resampling: str | None = None, **metric_kwargs) -> Interval:
     r"""A bootstrap confidence interval for any metric of :mod:`sigmax.metrics`.
 
     The rows (samples; a multilabel row with all its entries) are resampled with replacement
@@ -416,6 +658,16 @@ def bootstrap_ci(metric: Callable, scores: Any, labels: Any, task: str, *, n_res
         seed: seed of ``numpy.random.default_rng`` (the same seed gives the same resamples).
         method: ``"percentile"`` or ``"bca"``.
         key: for a metric returning a dict (:func:`precision_recall_f1`): which value, e.g. ``"f1"``.
+        resampling: ``"multinomial"`` (the default in memory: ``n`` rows drawn with replacement) or
+            ``"poisson"`` (the Poisson bootstrap: each row enters resample ``r`` with an independent
+            Poisson(1) count drawn from ``(seed, row index, r)`` alone, so the resample sizes vary around
+            ``n``). Dask arrays always use ``"poisson"`` (the default there; ``"multinomial"`` is refused):
+            a multinomial draw needs the whole index set at once, whereas Poisson counts are drawn on the
+            workers, row by row, and each resample's per-row sums are added in the tree (one reduction of
+            ``n_resamples x state`` numbers; the metrics whose resample value is a function of per-row sums:
+            ``nll``, ``brier``, ``accuracy``, ``calibration_error`` with equal-width bins and
+            ``precision_recall_f1`` with ``key``; ``method="percentile"`` only). The same seed gives the
+            same interval in memory and on Dask, for any chunking, up to the order of float additions.
         **metric_kwargs: passed to the metric (``n_bins``, ``norm``, ``average``, ``threshold``, ...).
 
     Returns:
@@ -438,14 +690,29 @@ def bootstrap_ci(metric: Callable, scores: Any, labels: Any, task: str, *, n_res
     task, space = validate_task(task), validate_space(space)
     axis = metric_kwargs.pop("dim", None) if metric_kwargs.get("dim") is not None else axis
     metric_kwargs.pop("dim", None)
+    on_dask = any(is_dask(a) for a in (scores, labels, sample_weight))
+    resampling = _check_resampling(resampling, on_dask)
+    if on_dask:
+        if method == "bca":
+            raise ValueError("method='bca' on a Dask array needs a jackknife over the rows in memory; use "
+                             "method='percentile' (the Poisson bootstrap), or bootstrap a bounded sample in memory")
+        if poisson_plan(metric, metric_kwargs, key) is None:
+            raise refuse_poisson(metric, key)
     theta = _scalar(metric(scores, labels, task, space=space, axis=axis, ignore_index=ignore_index,
                            sample_weight=sample_weight, **metric_kwargs), key)
     name = _name(metric)
     if math.isnan(theta):
         raise ValueError(f"{name} is undefined on these data (NaN); no interval can be given")
+    if on_dask:
+        boot = poisson_dask(metric, key, metric_kwargs, scores, labels, task, space, axis, ignore_index,
+                            sample_weight, n_resamples, seed)
+        return Interval(theta, *_interval(theta, boot[_defined(boot, name)], None, level))
     data = _Data(scores, labels, task, space, axis, ignore_index, sample_weight)
     n = data.d.n
-    (boot,) = _values([data], metric, key, metric_kwargs, n, n_resamples, seed)
+    if resampling == "poisson":
+        boot = _poisson_memory(data, metric, key, metric_kwargs, labels, ignore_index, n_resamples, seed)
+    else:
+        (boot,) = _values([data], metric, key, metric_kwargs, n, n_resamples, seed)
     boot = boot[_defined(boot, name)]
     jack = _jackknife([data], metric, key, metric_kwargs, n, seed)[0] if method == "bca" else None
     return Interval(theta, *_interval(theta, boot, jack, level))
