@@ -29,8 +29,9 @@ import numpy as np
 
 from ._inputs import in_memory_error, is_dask
 
-__all__ = ["FANIN", "GATHER", "RADIX_BITS", "add", "blocks", "blockwise", "dask_array", "delayed_blocks",
-           "in_memory_error", "is_dask", "kth_smallest", "row_layout", "tree_reduce", "persist_blocks", "parse_cluster", "cluster"]
+__all__ = ["FANIN", "GATHER", "RADIX_BITS", "active_client", "add", "blocks", "blockwise", "cluster", "dask_array",
+           "delayed_blocks", "in_memory_error", "is_dask", "kth_smallest", "parse_cluster", "persist_blocks",
+           "row_layout", "tree_reduce"]
 
 #: states added per node of the reduction tree
 FANIN = 8
@@ -172,19 +173,84 @@ def _combine(combine: Callable, *states):
     return functools.reduce(combine, states)
 
 
-def tree_reduce(part: Callable, block_list: Sequence[tuple], combine: Callable = add, *, compute: bool = True):
+def active_client():
+    """The active ``distributed.Client``, or ``None`` (no cluster, or ``distributed`` not installed)."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def tree_reduce(part: Callable, block_list: Sequence[tuple], combine: Callable = add, *, compute: bool = True,
+                progress: Callable[[int], Any] | None = None):
     """``combine`` of ``part(*block)`` over every block, added in a tree on the workers; the result.
 
-    ``part`` runs where each block lives and returns a fixed-size state; only states travel.
+    ``part`` runs where each block lives and returns a fixed-size state; only states travel. ``combine``
+    is applied in block order (``combine(combine(s0, s1), s2)`` ...), so an order-preserving merge gives
+    the state of the blocks in order.
+
+    ``progress(i)`` (with ``compute``) is called once per block ``i`` as its state is done: with an active
+    ``distributed.Client`` the leaf states are futures (``client.compute``), followed with
+    ``distributed.as_completed`` (their results stay on the workers) while the tree of combines runs on
+    the workers; without one, Dask's local scheduler tells it through a ``dask.callbacks.Callback``.
+
+    Example:
+        >>> import dask.array as da
+        >>> x = da.arange(10, chunks=3)
+        >>> done = []
+        >>> int(tree_reduce(lambda b: b.sum(), delayed_blocks(x), progress=done.append)), sorted(done)
+        (45, [0, 1, 2, 3])
     """
     from dask import compute as dcompute, delayed
 
     states = [delayed(part, pure=False)(*blk) for blk in block_list]
     if not states:
         raise ValueError("no blocks to reduce")
+    if progress is not None and compute:
+        return _reduce_following(states, combine, progress)
     while len(states) > 1:
         states = [delayed(_combine, pure=False)(combine, *states[i:i + FANIN]) for i in range(0, len(states), FANIN)]
     return dcompute(states[0])[0] if compute else states[0]
+
+
+def _reduce_following(leaves: list, combine: Callable, progress: Callable[[int], Any]):
+    """:func:`tree_reduce` of the leaf ``Delayed`` states, telling ``progress`` of each leaf as it is done."""
+    client = active_client()
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(leaves)
+        index = {f.key: i for i, f in enumerate(futures)}
+        states = list(futures)
+        while len(states) > 1:  # the tree is submitted at once: combines run as their leaves finish
+            states = [client.submit(_combine, combine, *states[i:i + FANIN], pure=False)
+                      for i in range(0, len(states), FANIN)]
+        root = states[0]
+        following = as_completed(futures)
+        del futures, states  # the leaves are released once combined
+        for f in following:
+            if f.status == "error":
+                f.result()  # the block's own exception, raised here
+            progress(index[f.key])
+            del f
+        return root.result()
+    from dask import compute as dcompute, delayed
+    from dask.callbacks import Callback
+
+    index = {leaf.key: i for i, leaf in enumerate(leaves)}
+
+    def posttask(key, result, dsk, state, worker_id):
+        i = index.get(key)
+        if i is not None:
+            progress(i)
+
+    states = leaves
+    while len(states) > 1:
+        states = [delayed(_combine, pure=False)(combine, *states[i:i + FANIN]) for i in range(0, len(states), FANIN)]
+    with Callback(posttask=posttask):
+        return dcompute(states[0], optimize_graph=False)[0]
 
 
 def persist_blocks(block_list: Sequence):
@@ -192,11 +258,7 @@ def persist_blocks(block_list: Sequence):
 
     (Without a cluster, persisting would hold them in this process: they are recomputed per pass instead.)
     """
-    try:
-        from distributed import default_client
-
-        default_client()
-    except (ImportError, ValueError):
+    if active_client() is None:
         return list(block_list)
     import dask
 

@@ -30,6 +30,8 @@ from ._budget import DEFAULT_BUDGET, MemoryPlan, format_bytes, parse_memory, pla
 from ._data import Histogram, PlotAccumulator, RankingCurves, ThresholdCurves, View
 from ._intervals import DEFAULT_RESAMPLES, interval_rows
 from ._html import render_html, write_html
+from ._dasksource import DaskSource
+from ._passes import report_plan
 from ._pipeline import (
     DEFAULT_IGNORE_INDEX,
     ArraySource,
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "METRIC_NAMES",
     "ArraySource",
+    "DaskSource",
     "FileSource",
     "Histogram",
     "MemoryPlan",
@@ -66,6 +69,7 @@ __all__ = [
     "plan_memory",
     "progress",
     "render_html",
+    "report_plan",
     "split_mask",
     "stream_calibration_report",
     "write_html",

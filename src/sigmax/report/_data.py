@@ -196,6 +196,38 @@ class PlotAccumulator:
             self.pos_hist += np.bincount(g[pos], minlength=size).reshape(nc, -1)
             self.neg_hist += np.bincount(g[neg], minlength=size).reshape(nc, -1)
 
+    def merge(self, other: PlotAccumulator) -> PlotAccumulator:
+        """Add the sums and counts of ``other`` (the same task, classes and bins; e.g. another chunk's or
+        worker's); returns ``self``.
+
+        Example:
+            >>> a, b, ab = (PlotAccumulator("binary", 1) for _ in range(3))
+            >>> a.add(np.array([0.9, 0.2]), np.array([1, 0])); b.add(np.array([0.6]), np.array([0]))
+            >>> ab.add(np.array([0.9, 0.2, 0.6]), np.array([1, 0, 0]))
+            >>> bool(np.array_equal(a.merge(b).pos_hist, ab.pos_hist)), a.rows
+            (True, 3)
+        """
+        if not isinstance(other, PlotAccumulator):
+            raise TypeError(f"merge takes a PlotAccumulator, got {type(other).__name__}")
+        if (other.task, other.C, other.n_bins, other.hist_bins, other.grid, other.classwise) != \
+                (self.task, self.C, self.n_bins, self.hist_bins, self.grid, self.classwise):
+            raise ValueError("can only merge plot accumulators with the same task, classes and bins")
+        self.rows += other.rows
+        self.hist_right = self.hist_right + other.hist_right
+        self.hist_wrong = self.hist_wrong + other.hist_wrong
+        self.conf_total += other.conf_total
+        self.hit_total += other.hit_total
+        self.entries += other.entries
+        self.support = self.support + other.support
+        if self.classwise:
+            self.cw_conf = self.cw_conf + other.cw_conf
+            self.cw_hit = self.cw_hit + other.cw_hit
+            self.cw_count = self.cw_count + other.cw_count
+        if self.curves:
+            self.pos_hist = self.pos_hist + other.pos_hist
+            self.neg_hist = self.neg_hist + other.neg_hist
+        return self
+
     def histogram(self) -> Histogram:
         return Histogram(np.linspace(0, 1, self.hist_bins + 1),
                          {"right": self.hist_right.copy(), "wrong": self.hist_wrong.copy()},

@@ -89,10 +89,15 @@ class RowSample:
         self.share = 1.0 if expected <= cap else cap / max(expected, 1)
         self.scores: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
-        self.valid: list[np.ndarray] = []
+        self.valid: list[np.ndarray | None] = []  # one per part (None: every entry kept)
         self.rows = 0
+        self.offered = 0  # rows the draw took, before the cap
         self.seen = 0
-        self.full = False
+
+    @property
+    def full(self) -> bool:
+        """Whether the cap left out some rows the draw took."""
+        return self.offered > self.rows
 
     def keep(self, start: int, n: int) -> np.ndarray:
         """Which of the source rows ``start .. start + n - 1`` the sample takes (before the cap)."""
@@ -103,26 +108,42 @@ class RowSample:
     def add(self, c: Any, take: np.ndarray | None = None) -> None:
         """Add the rows ``take`` of a validated chunk (a :class:`sigmax._inputs.Canonical` record)."""
         self.seen += c.n
-        if c.n == 0 or self.rows >= self.cap:
-            self.full = self.full or (c.n > 0 and self.rows >= self.cap)
+        if c.n == 0:
             return
         idx = np.arange(c.n) if take is None else np.flatnonzero(take)
-        if idx.size > self.cap - self.rows:
-            idx = idx[:self.cap - self.rows]
-            self.full = True
+        self.offered += int(idx.size)
+        idx = idx[:max(self.cap - self.rows, 0)]
+        if not idx.size:
+            return
         self.scores.append(np.array(c.scores[idx], dtype=np.float64))  # a copy, never a view of a chunk
         self.labels.append(np.array(c.labels[idx]))
-        if c.valid is not None:
-            self.valid.append(np.array(c.valid[idx]))
+        self.valid.append(None if c.valid is None else np.array(c.valid[idx]))
         self.rows += int(idx.size)
+
+    def merge(self, other: RowSample) -> RowSample:
+        """Add the sample of the rows right after this one's (the same cap, share and seed): its rows
+        after these, up to the cap, as adding its chunks here would; returns ``self``."""
+        for s, y, v in zip(other.scores, other.labels, other.valid):
+            room = self.cap - self.rows
+            if room <= 0:
+                break
+            self.scores.append(s[:room])
+            self.labels.append(y[:room])
+            self.valid.append(None if v is None else v[:room])
+            self.rows += min(room, int(s.shape[0]))
+        self.offered += other.offered
+        self.seen += other.seen
+        return self
 
     def arrays(self, ignore: int | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The sample's scores and labels (masked multilabel entries carry ``ignore`` again), or ``None``."""
         if not self.rows:
             return None
         s, y = np.concatenate(self.scores), np.concatenate(self.labels)
-        if self.valid:
-            y = np.where(np.concatenate(self.valid), y, ignore)
+        if any(v is not None for v in self.valid):
+            keep = np.concatenate([np.ones(p.shape, dtype=bool) if v is None else v
+                                   for p, v in zip(self.labels, self.valid)])
+            y = np.where(keep, y, ignore)
         self.scores.clear()
         self.labels.clear()
         self.valid.clear()

@@ -20,6 +20,11 @@ once:
    threshold, and at the tuned thresholds when there are some, so the two effects show apart).
 
 With a calibrator given (or none to fit), the "after" side is summed in pass 1 and there is no pass 2.
+
+The per-chunk work of a pass is one mergeable state (:class:`sigmax.report._passes.PassState`): a
+streamed source adds its chunks to one state; a Dask source (:class:`sigmax.report.DaskSource`) builds a
+state per row block on the workers and merges them in row order (:func:`sigmax._dask.tree_reduce`), so
+both give the same report.
 See ``docs/ARCHITECTURE.md`` for the route of a score file from ``sigmax report`` to the HTML.
 """
 
@@ -28,23 +33,24 @@ from __future__ import annotations
 import os
 import time
 import warnings
-import dataclasses
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .. import io as sio
-from .._array import normalize_axis
-from .._inputs import canonical, to_numpy, validate_ignore_index, validate_space, validate_task
+from .._inputs import canonical, is_dask, to_numpy, validate_ignore_index, validate_space, validate_task
 from ..calibration import fit_calibrator, resolve_method
-from ..metrics import DEFAULT_MIN_BIN_COUNT, MetricAccumulator, prepare_canonical
-from ._budget import DEFAULT_BUDGET, MemoryPlan, parse_memory, plan_memory
-from ._data import PlotAccumulator, View
-from ._intervals import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, LOOP_RESAMPLES, SMOOTH_RESAMPLES, RowSample, interval_rows, mean_interval,
+from ..metrics import DEFAULT_MIN_BIN_COUNT
+from ._budget import DEFAULT_BUDGET, MemoryPlan, parse_memory
+from ._passes import PassConfig, interval_sample_rows, report_plan, run_pass, split_mask
+from ._intervals import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, LOOP_RESAMPLES, SMOOTH_RESAMPLES, mean_interval,
                          ranking_curves, sample_intervals, sample_metrics)
 from ._progress import progress as _progress
 from ._report import Report
+from ._dasksource import DaskSource
+from ._sources import ArraySource
 from ._shards import ShardSource, is_sharded, streamed_classes
 
 __all__ = ["DEFAULT_IGNORE_INDEX", "ArraySource", "FileSource", "calibration_report", "evaluate", "split_mask",
@@ -52,76 +58,9 @@ __all__ = ["DEFAULT_IGNORE_INDEX", "ArraySource", "FileSource", "calibration_rep
 
 #: PyTorch's ignore_index default, as in :func:`sigmax.check`
 DEFAULT_IGNORE_INDEX = -100
-_SPLIT_BLOCK = 4096
-
-
-def split_mask(start: int, n: int, fraction: float, seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per row ``start .. start + n - 1``, the same whichever chunks ask.
-
-    Row ``i`` fits the calibrator when its number is below ``fit_fraction``; the numbers come from
-    blocks of 4096 rows seeded by ``(seed, block)``, so chunked and whole-array reports split alike.
-
-    Example:
-        >>> u = split_mask(0, 10_000, 0.5, seed=0)
-        >>> bool(np.array_equal(u[5000:6000], split_mask(5000, 1000, 0.5, seed=0)))
-        True
-    """
-    if n <= 0:
-        return np.zeros(0)
-    first, last = start // _SPLIT_BLOCK, (start + n - 1) // _SPLIT_BLOCK
-    u = np.concatenate([np.random.default_rng([seed, b]).random(_SPLIT_BLOCK) for b in range(first, last + 1)])
-    off = start - first * _SPLIT_BLOCK
-    return u[off:off + n]
 
 
 # ------------------------------------------------------------------------------------ sources
-class ArraySource:
-    """Chunks of arrays in memory (NumPy, PyTorch, JAX, lists), sliced along the rows without copying.
-
-    The class axis is moved last (a view); a chunk is a block of leading rows.
-    """
-
-    streamed = False
-    chunk_axis = -1  # chunks have the class axis last
-
-    def __init__(self, scores: Any, labels: Any, task: str, axis: Any = -1, *, names=("scores", "labels")) -> None:
-        s = to_numpy(scores, names[0])
-        y = to_numpy(labels, names[1])
-        self.names = names
-        if s.ndim == 0:
-            canonical(s, y, task)  # the canonical error for a scalar
-        if task != "binary":
-            if s.ndim < 2:
-                canonical(s, y, task, axis=axis)  # raises: the class axis is missing
-            ax = normalize_axis(axis, s.ndim, name="axis")
-            if task == "multilabel" and y.shape == s.shape:
-                y = np.moveaxis(y, ax, -1)
-            s = np.moveaxis(s, ax, -1)
-            want = s.shape if task == "multilabel" else s.shape[:-1]
-            self.n_classes = int(s.shape[-1])
-        else:
-            want = s.shape
-            if s.ndim == 2 and s.shape[1] == 1 and y.shape == (s.shape[0],):
-                y = y.reshape(-1, 1)
-            self.n_classes = 2
-        if tuple(y.shape) != tuple(want):
-            canonical(scores, labels, task, axis=axis, scores_name=names[0], labels_name=names[1])  # its message
-            raise ValueError(f"{names[1]} have shape {tuple(y.shape)} but {names[0]} need {names[1]} of shape "
-                             f"{tuple(want)}")  # pragma: no cover - canonical raises first
-        self.scores, self.labels = s, y
-        self.n_rows = int(s.shape[0])
-        inner = int(np.prod(s.shape[1:])) if s.ndim > 1 else 1
-        self.scores_per_row = max(inner, 1)
-        self.row_shape = s.shape[1:]
-
-    def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        for i in range(0, self.n_rows, rows):
-            yield i, self.scores[i:i + rows], self.labels[i:i + rows]
-
-    def first(self, rows: int) -> tuple[Any, Any]:
-        return self.scores[:rows], self.labels[:rows]
-
-
 class FileSource:
     """Chunks of a score file and its label file, read in order.
 
@@ -188,51 +127,30 @@ class FileSource:
         return next(iter(self.chunks(rows)))[1:]
 
 
-# ------------------------------------------------------------------------------------ one side
-class _Side:
-    """The metrics (:class:`sigmax.metrics.MetricAccumulator`) and the plot data of one set of scores.
-
-    With ``tuned`` thresholds, the decision metrics are summed a second time at those thresholds.
-    """
-
-    def __init__(self, task: str, space: str, n_classes: int, n_bins: int, min_bin_count: int,
-                 ignore_index: int | None, tuned: Any = None) -> None:
-        self.task, self.space, self.ignore = task, space, ignore_index
-        kw = {"space": space, "n_bins": n_bins, "min_bin_count": min_bin_count, "ignore_index": ignore_index}
-        self.metrics = MetricAccumulator(task, **kw)
-        self.tuned = (MetricAccumulator(task, threshold=tuned, **kw)
-                      if tuned is not None and task != "multiclass" else None)
-        self.plots = PlotAccumulator(task, 1 if task == "binary" else n_classes, n_bins=n_bins)
-        self.rows = 0
-
-    def add(self, c: Any) -> None:
-        """Add one validated chunk (a :class:`sigmax._inputs.Canonical` record)."""
-        if c.n == 0:
-            return
-        d = prepare_canonical(c, space=self.space)  # probabilities once, for the metrics and the figures
-        self.metrics.update_prepared(d)
-        if self.tuned is not None:
-            self.tuned.update_prepared(d)
-        self.plots.add(d.p, c.labels, valid=c.valid)
-        self.rows += c.n
-
-    def view(self, chosen: Any = None) -> View:
-        m = self.metrics.compute() if self.rows else {}
-        rel = self.metrics.reliability if self.rows else None
-        v = self.plots.view(m, rel, chosen)
-        if self.tuned is not None and self.rows:
-            t = self.tuned.compute()
-            v.extra["tuned"] = {k: t[k] for k in ("accuracy", "f1_micro", "f1_macro", "precision_micro",
-                                                  "recall_micro") if k in t}
-        return v
-
-
 # ------------------------------------------------------------------------------------ fitting
 def _fit(scores: np.ndarray, labels: np.ndarray, task: str, space: str, method: Any, tune: Any,
          ignore_index: int | None, notes: list[str]):
     """:func:`sigmax.calibration.fit_calibrator` on the sample; its warnings become notes of the report."""
     return fit_calibrator(scores, labels, task, space=space, method=method, tune=tune, axis=-1,
                           ignore_index=ignore_index, notes=notes)
+
+
+def _fit_set(fit: tuple[Any, Any], task: str, axis: Any, n_classes: int, fit_cap: int,
+             seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """A uniform sample (at most ``fit_cap`` rows, in order) of a separate calibration set: its scores (class
+    axis last), labels and number of rows. Dask arrays: only the sampled rows are computed."""
+    names = ("fit scores", "fit labels")
+    if is_dask(fit[0]) or is_dask(fit[1]):
+        fsrc: Any = DaskSource(fit[0], fit[1], task, axis, names=names)
+    else:
+        fsrc = ArraySource(fit[0], fit[1], task, axis, names=names)
+    if fsrc.n_classes != n_classes:
+        raise ValueError(f"the fit scores have {fsrc.n_classes} classes but the scores have {n_classes}")
+    take = np.arange(fsrc.n_rows)
+    if fsrc.n_rows > fit_cap:
+        take = np.sort(np.random.default_rng(seed).choice(fsrc.n_rows, fit_cap, replace=False))
+    s, y = fsrc.rows(take)
+    return s, y, fsrc.n_rows
 
 
 def _thresholds(cal: Any) -> Any:
@@ -314,111 +232,65 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     if split and not 0 < fit_fraction <= 1:
         raise ValueError(f"fit_fraction must be in (0, 1], got {fit_fraction!r}")
     fitting = calibrator is None and method is not None
-    plan: MemoryPlan = plan_memory(memory_budget, scores_per_row=source.scores_per_row, n_rows=source.n_rows,
-                                   fitting=fitting, chunk_rows=chunk_rows)
+    plan: MemoryPlan = report_plan(memory_budget, scores_per_row=source.scores_per_row, n_rows=source.n_rows,
+                                   fitting=fitting, chunk_rows=chunk_rows, n_resamples=n_resamples,
+                                   max_interval_rows=max_interval_rows)
     fit_cap = plan.fit_rows if max_fit_rows is None else max(1, min(plan.fit_rows, int(max_fit_rows)))
     # the interval sample (also the rows of AUROC, AP, the equal-mass and smooth ECE and the curves)
-    cap = interval_rows(plan.budget, source.scores_per_row, max(n_resamples, 2))
-    if max_interval_rows is not None:
-        cap = min(cap, max(0, int(max_interval_rows)))
-    if cap and not fitting and chunk_rows is None:  # the interval sample shares the pass with the chunks
-        plan = dataclasses.replace(plan, chunk_rows=max(1, plan.chunk_rows * 2 // 3))
+    cap = interval_sample_rows(plan, source.scores_per_row, n_resamples, max_interval_rows)
     rows = plan.chunk_rows
     notes: list[str] = []
     frac = fit_fraction if split else 0.0
     n_lead = source.n_rows
     keep = min(1.0, fit_cap / max(frac * n_lead, 1.0)) if split else 0.0
     cal = calibrator
-    if fit is not None and fitting:  # a separate calibration set (in memory): a uniform sample of it
-        fsrc = ArraySource(fit[0], fit[1], task, axis, names=("fit scores", "fit labels"))
-        if fsrc.n_classes != C:
-            raise ValueError(f"the fit scores have {fsrc.n_classes} classes but the scores have {C}")
-        take = np.arange(fsrc.n_rows)
-        if fsrc.n_rows > fit_cap:
-            take = np.sort(np.random.default_rng(seed).choice(fsrc.n_rows, fit_cap, replace=False))
-        cal = _fit(fsrc.scores[take], fsrc.labels[take], task, space, method, tune, ignore, notes)
-        cc = _fit_conformal(conformal_spec, task, cal, fsrc.scores[take], fsrc.labels[take], space, -1, ignore,
-                            notes)
-        n_fit = int(take.size)
-        n_fit_rows = fsrc.n_rows
+    cax = source.chunk_axis  # the class axis of the chunks the source yields
+    cname = dict(scores_name=source.names[0], labels_name=source.names[1])
+    if fit is not None and fitting:  # a separate calibration set: a uniform sample of it
+        fs, fy, n_fit_rows = _fit_set(fit, task, axis, C, fit_cap, seed)
+        cal = _fit(fs, fy, task, space, method, tune, ignore, notes)
+        cc = _fit_conformal(conformal_spec, task, cal, fs, fy, space, -1, ignore, notes)
+        n_fit = int(fs.shape[0])
+        del fs, fy
     else:
         n_fit = n_fit_rows = 0
         cc = None
     thr = _thresholds(cal)
     passes = 2 if split else 1
-    side = {"n_bins": n_bins, "min_bin_count": mbc, "ignore_index": ignore}
-    before = _Side(task, space, C, **side)
-    after = _Side(task, "logits", C, tuned=thr, **side) if cal is not None else None
+    base = PassConfig(task, space, C, ignore=ignore, n_bins=n_bins, mbc=mbc, chunk_axis=cax,
+                      names=tuple(source.names), frac=frac, seed=seed)
     findings: list[dict] | None = []
-    fit_s: list[np.ndarray] = []
-    fit_y: list[np.ndarray] = []
-    kept = 0
-    n_ignored = 0
-    rowsample = RowSample(cap, n_lead, seed) if cap and not split else None
-    covered = _Coverage(cc) if cc is not None else None
-    cname = dict(scores_name=source.names[0], labels_name=source.names[1])
-    cax = source.chunk_axis  # the class axis of the chunks the source yields
-
-    def evaluate_rows(start: int, s: np.ndarray, y: np.ndarray, ev: np.ndarray, *, first_pass: bool) -> int:
-        """The evaluation rows ``ev`` of a chunk: validated once, summed into the "before" side (first pass)
-        and, with a calibrator, the "after" side, the conformal coverage and the interval sample; returns
-        how many labels ``ignore_index`` removed."""
-        whole = bool(ev.all())
-        c = canonical(s if whole else s[ev], y if whole else y[ev], task, axis=cax, ignore_index=ignore,
-                      allow_empty=True, row_numbers=start + np.flatnonzero(ev), **cname)  # messages: file rows
-        if first_pass:
-            before.add(c)
-        if after is not None:
-            ca = _calibrated(cal, c, space)
-            after.add(ca)
-            if covered is not None:
-                covered.add(ca)
-        if rowsample is not None:
-            rowsample.add(c, rowsample.keep(start, s.shape[0])[ev] if rowsample.share < 1 else None)
-        return c.n_ignored
-
-    with _progress(passes * n_lead, "report" + (" (streaming)" if source.streamed else ""),
-                   enabled=show_progress) as bar:
-        for start, s, y in source.chunks(rows):
-            if start == 0 and check:
-                findings = _findings(s, y, task, space, cax, ignore)
-                if findings and s.shape[0] < n_lead:
-                    notes.append(f"check() ran on the first {s.shape[0]:,} rows.")
-            u = split_mask(start, s.shape[0], frac, seed)
-            fm = u < frac
-            ev = ~fm if frac < 1 else np.ones_like(fm)
-            if split:
-                n_fit_rows += int(fm.sum())
-                take = u < frac * keep
-                if take.any() and kept < fit_cap:
-                    ts, ty = s[take][:fit_cap - kept], y[take][:fit_cap - kept]
-                    fit_s.append(np.array(ts))  # a copy: never a view of a memory-mapped chunk
-                    fit_y.append(np.array(ty))
-                    kept += ts.shape[0]
-            if ev.any():
-                n_ignored += evaluate_rows(start, s, y, ev, first_pass=True)
-            bar.advance(s.shape[0])
+    label = getattr(source, "label", "report" + (" (streaming)" if source.streamed else ""))
+    with _progress(passes * n_lead, label, enabled=show_progress) as bar:
+        if check:
+            s0, y0 = source.first(rows)
+            findings = _findings(s0, y0, task, space, cax, ignore)
+            if findings and s0.shape[0] < n_lead:
+                notes.append(f"check() ran on the first {s0.shape[0]:,} rows.")
+            del s0, y0
+        first = run_pass(source, replace(base, collect=split, keep=keep, fit_cap=fit_cap, calibrator=cal,
+                                          thresholds=thr, conformal=cc, sample_cap=0 if split else cap,
+                                          sample_expected=n_lead), rows, bar.advance)
+        before, after, covered, rowsample, n_ignored = (first.before, first.after, first.covered, first.sample,
+                                                        first.n_ignored)
         if split:
-            if not fit_s:
+            n_fit_rows = first.n_fit_rows
+            sample = first.fit_sample()
+            if sample is None:
                 raise ValueError(f"{n_lead:,} row(s) are too few to split into fitting and evaluation rows; give "
                                  "more rows, a larger fit_fraction or a separate calibration set")
-            fs, fy = np.concatenate(fit_s), np.concatenate(fit_y)
-            fit_s.clear()
-            fit_y.clear()
+            fs, fy, fr = sample
+            # validated with the rows' numbers in the source (a NaN row is named where the user finds it)
+            canonical(fs, fy, task, axis=cax, ignore_index=ignore, row_numbers=fr, **cname)
             n_fit = int(fs.shape[0])
             cal = _fit(fs, fy, task, space, method, tune, ignore, notes)
             cc = _fit_conformal(conformal_spec, task, cal, fs, fy, space, cax, ignore, notes)
-            covered = _Coverage(cc) if cc is not None else None
-            del fs, fy
+            del fs, fy, fr, sample
             thr = _thresholds(cal)
-            after = _Side(task, "logits", C, tuned=thr, **side)
-            rowsample = RowSample(cap, before.rows, seed) if cap else None  # gathered now: the fitting sample is gone
-            for start, s, y in source.chunks(rows):
-                u = split_mask(start, s.shape[0], frac, seed)
-                ev = ~(u < frac) if frac < 1 else np.ones(u.shape, dtype=bool)
-                if ev.any():
-                    evaluate_rows(start, s, y, ev, first_pass=False)
-                bar.advance(s.shape[0])
+            # the interval sample is gathered now: the fitting sample is gone
+            second = run_pass(source, replace(base, first_pass=False, calibrator=cal, thresholds=thr, conformal=cc,
+                                              sample_cap=cap, sample_expected=before.rows), rows, bar.advance)
+            after, covered, rowsample = second.after, second.covered, second.sample
     if before.rows == 0:
         what = f"every evaluated label equals ignore_index={ignore}" if n_ignored else "no rows were evaluated"
         raise ValueError(f"{what}; metrics need at least one sample (give more rows or a smaller fit_fraction)")
@@ -448,7 +320,8 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     extra = _uncertainty(task, C, names, rowsample, cal, cc, covered, bview, aview, thr, space=space, ignore=ignore,
                          n_bins=n_bins, mbc=mbc, n_resamples=n_resamples, level=level, seed=seed, cap=cap,
                          n_eval=before.rows, notes=notes, conformal_spec=conformal_spec)
-    notes.append(plan.describe() + (" (the score file memory-mapped)" if source.streamed else "") + ".")
+    where = getattr(source, "note", " (the score file memory-mapped)" if source.streamed else "")
+    notes.append(plan.describe() + where + ".")
     return Report(title=title or f"{task} calibration report", task=task, space=space, n_classes=C,
                   class_names=names, before=bview, after=aview, intervals=extra["intervals"],
                   conformal=extra["conformal"], n_interval_rows=extra["rows"],
@@ -512,24 +385,6 @@ def _fit_conformal(spec: Any, task: str, cal: Any, scores: Any, labels: Any, spa
         cc.fit(z, c.labels, space="logits")
     notes.extend(f"conformal: {w.message}" for w in caught)
     return cc
-
-
-class _Coverage:
-    """Held-out coverage and set size of a fitted conformal classifier, summed over chunks."""
-
-    def __init__(self, cc: Any) -> None:
-        self.cc, self.n, self.hits, self.sizes = cc, 0, 0, 0
-
-    def sets(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(self.cc.predict_sets(scores, space="logits"), dtype=bool)
-
-    def add(self, c: Any) -> None:
-        if c.n == 0:
-            return
-        sets = self.sets(c.scores)
-        self.hits += int(sets[np.arange(c.n), c.labels.astype(np.int64)].sum())
-        self.sizes += int(sets.sum())
-        self.n += c.n
 
 
 def _uncertainty(task, C, names, sample, cal, cc, covered, bview, aview, thr, *, space, ignore, n_bins, mbc,
@@ -627,14 +482,6 @@ def _conformal_note(d: dict[str, Any]) -> str:
             f"{ci('mean_set_size_ci')} classes.")
 
 
-def _calibrated(cal: Any, c: Any, space: str) -> Any:
-    """The chunk's calibrated logits, as a canonical record (labels already validated)."""
-    from dataclasses import replace
-
-    z = np.asarray(to_numpy(cal.transform(c.scores, space=space), "calibrated scores"), dtype=np.float64)
-    return replace(c, scores=z)
-
-
 # ------------------------------------------------------------------------------------ the two doors
 def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "logits", axis: int = -1,
                        fit: tuple[Any, Any] | None = None, calibrator: Any = None, method: str | None = "temperature",
@@ -649,10 +496,15 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
 
     Arrays in memory are the one-source case of the streaming pipeline (:mod:`sigmax.report`): they are
     read in chunks, so the report's own memory stays within ``memory_budget`` whatever their size.
+    Dask arrays chunked along the rows (e.g. :func:`sigmax.io.open_shards`) are reduced where their
+    blocks live, on the current scheduler (:class:`sigmax.report.DaskSource`): each pass is one tree
+    reduction of per-block states, and the report equals the one over the same rows in memory; open them
+    with ``chunk_rows=report_plan(memory_budget, scores_per_row=C).chunk_rows``
+    (:func:`sigmax.report.report_plan`) so that a worker holds one block's worth.
 
     Args:
-        scores: ``(N,)`` (binary) or ``(N, C)`` scores in the declared ``space`` (any array library;
-            more dimensions are fine, ``axis`` names the class axis).
+        scores: ``(N,)`` (binary) or ``(N, C)`` scores in the declared ``space`` (any array library, or a
+            Dask array; more dimensions are fine, ``axis`` names the class axis).
         labels: class indices ``(N,)`` (binary, multiclass) or multi-hot ``(N, C)`` (multilabel).
         task, space, axis: as in :func:`sigmax.interpret.to_probs`.
         fit: ``(scores, labels)`` of a separate calibration set; then every row of ``scores`` is evaluated.
@@ -698,7 +550,8 @@ def calibration_report(scores: Any, labels: Any, task: str, *, space: str = "log
     """
     task = validate_task(task)
     _resolve(task, calibrator, method, tune)  # before the source reads anything
-    src = ArraySource(scores, labels, task, axis)
+    src = DaskSource(scores, labels, task, axis) if is_dask(scores) or is_dask(labels) else \
+        ArraySource(scores, labels, task, axis)
     return evaluate(src, task, space=space, axis=axis, fit=fit, calibrator=calibrator, method=method, tune=tune,
                     fit_fraction=fit_fraction, max_fit_rows=max_fit_rows, seed=seed, n_bins=n_bins,
                     min_bin_count=min_bin_count, class_names=class_names, title=title, source_name=source,
