@@ -3,6 +3,7 @@ r"""Beta calibration (Kull, Silva Filho & Flach 2017), per class, fitted by cons
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from ._columns import column_logs, column_targets
 from ._logits import LOGIT_CLIP
 from ._scalers import Scaler, describe_numbers, warn_small
 
-__all__ = ["BetaCalibration", "constrained_beta_fit", "logistic_newton"]
+__all__ = ["BetaCalibration", "constrained_beta_fit", "constrained_beta_on", "logistic_newton", "logistic_newton_on"]
 
 
 def _nll(x: np.ndarray, t: np.ndarray) -> float:
@@ -34,17 +35,33 @@ def logistic_newton(x: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10, max_it
     """
     n, d = x.shape
     xa = np.hstack([x, np.ones((n, 1))])
-    beta = np.zeros(d + 1)
-    f = _nll(xa @ beta, t)
-    g = np.zeros(d + 1)
-    it = 0
-    for it in range(max_iter + 1):
+
+    def grad_hess(beta, hessian):
         s = xa @ beta
         q = np.exp(np.asarray(log_sigmoid(s)))
         g = xa.T @ (q - t) / n
+        if not hessian:
+            return g
+        return g, (xa * (q * np.exp(np.asarray(log_sigmoid(-s))))[:, None]).T @ xa / n
+
+    return logistic_newton_on(grad_hess, lambda beta: _nll(xa @ beta, t), d, gtol=gtol, max_iter=max_iter)
+
+
+def logistic_newton_on(grad_hess, nll, d: int, *, gtol: float = 1e-10, max_iter: int = 100):
+    """:func:`logistic_newton` on callbacks (the means may be sums over Dask blocks).
+
+    ``grad_hess(beta, False)`` is the mean gradient at ``beta`` (``d`` weights, then the intercept),
+    ``grad_hess(beta, True)`` the gradient and the mean Hessian; ``nll(beta)`` the mean NLL.
+    """
+    beta = np.zeros(d + 1)
+    f = nll(beta)
+    g = np.zeros(d + 1)
+    it = 0
+    for it in range(max_iter + 1):
+        g = grad_hess(beta, False)
         if np.max(np.abs(g)) < gtol or it == max_iter:
             break
-        h = (xa * (q * np.exp(np.asarray(log_sigmoid(-s))))[:, None]).T @ xa / n
+        g, h = grad_hess(beta, True)
         try:
             step = -np.linalg.solve(h + 1e-300 * np.eye(d + 1), g)
         except np.linalg.LinAlgError:
@@ -53,7 +70,7 @@ def logistic_newton(x: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10, max_it
             step = -g
         tt = 1.0
         for _ in range(60):  # backtracking; 4 eps |f| of slack lets rounding noise at the optimum through
-            fn = _nll(xa @ (beta + tt * step), t)
+            fn = nll(beta + tt * step)
             if np.isfinite(fn) and fn <= f + 1e-4 * tt * (g @ step) + 4e-16 * abs(f):
                 break
             tt *= 0.5
@@ -73,14 +90,21 @@ def constrained_beta_fit(lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray, *, gto
     Kull et al. (2017), made exact: every face is tried, so the result is the constrained optimum.
     """
     x = np.stack([lp, -l1mp], axis=1)
+    return constrained_beta_on(lambda free: logistic_newton(x[:, list(free)], t, gtol=gtol),
+                               lambda ab, c: _nll(x @ ab + c, t))
+
+
+def constrained_beta_on(fit_face, nll) -> tuple[float, float, float, float, int]:
+    """:func:`constrained_beta_fit` on callbacks: ``fit_face(free)`` is :func:`logistic_newton` on the
+    features ``free`` (a tuple of 0 = ln p, 1 = -ln(1 - p)); ``nll(ab, c)`` the mean NLL of the map."""
     best = None
     for free in ((0, 1), (0,), (1,), ()):
-        w, c, gmax, it = logistic_newton(x[:, list(free)], t, gtol=gtol)
+        w, c, gmax, it = fit_face(free)
         if np.any(w < 0):
             continue
         ab = np.zeros(2)
         ab[list(free)] = w
-        f = _nll(x @ ab + c, t)
+        f = nll(ab, c)
         if best is None or f < best[0] - 1e-15:
             best = (f, ab, c, gmax, it)
     _, ab, c, gmax, it = best
@@ -150,23 +174,43 @@ class BetaCalibration(Scaler):
         warn_small(n, 3, f"BetaCalibration(task={self.task!r})", "; TemperatureScaling fits 1 parameter")
         lp, l1mp = column_logs(zz, self.task)
         t, v = column_targets(y, valid, self.task, k)
-        out = np.zeros((3, k))
-        gmax, its = 0.0, 0
+        fits = []
         for col in range(k):
             keep = slice(None) if v is None else v[:, col]
             tc = t[keep, col]
-            if tc.sum() < 5 or tc.size - tc.sum() < 5:
-                warnings.warn(f"column {col} has {int(tc.sum())} positive and {int(tc.size - tc.sum())} negative "
-                              "calibration sample(s); its beta fit rests on very few examples", UserWarning,
-                              stacklevel=4)
-            a, b, c, g, it = constrained_beta_fit(lp[keep, col], l1mp[keep, col], tc, gtol=self.gtol)
-            out[:, col] = a, b, c
-            gmax, its = max(gmax, g), max(its, it)
+            self._warn_few(col, tc.sum(), tc.size - tc.sum(), stacklevel=5)
+            fits.append(constrained_beta_fit(lp[keep, col], l1mp[keep, col], tc, gtol=self.gtol))
+        return self._finish(fits)
+
+    def _warn_few(self, col: int, npos: float, nneg: float, stacklevel: int) -> None:
+        if npos < 5 or nneg < 5:
+            warnings.warn(f"column {col} has {int(npos)} positive and {int(nneg)} negative "
+                          "calibration sample(s); its beta fit rests on very few examples", UserWarning,
+                          stacklevel=stacklevel)
+
+    def _finish(self, fits: list) -> dict[str, Any]:
+        out = np.array([f[:3] for f in fits]).T.reshape(3, -1)
+        gmax, its = max(f[3] for f in fits), max(f[4] for f in fits)
         if self.task == "binary":
             self.a_, self.b_, self.c_ = (float(v[0]) for v in out)
         else:
             self.a_, self.b_, self.c_ = (v.copy() for v in out)
         return {"n_iter": int(its), "converged": gmax < max(self.gtol, 1e-6), "grad_max": gmax}
+
+    def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
+                        max_rows: int | None = None) -> BetaCalibration:
+        """Exact on Dask arrays: the same constrained Newton fits per column, every gradient, Hessian and
+        line-search NLL one reduction of per-block sums (of ``d + 1`` and ``(d + 1)^2`` numbers)."""
+        self.space_, self.axis_, self.n_classes_ = space, axis, data.n_classes
+        warn_small(data.n, 3, f"BetaCalibration(task={self.task!r})", "; TemperatureScaling fits 1 parameter")
+        npos, nent = data.reduce(partial(_beta_counts, task=self.task))
+        fits = []
+        for col in range(npos.size):
+            self._warn_few(col, npos[col], nent[col] - npos[col], stacklevel=4)
+            fits.append(constrained_beta_on(partial(_beta_face, data, self.task, col, gtol=self.gtol),
+                                            partial(_beta_map_nll, data, self.task, col)))
+        info = self._finish(fits)
+        return self._record(data.n, data.nll(), data.nll(self._apply_np), info)
 
     def _apply(self, xp, z, ax):
         if self.task == "multiclass":
@@ -182,3 +226,57 @@ class BetaCalibration(Scaler):
         # multiclass: log q_c, whose softmax is the renormalised one-vs-rest row
         return log_sigmoid(s) if self.task == "multiclass" else s
 
+
+
+# ------------------------------------------------------------------------- the fit over Dask blocks
+def _beta_columns(blk, task, col, free):
+    z, y, valid, _ = blk
+    zz = z.reshape(z.shape[0], -1)
+    lp, l1mp = column_logs(zz, task)
+    t, v = column_targets(y, valid, task, zz.shape[1])
+    keep = slice(None) if v is None else v[:, col]
+    x = np.stack([lp[keep, col], -l1mp[keep, col]], axis=1)[:, list(free)]
+    return np.hstack([x, np.ones((x.shape[0], 1))]), t[keep, col]
+
+
+def _beta_counts(blk, task):
+    if blk is None:
+        return None
+    z, y, valid, _ = blk
+    t, v = column_targets(y, valid, task, z.reshape(z.shape[0], -1).shape[1])
+    w = np.ones(t.shape) if v is None else v.astype(np.float64)
+    return np.sum(t * w, axis=0), np.sum(w, axis=0)
+
+
+def _beta_part(blk, task, col, free, beta, hessian):
+    """One block's sums: the NLL (``hessian`` None), or the gradient and Hessian of a column's face."""
+    if blk is None:
+        return None
+    xa, t = _beta_columns(blk, task, col, free)
+    s = xa @ beta
+    if hessian is None:  # -[t log sigma(s) + (1 - t) log sigma(-s)]: both logs exact for large |s|
+        return float(-np.sum(t * np.asarray(log_sigmoid(s)) + (1 - t) * np.asarray(log_sigmoid(-s)))), float(t.size)
+    q = np.exp(np.asarray(log_sigmoid(s)))
+    return xa.T @ (q - t), (xa * (q * np.exp(np.asarray(log_sigmoid(-s))))[:, None]).T @ xa, float(t.size)
+
+
+def _beta_nll(data, task, col, free, beta):
+    total, n = data.reduce(partial(_beta_part, task=task, col=col, free=free, beta=beta, hessian=None))
+    return total / max(n, 1.0)
+
+
+def _beta_face(data, task, col, free, *, gtol):
+    """:func:`logistic_newton` on the features ``free`` of column ``col``, from Dask block sums."""
+    last: dict = {}
+
+    def grad_hess(beta, hessian):
+        if last.get("beta") is None or not np.array_equal(last["beta"], beta):  # one reduction per point
+            g, h, n = data.reduce(partial(_beta_part, task=task, col=col, free=free, beta=beta.copy(), hessian=True))
+            last.update(beta=beta.copy(), g=g / max(n, 1.0), h=h / max(n, 1.0))
+        return (last["g"], last["h"]) if hessian else last["g"]
+
+    return logistic_newton_on(grad_hess, partial(_beta_nll, data, task, col, free), len(free), gtol=gtol)
+
+
+def _beta_map_nll(data, task, col, ab, c):
+    return _beta_nll(data, task, col, (0, 1), np.r_[ab, c])

@@ -18,7 +18,7 @@ from ._select import METHODS, candidates, make_scaler, select_method
 
 #: every scaler class by its JSON ``type``
 SCALERS: dict[str, type[Scaler]] = {cls.__name__: cls for cls in METHODS.values() if cls is not None}
-from ._thresholds import tune_thresholds
+from ._thresholds import check_targets, tune_canonical, tune_thresholds
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "Calibrator", "fit_calibrator", "from_dict", "load", "resolve_method"]
 
@@ -126,7 +126,7 @@ class Calibrator:
     def fit(self, scores: Any, labels: Any, task: str, method: str | None = "temperature", tune: str | None = "f1",
             *, space: str = "logits", axis: int = -1, target_precision: float | None = None,
             target_recall: float | None = None, dim: int | None = None,
-            ignore_index: int | None = None) -> Calibrator:
+            ignore_index: int | None = None, max_rows: int | None = None) -> Calibrator:
         """Fit the scaler on a calibration set, then tune thresholds on its calibrated probabilities.
 
         Args:
@@ -138,6 +138,8 @@ class Calibrator:
                 for a target instead (see :func:`tune_thresholds`).
             space: what ``scores`` are; :meth:`transform` assumes the same unless told otherwise.
             ignore_index: a label value whose rows (multilabel: entries) are left out, as in PyTorch.
+            max_rows: Dask arrays only: the bounded sample for what is not a sum of per-block partials
+                (see :func:`fit_calibrator`).
 
         Returns:
             ``self``.
@@ -151,6 +153,9 @@ class Calibrator:
                              "precision or recall target)")
         # the scaler first: a method the task has no use for is refused before the scores are read
         scaler: Scaler | None = None if method in (None, "auto") else make_scaler(method, task)
+        if is_dask(scores) or is_dask(labels):
+            return self._fit_dask(scores, labels, task, method, scaler, tune, space, axis, ignore_index,
+                                  target_precision, target_recall, max_rows)
         z, c = fit_logits(scores, labels, task, space, axis, ignore_index=ignore_index)
         self.selection_ = None
         if method == "auto":
@@ -174,6 +179,44 @@ class Calibrator:
                 self.tune = f"precision>={target_precision:g}"
             elif target_recall is not None:
                 self.tune = f"recall>={target_recall:g}"
+        return self
+
+    def _fit_dask(self, scores, labels, task, method, scaler, tune, space, axis, ignore_index, target_precision,
+                  target_recall, max_rows) -> Calibrator:
+        """The fit on Dask arrays: the scaler exactly where its fit is a sum (``Scaler.fit_distributed``);
+        ``method="auto"``'s selection and the thresholds on one bounded uniform sample (a warning says so)."""
+        from .._dask_calibration import DaskLogits, sample_of
+
+        wants = tune is not None or target_precision is not None or target_recall is not None
+        tp, tr = check_targets(target_precision, target_recall)
+        data = DaskLogits(scores, labels, task, space, axis, ignore_index)
+        self.selection_, sample = None, None
+        if method == "auto":
+            sample = sample_of(data, max_rows, "method='auto' (its cross-validated selection)", stacklevel=5)
+            self.selection_ = select_method(*sample, task)
+            method = self.selection_["chosen"]
+            scaler = make_scaler(method, task, **self.selection_["options"])
+            if sample[0].shape[0] < data.n:
+                self.selection_["reason"] += (f"; selected on a uniform sample of {sample[0].shape[0]} of {data.n} "
+                                              f"rows, then {method} fitted on every row where its fit is exact")
+        if scaler is not None:
+            scaler.fit_distributed(data, space=space, axis=axis, max_rows=max_rows)
+        self.task, self.method, self.scaler, self.space_, self.axis_ = task, method, scaler, space, axis
+        self.n_classes_ = data.n_classes
+        self._fitted = True
+        self.tune = tune if task != "multiclass" and wants else None
+        self.thresholds = None
+        if task != "multiclass" and wants:
+            if sample is None:
+                sample = sample_of(data, max_rows, "the decision thresholds", stacklevel=5, verb="were tuned")
+            z, y, valid = sample
+            zc = z if scaler is None else scaler.transform_canonical(z)
+            p = np.asarray(to_probs(zc, task, axis=-1), dtype=np.float64)
+            self.thresholds = tune_canonical(p, y, task, valid=valid, target_precision=tp, target_recall=tr)
+            if tp is not None:
+                self.tune = f"precision>={tp:g}"
+            elif tr is not None:
+                self.tune = f"recall>={tr:g}"
         return self
 
     def _check_fitted(self) -> None:
@@ -370,7 +413,8 @@ def _resolve_tune(task: str, tune: Any, target_precision: Any, target_recall: An
 def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits", method: str | None = None,
                    tune: str | None = None, axis: int = -1, ignore_index: int | None = None,
                    target_precision: float | None = None, target_recall: float | None = None,
-                   notes: list[str] | None = None, dim: int | None = None) -> Calibrator:
+                   notes: list[str] | None = None, dim: int | None = None,
+                   max_rows: int | None = None) -> Calibrator:
     r"""Fit a :class:`Calibrator` on a calibration set, with the method and the threshold rule resolved per task.
 
     Args:
@@ -393,6 +437,12 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
         notes: a list: the fit's UserWarnings (small calibration set, no convergence, ...) are appended
             to it as ``"Calibration warning: ..."`` lines instead of being emitted; with ``method="auto"``,
             the reason for the choice as a ``"Calibration method: ..."`` line.
+        max_rows: Dask arrays (chunked along rows) only. Temperature, vector and Platt scaling, beta
+            calibration and histogram binning are fitted exactly from per-block sums (the scores never
+            come to this process); isotonic and Dirichlet calibration, ``method="auto"``'s selection
+            (the chosen method is then fitted exactly where it can be) and the thresholds use one uniform sample of at most ``max_rows`` rows (default:
+            256 MiB of float64 scores), drawn per row on the workers, and a ``UserWarning`` (a note)
+            says "fitted on a uniform sample of n of N rows" whenever it is not every row.
 
     Returns:
         The fitted :class:`Calibrator` (``.method``, ``.thresholds``, ``.describe()``, ``.save(path)``).
@@ -419,7 +469,7 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
     def fit() -> Calibrator:
         return Calibrator().fit(scores, labels, task, method=method, tune=tune, space=space, axis=axis,
                                 dim=dim, ignore_index=ignore_index, target_precision=target_precision,
-                                target_recall=target_recall)
+                                target_recall=target_recall, max_rows=max_rows)
 
     if notes is None:
         return fit()

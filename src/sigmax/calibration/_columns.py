@@ -157,15 +157,18 @@ class ColumnCalibrator(Scaler):
         for c in range(k):
             keep = slice(None) if v is None else v[:, c]
             tc = t[keep, c]
-            npos, nneg = int(tc.sum()), int(tc.size - tc.sum())
-            if npos < 5 or nneg < 5:
-                what = "the scores" if self.task == "binary" else f"class {c}"
-                warnings.warn(f"{what} has {npos} positive and {nneg} negative calibration sample(s); its "
-                              f"{type(self).__name__} fit rests on very few examples", UserWarning, stacklevel=5)
+            self.warn_few(c, int(tc.sum()), int(tc.size - tc.sum()), stacklevel=6)
             columns.append(self._fit_column(lp[keep, c], l1mp[keep, c], tc))
         for name, values in zip(self._params, zip(*columns)):
             setattr(self, name + "_", list(values))
         return {"converged": True}
+
+    def warn_few(self, c: int, npos: int, nneg: int, stacklevel: int = 5) -> None:
+        """The ``UserWarning`` for a column with fewer than 5 positives or negatives."""
+        if npos < 5 or nneg < 5:
+            what = "the scores" if self.task == "binary" else f"class {c}"
+            warnings.warn(f"{what} has {npos} positive and {nneg} negative calibration sample(s); its "
+                          f"{type(self).__name__} fit rests on very few examples", UserWarning, stacklevel=stacklevel)
 
     def _fit_column(self, lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray) -> tuple:  # pragma: no cover
         raise NotImplementedError

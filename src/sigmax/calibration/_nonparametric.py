@@ -9,12 +9,13 @@ assumed shape; both are fitted per column and renormalised for multiclass as des
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from . import _format as F
-from ._columns import DEFAULT_EPS, ColumnCalibrator
+from ._columns import DEFAULT_EPS, ColumnCalibrator, column_logs, column_targets
 from ._params import as_given
 
 __all__ = ["HistogramBinning", "IsotonicCalibration", "isotonic_fit", "pool_adjacent_violators"]
@@ -250,6 +251,48 @@ class HistogramBinning(ColumnCalibrator):
         info = super()._fit(z, y, valid)
         return {**info, "empty_bins": self.info_.get("empty_bins", 0)}
 
+    def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
+                        max_rows: int | None = None) -> HistogramBinning:
+        """Exact on Dask arrays: per-block bin counts and positives (one reduction); equal-mass edges are
+        the order statistics of each column's probabilities, every column's and every edge's found at once
+        by the distributed multi-rank selection :func:`sigmax._dask_select.kth_smallest_many`, so they equal
+        the in-memory edges."""
+        k = 1 if self.task == "binary" else int(data.n_classes)
+        edges = self._distributed_edges(data, k)
+        count, pos = data.reduce(partial(_histogram_part, task=self.task, edges=edges))
+        self.space_, self.axis_, self.n_classes_ = space, axis, data.n_classes
+        values, empty = [], 0
+        for c in range(k):
+            self.warn_few(c, int(pos[c].sum()), int(count[c].sum() - pos[c].sum()), stacklevel=4)
+            mid = 0.5 * (edges[c][:-1] + edges[c][1:])
+            values.append(np.where(count[c] > 0, pos[c] / np.maximum(count[c], 1.0), mid))
+            empty += int(np.sum(count[c] == 0))
+        self.bin_edges_, self.bin_values_ = edges, values
+        return self._record(data.n, data.nll(), data.nll(self._apply_np), {"converged": True, "empty_bins": empty})
+
+    def _ends(self, n: int) -> np.ndarray:
+        """The last rank (1-based) of each but the last of ``np.array_split``'s runs of ``n`` sorted values."""
+        m = min(self.n_bins, n)
+        return np.cumsum([n // m + 1] * (n % m) + [n // m] * (m - n % m))[:-1]
+
+    def _distributed_edges(self, data: Any, k: int) -> list[np.ndarray]:
+        if self.binning == "equal_width":
+            return [np.linspace(0.0, 1.0, self.n_bins + 1) for _ in range(k)]
+        from .._dask_select import kth_smallest_many
+
+        def ranks(sizes):  # the two middle order statistics of every inner edge, per column
+            return [[r for e in (self._ends(int(n)) if n else []) for r in (int(e), int(e) + 1)] for n in sizes]
+
+        values, sizes = kth_smallest_many(data.delayed(_columns_probs, self.task, k), ranks, n_sets=k)
+        out = []
+        for v, n in zip(values, sizes):
+            if n == 0:
+                out.append(np.linspace(0.0, 1.0, self.n_bins + 1))
+                continue
+            inner = 0.5 * (v[0::2] + v[1::2])
+            out.append(np.unique(np.clip(np.r_[0.0, inner, 1.0], 0.0, 1.0)))
+        return out
+
     def _predict(self, k, lp, l1mp):
         edges = self.bin_edges_[k]
         return self.bin_values_[k][self._bin(edges, np.exp(lp))]
@@ -267,3 +310,35 @@ class HistogramBinning(ColumnCalibrator):
                                    f"but has {a.size}")
             out.append(a)
         return out
+
+
+def _columns_probs(blk, task, k):
+    """Every column's calibration probabilities (its kept entries) of one Dask block: ``k`` 1-D arrays."""
+    if blk is None:
+        return [np.zeros(0) for _ in range(k)]
+    z, y, valid, _ = blk
+    zz = z.reshape(z.shape[0], -1)
+    lp, _ = column_logs(zz, task)
+    if valid is None:
+        return [np.exp(lp[:, c]) for c in range(k)]
+    vv = valid.reshape(zz.shape)
+    return [np.exp(lp[vv[:, c], c]) for c in range(k)]
+
+
+def _histogram_part(blk, task, edges):
+    """``(count, positives)``: per column, its bins' counts of one Dask block's kept entries."""
+    if blk is None:
+        return None
+    z, y, valid, _ = blk
+    zz = z.reshape(z.shape[0], -1)
+    k = zz.shape[1]
+    lp, _ = column_logs(zz, task)
+    t, v = column_targets(y, valid, task, k)
+    count, pos = [], []
+    for c in range(k):
+        keep = slice(None) if v is None else v[:, c]
+        nb = edges[c].size - 1
+        idx = HistogramBinning._bin(edges[c], np.exp(lp[keep, c]))
+        count.append(np.bincount(idx, minlength=nb).astype(np.float64))
+        pos.append(np.bincount(idx, weights=t[keep, c], minlength=nb))
+    return count, pos

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from .._array import finish, like, normalize_axis, prepare, resolve_axis
-from .._inputs import SPACES, in_memory_error, is_dask, spell, validate_space, validate_task
+from .._inputs import SPACES, is_dask, spell, validate_space, validate_task
 from ..activations import log_sigmoid, log_softmax, sigmoid, softmax
 from ..interpret import to_probs
 from . import _format as F
 from ._logits import fit_logits, logits_xp
 from ._params import EstimatorParams, as_given, flag
-from ._solvers import column_mean, lbfgs, newton_logistic, solve_log_temperature
+from ._solvers import column_mean, lbfgs, newton_logistic, newton_logistic_on, solve_log_temperature
 
 __all__ = ["MIN_SAMPLES_PER_PARAMETER", "METHOD_NAMES", "SCALERS", "Scaler", "TemperatureScaling",
            "VectorScaling", "PlattScaling", "mean_nll", "describe_numbers",
@@ -133,17 +133,37 @@ class Scaler(EstimatorParams):
     # -- fitting ----------------------------------------------------------------------------
 
     def fit(self, scores: Any, labels: Any, *, space: str | None = None, axis: int = -1,
-            dim: int | None = None, ignore_index: int | None = None) -> Scaler:
+            dim: int | None = None, ignore_index: int | None = None, max_rows: int | None = None) -> Scaler:
         """Fit on a calibration set (held out from training); returns ``self``. See the class docstring.
 
         Rows whose label is ``ignore_index`` (multilabel: those entries) are left out of the fit.
+        On a Dask array (chunked along rows) temperature, vector and Platt scaling, beta calibration
+        and histogram binning are fitted exactly, from per-block sums reduced on the workers (equal-mass
+        edges by exact distributed selection); isotonic regression and Dirichlet calibration are fitted
+        in memory on a uniform sample of at most ``max_rows`` rows (default: 256 MiB of float64 scores),
+        with a ``UserWarning`` saying "fitted on a uniform sample of n of N rows" when it is not every row.
         """
         space = validate_space(self.space if space is None else space)  # the constructor's space by default
         axis = resolve_axis(axis, dim)
         if is_dask(scores) or is_dask(labels):  # sums of per-chunk partials where the chunks live
-            return self._fit_dask(scores, labels, space, axis, ignore_index)
+            from .._dask_calibration import DaskLogits
+
+            data = DaskLogits(scores, labels, self.task, space, axis, ignore_index)
+            return self.fit_distributed(data, space=space, axis=axis, max_rows=max_rows)
         z, c = fit_logits(scores, labels, self.task, space, axis, ignore_index=ignore_index)
         return self.fit_canonical(z, c.labels, valid=c.valid, space=space, axis=axis)
+
+    def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
+                        max_rows: int | None = None) -> Scaler:
+        """Fit on a :class:`sigmax._dask_calibration.DaskLogits` (canonical logits on the workers).
+
+        Scalers whose fit is a sum of per-block partials override this; the others fit in memory on a
+        uniform sample of at most ``max_rows`` rows, with a ``UserWarning`` saying so when it is not every row.
+        """
+        from .._dask_calibration import sample_of
+
+        z, y, valid = sample_of(data, max_rows, type(self).__name__, stacklevel=4)
+        return self.fit_canonical(z, y, valid=valid, space=space, axis=axis)
 
     def fit_canonical(self, z: np.ndarray, y: np.ndarray, *, valid: np.ndarray | None = None,
                       space: str = "logits", axis: int = -1) -> Scaler:
@@ -166,10 +186,6 @@ class Scaler(EstimatorParams):
                           "iterations); the calibration set may be separable or degenerate",
                           UserWarning, stacklevel=stacklevel)
         return self
-
-    def _fit_dask(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any) -> Scaler:
-        raise in_memory_error("scores", f"{type(self).__name__}.fit (not distributed yet; TemperatureScaling.fit "
-                                        "is)")
 
     def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -463,15 +479,16 @@ class TemperatureScaling(Scaler):
         self.temperature_ = t if self.per_class else float(t[0])
         return {"n_iter": int(it), "converged": bool(converged), "grad_max": float(np.max(np.abs(g)))}
 
-    def _fit_dask(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any) -> TemperatureScaling:
+    def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
+                        max_rows: int | None = None) -> TemperatureScaling:
         """The fit on Dask arrays: each Newton step is one reduction of per-block gradient/Hessian sums."""
         from .._dask_calibration import TemperatureSums
 
-        sums = TemperatureSums(scores, labels, self.task, space, axis, ignore_index, per_class=self.per_class)
+        sums = TemperatureSums(None, None, self.task, space, axis, None, per_class=self.per_class, data=data)
         self.space_, self.axis_, self.n_classes_ = space, axis, sums.n_classes
         before = sums.nll(1.0)
-        info = self._solve(sums.deriv, sums.k, sums.n, sums.separable, stacklevel=4)
-        return self._record(sums.n, before, sums.nll(self.temperature_), info, stacklevel=3)
+        info = self._solve(sums.deriv, sums.k, sums.n, sums.separable, stacklevel=5)
+        return self._record(sums.n, before, sums.nll(self.temperature_), info, stacklevel=4)
 
     def _apply(self, xp, z, ax):
         t = self.temperature_
@@ -489,7 +506,8 @@ class VectorScaling(Scaler):
 
     More flexible than :class:`TemperatureScaling` (``2C`` parameters instead of 1), and it can change
     the argmax. Fitted by L-BFGS from the identity (:math:`w = 1, b = 0`) to ``max|grad| < gtol``; the
-    problem is convex (strictly, with :math:`\lambda > 0`).
+    problem is convex (strictly, with :math:`\lambda > 0`). On a Dask array the same L-BFGS runs on
+    per-block sums (one reduction of ``1 + 2C`` numbers per evaluation; no Hessian, so no limit on ``C``).
 
     Args:
         l2: :math:`\lambda`, a small pull toward the identity. A calibration set on which some class is
@@ -537,22 +555,43 @@ class VectorScaling(Scaler):
 
     def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
         n, c = z.shape
-        warn_small(n, 2 * c, f"VectorScaling with {c} classes", "; TemperatureScaling fits 1 parameter")
         onehot = _onehot(y, c)
+
+        def data_fg(x):
+            a = z * x[:c] + x[c:]
+            lp = np.asarray(log_softmax(a, axis=1))
+            r = (np.exp(lp) - onehot) / n  # d(mean NLL)/d(logit) = (softmax - onehot) / N
+            return -np.mean(lp[np.arange(n), y]), np.concatenate([np.sum(r * z, axis=0), np.sum(r, axis=0)])
+
+        return self._solve(data_fg, n, c)
+
+    def _solve(self, data_fg, n: int, c: int) -> dict[str, Any]:
+        """L-BFGS from the identity on ``data_fg`` (the mean NLL and its gradient: in memory, or Dask sums)."""
+        warn_small(n, 2 * c, f"VectorScaling with {c} classes", "; TemperatureScaling fits 1 parameter")
         x0 = np.concatenate([np.ones(c), np.zeros(c)])  # the identity
         lam = self.l2
 
         def fg(x):
-            a = z * x[:c] + x[c:]
-            lp = np.asarray(log_softmax(a, axis=1))
-            f = -np.mean(lp[np.arange(n), y]) + 0.5 * lam * np.sum((x - x0) ** 2)
-            r = (np.exp(lp) - onehot) / n  # d(mean NLL)/d(logit) = (softmax - onehot) / N
-            return f, np.concatenate([np.sum(r * z, axis=0), np.sum(r, axis=0)]) + lam * (x - x0)
+            f, g = data_fg(x)
+            return f + 0.5 * lam * np.sum((x - x0) ** 2), g + lam * (x - x0)
 
         x, _, g, it = lbfgs(fg, x0, gtol=self.gtol)
         self.weight_, self.bias_ = x[:c].copy(), x[c:].copy()
         gmax = float(np.max(np.abs(g)))
         return {"n_iter": int(it), "converged": gmax < max(self.gtol, 1e-6), "grad_max": gmax}
+
+    def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
+                        max_rows: int | None = None) -> VectorScaling:
+        """Exact on Dask arrays: the same L-BFGS, each evaluation one reduction of ``1 + 2C`` per-block sums.
+
+        (The in-memory fit needs no Hessian, so neither does this one: no size limit on ``C``.)
+        """
+        from .._dask_calibration import VectorSums
+
+        self.space_, self.axis_, self.n_classes_ = space, axis, data.n_classes
+        before = data.nll()
+        info = self._solve(VectorSums(data).fg, data.n, int(data.n_classes))
+        return self._record(data.n, before, data.nll(self._apply_np), info)
 
     def _apply(self, xp, z, ax):
         return z * self._per_class(xp, self.weight_, z, ax) + self._per_class(xp, self.bias_, z, ax)
@@ -623,25 +662,45 @@ class PlattScaling(Scaler):
         zz = z.reshape(n, -1)
         yy = y.reshape(n, -1).astype(np.float64)
         w = None if valid is None else valid.reshape(n, -1).astype(np.float64)
-        warn_small(n, 2, f"PlattScaling(task={self.task!r})", "; TemperatureScaling fits 1 parameter per label")
         npos = yy.sum(axis=0) if w is None else (yy * w).sum(axis=0)
         ncol = np.full(zz.shape[1], float(n)) if w is None else w.sum(axis=0)
-        nneg = ncol - npos
-        for c in np.flatnonzero((npos < 5) | (nneg < 5)):
-            warnings.warn(f"label {c} has {int(npos[c])} positive and {int(nneg[c])} negative calibration "
-                          "sample(s); its Platt fit rests on very few examples", UserWarning, stacklevel=4)
+        nneg = self._check_counts(n, npos, ncol)
         if self.prior_correction:
             t = np.where(yy == 1, (npos + 1) / (npos + 2), 1.0 / (nneg + 2))
         else:
             t = yy
+        return self._finish(*newton_logistic(zz, t, gtol=self.gtol, weight=w))
 
-        a, b, g, it = newton_logistic(zz, t, gtol=self.gtol, weight=w)
+    def _check_counts(self, n: int, npos: np.ndarray, ncol: np.ndarray, stacklevel: int = 5) -> np.ndarray:
+        warn_small(n, 2, f"PlattScaling(task={self.task!r})", "; TemperatureScaling fits 1 parameter per label")
+        nneg = ncol - npos
+        for c in np.flatnonzero((npos < 5) | (nneg < 5)):
+            warnings.warn(f"label {c} has {int(npos[c])} positive and {int(nneg[c])} negative calibration "
+                          "sample(s); its Platt fit rests on very few examples", UserWarning, stacklevel=stacklevel)
+        return nneg
+
+    def _finish(self, a, b, g, it) -> dict[str, Any]:
         if self.task == "binary":
             self.weight_, self.bias_ = float(a[0]), float(b[0])
         else:
             self.weight_, self.bias_ = a, b
         gmax = float(np.max(np.abs(g)))
         return {"n_iter": int(it), "converged": gmax < max(self.gtol, 1e-6), "grad_max": gmax}
+
+    def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
+                        max_rows: int | None = None) -> PlattScaling:
+        """Exact on Dask arrays: the same per-label Newton iteration, each gradient, Hessian or line-search
+        loss one reduction of per-block column sums."""
+        from .._dask_calibration import PlattSums
+
+        self.space_, self.axis_, self.n_classes_ = space, axis, data.n_classes
+        sums = PlattSums(data)
+        self._check_counts(data.n, sums.npos, sums.ncol)
+        sums.targets(self.prior_correction)
+        before = data.nll()
+        k = int(np.size(sums.npos))
+        info = self._finish(*newton_logistic_on(sums.derivs, sums.loss, k, gtol=self.gtol))
+        return self._record(data.n, before, data.nll(self._apply_np), info)
 
     def _apply(self, xp, z, ax):
         if self.task == "binary":

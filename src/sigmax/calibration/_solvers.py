@@ -11,7 +11,7 @@ import numpy as np
 
 from ..activations import log_sigmoid, sigmoid
 
-__all__ = ["LOG_T_BOUND", "column_mean", "lbfgs", "newton_logistic", "solve_log_temperature"]
+__all__ = ["LOG_T_BOUND", "column_mean", "lbfgs", "newton_logistic", "newton_logistic_on", "solve_log_temperature"]
 
 LOG_T_BOUND = 20.0  # |log T| <= 20: T in [2e-9, 5e8]
 
@@ -131,27 +131,46 @@ def newton_logistic(z: np.ndarray, t: np.ndarray, *, gtol: float, max_iter: int 
     columns, with a per-column backtracking line search; quadratic convergence to ``max|grad| < gtol``.
     ``weight`` (the shape of ``z``, 0/1 or non-negative) weights the entries of each column's mean
     (entries left out by ``ignore_index`` have weight 0). Returns ``(a, b, grad, n_iter)``.
+
+    Example:
+        >>> z = np.array([[-2.0], [-1.0], [1.0], [2.0]]); t = np.array([[0.0], [1.0], [0.0], [1.0]])
+        >>> a, b, g, _ = newton_logistic(z, t, gtol=1e-12); round(float(a[0]), 4), bool(np.all(abs(g) < 1e-12))
+        (0.4196, True)
     """
-    k = z.shape[1]
     mean = column_mean(weight)
-    a, b = np.ones(k), np.zeros(k)  # the identity
 
     def loss(a, b):
         x = z * a + b
         # -[t log sigma(x) + (1 - t) log sigma(-x)]: both logs exact for large |x|
         return -mean(t * np.asarray(log_sigmoid(x)) + (1 - t) * np.asarray(log_sigmoid(-x)))
 
-    f = loss(a, b)
-    it = 0
-    for it in range(max_iter + 1):
+    def derivs(a, b, hessian):
         x = z * a + b
         q = np.asarray(sigmoid(x))
         r = q - t
-        ga, gb = mean(r * z), mean(r)
+        if not hessian:
+            return mean(r * z), mean(r)
+        s = q * np.asarray(sigmoid(-x))  # sigma(x)(1 - sigma(x)), with 1 - sigma(x) = sigma(-x) exactly
+        return mean(s * z * z), mean(s * z), mean(s)
+
+    return newton_logistic_on(derivs, loss, z.shape[1], gtol=gtol, max_iter=max_iter)
+
+
+def newton_logistic_on(derivs, loss, k: int, *, gtol: float, max_iter: int = 100):
+    """:func:`newton_logistic` on callbacks, so that the means may be sums over Dask blocks.
+
+    ``derivs(a, b, False)`` returns the column means ``(d/da, d/db)`` of the NLL at ``(a, b)``,
+    ``derivs(a, b, True)`` the Hessian's ``(haa, hab, hbb)``; ``loss(a, b)`` the column NLLs (each
+    array of length ``k``). Returns ``(a, b, grad, n_iter)``.
+    """
+    a, b = np.ones(k), np.zeros(k)  # the identity
+    f = loss(a, b)
+    it = 0
+    for it in range(max_iter + 1):
+        ga, gb = derivs(a, b, False)
         if max(np.max(np.abs(ga)), np.max(np.abs(gb))) < gtol or it == max_iter:
             break
-        s = q * np.asarray(sigmoid(-x))  # sigma(x)(1 - sigma(x)), with 1 - sigma(x) = sigma(-x) exactly
-        haa, hab, hbb = mean(s * z * z), mean(s * z), mean(s)
+        haa, hab, hbb = derivs(a, b, True)
         det = haa * hbb - hab * hab
         ok = det > 1e-300
         with np.errstate(all="ignore"):

@@ -12,7 +12,7 @@ from .._array import resolve_axis
 from .._inputs import canonical, validate_space, validate_task
 from ..interpret import to_probs
 
-__all__ = ["tune_thresholds", "tune_canonical"]
+__all__ = ["check_targets", "tune_thresholds", "tune_canonical"]
 
 
 def _between(above: np.ndarray, below: np.ndarray) -> np.ndarray:
@@ -73,6 +73,19 @@ def _check_target(v: Any, name: str) -> float | None:
     return float(v)
 
 
+def check_targets(target_precision: Any, target_recall: Any) -> tuple[float | None, float | None]:
+    """``(target_precision, target_recall)`` checked (numbers in [0, 1], at most one given), as floats.
+
+    Example:
+        >>> check_targets(0.9, None)
+        (0.9, None)
+    """
+    tp, tr = _check_target(target_precision, "target_precision"), _check_target(target_recall, "target_recall")
+    if tp is not None and tr is not None:
+        raise ValueError("give at most one of target_precision and target_recall")
+    return tp, tr
+
+
 def tune_thresholds(scores: Any, labels: Any, task: str, *, space: str = "logits", objective: str = "f1",
                     target_precision: float | None = None, target_recall: float | None = None,
                     axis: int = -1, dim: int | None = None, ignore_index: int | None = None) -> np.ndarray:
@@ -120,9 +133,7 @@ def tune_thresholds(scores: Any, labels: Any, task: str, *, space: str = "logits
                          "argmax (use top-k or abstention in sigmax.interpret instead of thresholds)")
     if objective != "f1":
         raise ValueError(f"unknown objective {objective!r}; use 'f1', or give target_precision / target_recall")
-    tp, tr = _check_target(target_precision, "target_precision"), _check_target(target_recall, "target_recall")
-    if tp is not None and tr is not None:
-        raise ValueError("give at most one of target_precision and target_recall")
+    tp, tr = check_targets(target_precision, target_recall)
     c = canonical(scores, labels, task, axis=resolve_axis(axis, dim), ignore_index=ignore_index)
     p = np.asarray(to_probs(c.scores, task, space=validate_space(space)), dtype=np.float64)
     return tune_canonical(p, c.labels, task, valid=c.valid, objective=objective, target_precision=tp,
