@@ -9,6 +9,9 @@ the given rows — use scores the model was not trained on — with
 -o out.npy`` reads SCORES in the space stored in the calibrator and writes the calibrated logits (or
 ``--probs``); a ``.npy`` input is processed in chunks, so files larger than memory work. Every output
 is written to a temporary file beside the target and renamed into place, so ``-o`` may name the input.
+With ``--dask CLUSTER`` (or a Zarr input) ``fit`` runs :func:`sigmax.calibration.fit_calibrator` on Dask
+arrays on the workers, and ``apply`` transforms block by block on the workers, each writing its rows at
+their offset into one temporary ``.npy`` beside ``-o`` (with ``tcp://``, on a filesystem the workers share).
 
 Exit status: 0 done, 1 a check finding reached ``--fail-on`` (``fit``; the calibrator is then not
 saved), 2 a usage error (one line naming the argument and the fix).
@@ -27,7 +30,8 @@ import numpy as np
 from . import CLIError
 from ._output import (add_fail_on, add_memory_budget, exit_status, is_terminal, print_json, print_note,
                       print_table, space_arg)
-from .report import add_dask, add_method, add_task_space, is_shards, refuse_dask, split_key
+from ._distributed import on_cluster, open_input, open_pair, plan_rows, wants_dask
+from .report import add_dask, add_method, add_task_space, is_shards, split_key
 
 HELP = "fit a calibrator on labelled scores (fit), or apply a saved one to new scores (apply)"
 
@@ -39,6 +43,9 @@ def register(sub) -> None:
                "  sigmax calibrate apply calib.json test_logits.npy -o test_calibrated.npy\n"
                "  sigmax calibrate apply calib.json test_logits.npy -o test_probs.csv --probs\n"
                "  sigmax calibrate apply calib.json 'shards/logits-*.npy' -o calibrated.npy  (one output file)\n"
+               "  sigmax calibrate fit 'shards/logits-*.npy' 'shards/labels-*.npy' --task multiclass --space logits \\\n"
+               "      -o calib.json --dask local:4\n"
+               "  sigmax calibrate apply calib.json val.zarr:logits -o calibrated.npy --dask tcp://10.0.0.5:8786\n"
                "exit status: 0 done, 1 a check finding reached --fail-on (fit: nothing saved), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -122,6 +129,21 @@ def _summaries(scores: Any, labels: Any, cal: Any, args: argparse.Namespace) -> 
     return before, after
 
 
+def _dask_summaries(scores: Any, labels: Any, cal: Any, args: argparse.Namespace) -> tuple[dict, dict] | None:
+    """:func:`_summaries` on Dask arrays: each side one tree reduction on the workers (``None`` where
+    ignored multilabel entries would have to be left out)."""
+    from ..metrics import summary
+
+    ii = args.ignore_index
+    if args.task == "multilabel" and ii is not None and bool((labels == ii).any().compute()):
+        return None
+    keep = {} if args.task == "multilabel" else {"ignore_index": ii}
+    before = summary(scores, labels, args.task, space=args.space, axis=args.axis, **keep)
+    thr = {} if cal.thresholds is None else {"threshold": cal.thresholds}
+    after = summary(cal.transform(scores), labels, args.task, space="logits", axis=args.axis, **keep, **thr)
+    return before, after
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from .._inputs import interface
 
@@ -143,10 +165,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     from ..calibration import resolve_method
 
     resolve_method(args.task, args.method, args.tune)  # a bad --method/--tune stops before any file is read
-    refuse_dask(args, "calibrate fit")
     context = (f"(SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, --space {args.space})")
+    on_dask = wants_dask(args, args.scores, args.labels)
     try:
-        if is_shards(args.scores, args.labels):  # every shard checked, then read whole within the budget
+        if on_dask:  # Dask arrays on the workers: every shard / the Zarr metadata and the rows checked first
+            rows, _ = plan_rows(args.scores, "SCORES", args.memory_budget, fitting=False, chunk_rows=None)
+            scores, labels = open_pair(args.scores, args.labels, rows)
+        elif is_shards(args.scores, args.labels):  # every shard checked, then read whole within the budget
             scores, labels = _read_shard_pair(args.scores, args.labels, args.memory_budget)
         else:
             spath, skey = split_key(args.scores, "SCORES")
@@ -155,27 +180,35 @@ def _run_fit(args: argparse.Namespace) -> int:
             labels = load_labels(lpath, key=lkey, memory_budget=args.memory_budget)
     except ScoreFileError as exc:
         raise CLIError(str(exc)) from None
-    findings: list[dict] = []
-    if not args.no_check:
-        from ..check import check
+    notes: list[str] = []
 
+    def work():
+        findings: list[dict] = []
+        if not args.no_check:
+            from ..check import check
+            from .check import check_blocks
+
+            try:
+                found = (check_blocks(scores, labels, task=args.task, space=args.space, axis=args.axis,
+                                      ignore_index=args.ignore_index) if on_dask else
+                         check(scores, labels, task=args.task, space=args.space, axis=args.axis,
+                               ignore_index=args.ignore_index))
+            except (ValueError, TypeError) as exc:
+                raise CLIError(f"{exc} {context}") from None
+            for f in found:
+                d = f.as_dict()
+                d.pop("details", None)
+                findings.append(d)
         try:
-            found = check(scores, labels, task=args.task, space=args.space, axis=args.axis,
-                          ignore_index=args.ignore_index)
+            cal = fit_calibrator(scores, labels, args.task, space=args.space, method=args.method, tune=args.tune,
+                                 axis=args.axis, ignore_index=args.ignore_index, notes=notes)
+            sides = (_dask_summaries if on_dask else _summaries)(scores, labels, cal, args)
         except (ValueError, TypeError) as exc:
             raise CLIError(f"{exc} {context}") from None
-        for f in found:
-            d = f.as_dict()
-            d.pop("details", None)
-            findings.append(d)
+        return findings, cal, sides
+
+    findings, cal, sides = on_cluster(args, work) if on_dask else work()
     code = exit_status(findings, args.fail_on)
-    notes: list[str] = []
-    try:
-        cal = fit_calibrator(scores, labels, args.task, space=args.space, method=args.method, tune=args.tune,
-                             axis=args.axis, ignore_index=args.ignore_index, notes=notes)
-        sides = _summaries(scores, labels, cal, args)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"{exc} {context}") from None
     if code == 0:
         try:
             cal.save(args.output)
@@ -309,7 +342,6 @@ def _run_apply(args: argparse.Namespace) -> int:
     from ..interpret import to_probs
     from ..io import ScoreFileError, atomic_write, check_shards, count_rows, iter_chunks, load_array, load_scores
 
-    refuse_dask(args, "calibrate apply")  # before anything is read
     cal = _load_calibrator(args.calibrator)
     task, stored = cal.task, cal.space_
     if args.space is not None and args.space != stored:
@@ -332,6 +364,13 @@ def _run_apply(args: argparse.Namespace) -> int:
 
     context = f"(SCORES {args.scores}, read as --space {stored} as the calibrator says, calibrator task {task})"
     t0 = time.perf_counter()
+    if wants_dask(args, args.scores):
+        shape = _apply_on_dask(args, cal, convert, out, ext, context)
+        what = "probabilities" if args.probs else "logits"
+        print_note(f"wrote calibrated {what} {tuple(shape)} to {out} in {time.perf_counter() - t0:.1f} s "
+                   f"(on Dask: each worker wrote its rows; SCORES read as {stored}, output space: {what})",
+                   stream=sys.stdout if not is_terminal() else None)
+        return 0
     try:
         stream = shards or (spath.lower().endswith(".npy") and skey is None)
         if shards:  # every shard checked before any row is read; one output holds the concatenated rows
@@ -391,3 +430,40 @@ def _run_apply(args: argparse.Namespace) -> int:
                f"(SCORES read as {stored}, the calibrator's space; output space: {what})",
                stream=sys.stdout if not is_terminal() else None)
     return 0
+
+
+def _apply_on_dask(args: argparse.Namespace, cal: Any, convert, out: str, ext: str, context: str) -> tuple:
+    """``calibrate apply`` on Dask: SCORES (shards, a .npy or Zarr) checked first, ``convert`` run lazily
+    block by block on the workers, each block written at its row offset into one temporary ``.npy``
+    beside ``-o`` and renamed onto it when every block is done (:func:`sigmax._io_dask.store_npy`)."""
+    from .._array import normalize_axis
+    from .._io_dask import store_npy
+    from ..io import ScoreFileError
+
+    if ext != ".npy":
+        raise CLIError(f"-o {out}: on Dask the workers write their rows into one .npy at their offsets; "
+                       "use -o calibrated.npy (or drop --dask for .csv)")
+    head = open_input(args.scores, "SCORES", 1 << 20)  # headers / metadata only
+    if cal.task != "binary" and head.ndim >= 2 and normalize_axis(cal.axis_, head.ndim) == 0:
+        raise CLIError(f"SCORES {args.scores}: the calibrator's class axis is axis 0, the axis the blocks split; "
+                       "save the scores as (samples, classes)")
+    x = open_input(args.scores, "SCORES", _chunk_rows(np.zeros((0,) + head.shape[1:]), args.chunk_rows,
+                                                      args.memory_budget))
+    x = x.rechunk({i: -1 for i in range(1, x.ndim)}) if x.ndim > 1 else x
+
+    def work():
+        first = np.asarray(x[:1].compute()) if x.shape[0] else np.zeros((1,) + x.shape[1:], dtype=x.dtype)
+        z0 = convert(first)  # the output's dtype and row shape, from one row
+        z = x.map_blocks(convert, dtype=z0.dtype, chunks=(x.chunks[0],) + tuple((k,) for k in z0.shape[1:]),
+                         meta=np.empty((0,) + z0.shape[1:], dtype=z0.dtype))
+        return store_npy(z, out)
+
+    try:
+        return on_cluster(args, work)
+    except ScoreFileError as exc:
+        raise CLIError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{exc} {context}") from None
+    except OSError as exc:
+        raise CLIError(f"-o {out}: cannot write ({exc}); choose another path (with --dask tcp://..., on a "
+                       "filesystem the workers share)") from None

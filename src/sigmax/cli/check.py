@@ -140,12 +140,15 @@ def _open_shards(args):
     return scores, targets
 
 
-def _check_blocks(args, scores, targets):
-    """``check`` on every block where it lives; the findings merged (each code once, the first block's)."""
+def check_blocks(scores: Any, targets: Any, *, task: str | None, space: str | None, axis: int = -1,
+                 loss: str | None = None, ignore_index: int | None = -100):
+    """``check`` on every row block of Dask arrays where it lives; the findings merged (each code once, the
+    first block's), as a :class:`sigmax.check.Findings`. Used by ``check``, ``calibrate fit`` and ``report``
+    on a cluster."""
     from .._dask import delayed_blocks, tree_reduce
     from ..check import Findings, check
 
-    task, space, axis, loss, ii = args.task, args.space, args.axis, args.loss, args.ignore_index
+    ii = ignore_index
     if targets is not None:
         targets = targets.rechunk((scores.chunks[0],) + (-1,) * (targets.ndim - 1))
 
@@ -174,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
         scores, targets = _open_shards(args)
         try:
             with cluster(args.dask):
-                findings = _check_blocks(args, scores, targets)
+                findings = check_blocks(scores, targets, task=args.task, space=args.space, axis=args.axis,
+                                        loss=args.loss, ignore_index=args.ignore_index)
         except (ValueError, ImportError) as exc:
             raise CLIError(str(exc)) from None
     else:

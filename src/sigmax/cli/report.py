@@ -5,7 +5,9 @@ calibrator, the other is evaluated before and after, so the "after" column is ho
 ``--calibrator FILE`` an already fitted calibrator is applied to every row instead. A ``.npy`` score file
 is always read memory-mapped, chunk by chunk, so the command stays within ``--memory-budget`` (1 GiB by
 default) whatever the number of rows and classes; other formats (``.csv``, ``.npz``, ``.pt``) are read
-whole, and refused with a one-line error before reading when their estimated size is over the budget. Exit status: 0,
+whole, and refused with a one-line error before reading when their estimated size is over the budget. With
+``--dask CLUSTER`` (or a Zarr array, ``DIR.zarr[:group/array]``) the inputs are opened as Dask arrays in blocks
+of the memory plan's rows, every shard checked first, and each pass runs on the workers. Exit status: 0,
 1 when a check() finding reaches ``--fail-on`` (error by default; the findings are printed first), 2 on
 a usage error.
 """
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 from . import CLIError
+from ._distributed import wants_dask
 from ._output import (
     space_arg,
     task_arg,
@@ -45,6 +48,8 @@ def register(sub) -> None:
                "      --save-calibrator calib.json\n"
                "  sigmax report big.npy labels.npy --task multiclass --space logits --memory-budget 2G\n"
                "  sigmax report 'shards/logits-*.npy' 'shards/labels-*.npy' --task multiclass --space logits\n"
+               "  sigmax report 'shards/logits-*.npy' 'shards/labels-*.npy' --task multiclass --space logits --dask local:4\n"
+               "  sigmax report val.zarr:logits val.zarr:labels --task multiclass --space logits --dask tcp://10.0.0.5:8786\n"
                "exit status: 0 ok, 1 a check() finding reaches --fail-on (default: an error), 2 usage error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -103,16 +108,13 @@ def add_task_space(p: argparse.ArgumentParser) -> None:
 
 
 def add_dask(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dask", metavar="CLUSTER", default=None,
-                   help="not supported here: shards are streamed in one process; `sigmax check --dask` is the "
-                        "distributed command")
+    from .check import dask_arg
 
-
-def refuse_dask(args: argparse.Namespace, command: str) -> None:
-    """``--dask`` is refused (exit 2) before anything is read: this command streams shards in one process."""
-    if getattr(args, "dask", None) is not None:
-        raise CLIError(f"--dask {args.dask}: `sigmax {command}` streams .npy shards in one process, chunk by chunk "
-                       "within --memory-budget (drop --dask); `sigmax check --dask` is the distributed command")
+    p.add_argument("--dask", metavar="CLUSTER", default=None, type=dask_arg,
+                   help="run on a Dask cluster: local, local:N (N worker processes here) or tcp://HOST:PORT (a "
+                        "running scheduler; the files must be visible to its workers). SCORES/LABELS: .npy shards "
+                        "(a quoted glob), one .npy, or a Zarr array (DIR.zarr or DIR.zarr:group/array, which "
+                        "always runs on Dask). Without it .npy shards stream in this process")
 
 
 def is_shards(*specs: str) -> bool:
@@ -195,7 +197,7 @@ def figure_count(out_dir) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import ScoreFileError, is_streamed, load_labels, load_scores
-    from ..report import calibration_report, parse_memory, stream_calibration_report, write_html
+    from ..report import calibration_report, parse_memory, stream_calibration_report
 
     t0 = time.perf_counter()
     if not 0 < args.fit_fraction <= 1:
@@ -219,7 +221,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--method none fits no calibrator, so there is nothing to --save-calibrator")
     if args.resamples < 0 or args.resamples == 1:
         raise CLIError(f"--resamples must be 0 (no intervals) or at least 2, got {args.resamples}; e.g. --resamples 200")
-    refuse_dask(args, "report")
     conformal = None
     if args.conformal is not None:
         if not 0 < args.conformal < 1:
@@ -243,6 +244,10 @@ def run(args: argparse.Namespace) -> int:
             resolve_method(args.task, args.method, tune_value(args.tune))
         except ValueError as exc:
             raise CLIError(str(exc)) from None
+    show = None if is_terminal(sys.stderr) else False
+    if wants_dask(args, args.scores, args.labels):  # on the workers: every input checked before any work
+        rep = _report_on_dask(args, budget, conformal, show)
+        return _finish(args, rep, t0, show, args.scores)
     shards = is_shards(args.scores, args.labels)  # globs of .npy shards: streamed as one file, in order
     if shards:
         (spath, skey), (lpath, lkey) = (args.scores, None), (args.labels, None)
@@ -251,12 +256,7 @@ def run(args: argparse.Namespace) -> int:
         lpath, lkey = split_key(args.labels, "LABELS")
     cal = load_calibrator(args.calibrator) if args.calibrator else None
     stream = shards or is_streamed(spath, skey)  # a .npy is memory-mapped: within the budget at any size
-    show = None if is_terminal(sys.stderr) else False
-    common = {"task": args.task, "space": args.space, "axis": args.axis, "calibrator": cal, "method": args.method,
-              "tune": tune_value(args.tune), "fit_fraction": args.fit_fraction, "seed": args.seed,
-              "n_bins": args.bins, "class_names": class_names(args.class_names), "check": not args.no_check,
-              "show_progress": show, "memory_budget": budget, "ignore_index": args.ignore_index,
-              "min_bin_count": args.min_bin_count, "n_resamples": args.resamples, "conformal": conformal}
+    common = _common(args, cal, budget, conformal, show)
     try:
         if stream:
             rep = stream_calibration_report(spath, lpath, chunk_rows=args.chunk_rows, scores_key=skey,
@@ -273,6 +273,53 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         raise CLIError(f"{exc} (SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, "
                        f"--space {args.space})") from None
+    return _finish(args, rep, t0, show, spath)
+
+
+def _common(args: argparse.Namespace, cal: Any, budget: int, conformal: Any, show: Any) -> dict:
+    """The keyword arguments every door of the report pipeline takes from the flags."""
+    return {"task": args.task, "space": args.space, "axis": args.axis, "calibrator": cal, "method": args.method,
+            "tune": tune_value(args.tune), "fit_fraction": args.fit_fraction, "seed": args.seed,
+            "n_bins": args.bins, "class_names": class_names(args.class_names), "check": not args.no_check,
+            "show_progress": show, "memory_budget": budget, "ignore_index": args.ignore_index,
+            "min_bin_count": args.min_bin_count, "n_resamples": args.resamples, "conformal": conformal}
+
+
+def _report_on_dask(args: argparse.Namespace, budget: int, conformal: Any, show: Any):
+    """The report over Dask arrays (shards, a .npy or Zarr), on the cluster --dask names (or the local
+    scheduler for Zarr without --dask); blocks of the rows the memory plan gives."""
+    from ..io import ScoreFileError
+    from ..report import calibration_report
+    from ._distributed import on_cluster, open_pair, plan_rows
+
+    cal = load_calibrator(args.calibrator) if args.calibrator else None
+    fitting = cal is None and args.method != "none"
+    rows, _ = plan_rows(args.scores, "SCORES", budget, fitting=fitting, chunk_rows=args.chunk_rows,
+                        n_resamples=args.resamples)
+    scores, labels = open_pair(args.scores, args.labels, rows)
+    common = _common(args, cal, budget, conformal, show)
+    title = f"{args.task} report: {os.path.basename(str(args.scores).rstrip('/'))}"
+    try:
+        return on_cluster(args, lambda: calibration_report(scores, labels, source=str(args.scores), chunk_rows=rows,
+                                                           title=title, **common))
+    except ScoreFileError as exc:
+        raise CLIError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{exc} (SCORES {args.scores}, LABELS {args.labels}, --task {args.task}, "
+                       f"--space {args.space}, --dask {_cluster_text(args)})") from None
+
+
+def _cluster_text(args: argparse.Namespace) -> str:
+    spec = getattr(args, "dask", None)
+    return "none (the local scheduler)" if spec is None else (spec[1] if spec[0] == "address" else f"local:{spec[1]}")
+
+
+def _finish(args: argparse.Namespace, rep, t0: float, show: Any, spath: Any) -> int:
+    """Save, write the page and print: the same for every door."""
+    from ..io import ScoreFileError
+    from ..report import write_html
+
+    spath = str(spath).rstrip("/")
     if args.save_calibrator and rep.calibrator is not None:
         rep.calibrator.save(args.save_calibrator)
     page = None
