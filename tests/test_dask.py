@@ -17,6 +17,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import sigmax._dask as D  # noqa: E402
+import sigmax._dask_select as S  # noqa: E402
 import sigmax.metrics as M  # noqa: E402
 from sigmax.calibration import Calibrator, TemperatureScaling, VectorScaling  # noqa: E402
 from sigmax.conformal import ConformalClassifier, conformal_quantile  # noqa: E402
@@ -154,12 +155,15 @@ def test_temperature_warns_as_in_memory():
     assert [str(w.message) for w in a] == [str(w.message) for w in b] and a
 
 
-def test_unsupported_fits_name_the_fix():
+def test_what_needs_memory_names_the_fix():
+    """Fits that are not exact by sums run on a bounded sample, said in a warning; ranking metrics refuse."""
     z, y = _data("multiclass", n=100)
-    with pytest.raises(TypeError, match=r"VectorScaling.fit.*compute\(\)"):
-        VectorScaling().fit(_chunked(z), y)
-    with pytest.raises(TypeError, match="Dask array"):
-        Calibrator().fit(_chunked(z), y, "multiclass", method="histogram")
+    with pytest.warns(UserWarning, match="uniform sample of 40 of 100 rows"):
+        Calibrator().fit(_chunked(z), y, "multiclass", method="isotonic", max_rows=40)
+    with pytest.raises(TypeError, match=r"Dask array.*compute\(\)"):
+        M.roc_auc(_chunked(z[:, 0]), (y > 2).astype(int), "binary")
+    v = VectorScaling().fit(_chunked(z), y)  # exact: per-block sums
+    np.testing.assert_allclose(v.transform(z), VectorScaling().fit(z, y).transform(z), rtol=1e-9, atol=1e-9)
 
 
 # ------------------------------------------------------------------------- conformal
@@ -168,8 +172,9 @@ def test_conformal_quantile_exact(values, monkeypatch):
     x = {"uniform": RNG.random(4000), "ties": np.round(RNG.random(4000), 2),
          "tiny": RNG.normal(size=4000) * 1e-300,
          "inf": np.r_[np.zeros(2000), -np.inf, np.inf, -0.0, RNG.random(50)]}[values]
-    for gather in (D.GATHER, 3):  # 3: force every radix pass
-        monkeypatch.setattr(D, "GATHER", gather)
+    for gather in (S.GATHER, 3):  # 3: force every radix pass
+        monkeypatch.setattr(S, "GATHER", gather)
+        monkeypatch.setattr(S, "GATHER_FLOOR", min(gather, S.GATHER_FLOOR))
         for alpha in (0.001, 0.1, 0.5, 0.95):
             assert conformal_quantile(_chunked(x, 333), alpha) == conformal_quantile(x, alpha)
     assert conformal_quantile(_chunked(x[:3]), 0.1) == math.inf

@@ -227,3 +227,113 @@ def test_optax_agrees():
     ga = jax.grad(lambda v: optax.sigmoid_binary_cross_entropy(v, y).mean())(x)
     gb = jax.grad(lambda v: sigmax.binary_cross_entropy_with_logits(v, y))(x)
     assert_close(gb, ga, "float32")
+
+
+def test_cross_entropy_jax_extremes_match_torch_float32():
+    # +-1e4 logits (any shift but the max's overflows) and -inf logits off the target, under jit and grad
+    x = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 0.0], [0.0, -INF, 2.0], [-INF, 3.0, -INF], [5.0, -INF, -INF]],
+                 dtype=np.float32)
+    t = np.array([0, 0, 2, 1, 0])
+    for kw in ({}, {"label_smoothing": 0.1}, {"weight": np.array([1.0, 2.0, 0.5], dtype=np.float32)}):
+        wj = {k: (jnp.asarray(v) if k == "weight" else v) for k, v in kw.items()}
+        wt = {k: (torch.tensor(v) if k == "weight" else v) for k, v in kw.items()}
+        f = jax.jit(jax.value_and_grad(lambda v, wj=wj: sigmax.cross_entropy(v, jnp.asarray(t), reduction="sum",
+                                                                               **wj)))
+        val, g = f(jnp.asarray(x))
+        xt = torch.tensor(x, requires_grad=True)
+        ref = F.cross_entropy(xt, torch.tensor(t), reduction="sum", **wt)
+        if "label_smoothing" in kw:  # PyTorch's smoothing term is -inf * 0 = NaN on -inf logits: ours is the limit
+            assert float(val) == INF
+            continue
+        ref.backward()
+        assert_close(val, ref.detach(), "float32")
+        assert_close(g, xt.grad, "float32")
+        assert np.isfinite(np.asarray(g)).all()
+    none = sigmax.cross_entropy(jnp.asarray(x), jnp.asarray(t), reduction="none")
+    np.testing.assert_allclose(np.asarray(none), [0.0, 2e4, np.log1p(np.exp(-2.0)), 0.0, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cross_entropy_and_bce_jax_low_precision(dtype):
+    # computed in float32, returned (value and gradient) in the input's dtype
+    rng = np.random.default_rng(6)
+    x32 = rng.normal(size=(16, 10)).astype(np.float32) * 3
+    x = jnp.asarray(x32).astype(dtype)
+    t = jnp.asarray(rng.integers(0, 10, size=16))
+    y = jnp.asarray((rng.uniform(size=(16, 10)) < 0.3).astype(np.float32)).astype(dtype)
+    xr = np.asarray(x.astype(jnp.float32), dtype=np.float64)
+    for ours, ref, tgt in (
+            (lambda v: sigmax.cross_entropy(v, t, label_smoothing=0.1),
+             lambda v: F.cross_entropy(v, torch.tensor(np.asarray(t)), label_smoothing=0.1), None),
+            (lambda v: sigmax.binary_cross_entropy_with_logits(v, y),
+             lambda v: F.binary_cross_entropy_with_logits(v, torch.tensor(np.asarray(y.astype(jnp.float32)),
+                                                                          dtype=torch.float64)), None)):
+        val, g = jax.jit(jax.value_and_grad(ours))(x)
+        assert val.dtype == x.dtype and g.dtype == x.dtype
+        xt = torch.tensor(xr, requires_grad=True)
+        r = ref(xt)
+        r.backward()
+        assert_close(val, float(r.detach()), dtype)
+        assert_close(np.asarray(g.astype(jnp.float32)), xt.grad.numpy(), dtype)
+
+
+@pytest.mark.slow
+def test_cross_entropy_jax_check_grads(x64):
+    from jax.test_util import check_grads
+
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(5, 4)) * 2)
+    t = jnp.asarray([0, 3, -100, 2, 1])
+    w = jnp.asarray([1.0, 0.5, 2.0, 1.5])
+    for kw in ({}, {"label_smoothing": 0.2}, {"weight": w}, {"weight": w, "label_smoothing": 0.1},
+               {"reduction": "none"}):
+        f = lambda v, kw=kw: sigmax.cross_entropy(jnp.asarray(v), t, **kw)  # finite differences pass NumPy
+        check_grads(f, (x,), order=1, modes=("fwd", "rev"))
+    check_grads(lambda v: sigmax.cross_entropy(jnp.asarray(v), t, weight=w, label_smoothing=0.1), (x,), order=2,
+                modes=("rev",))
+    y = jnp.asarray(rng.uniform(size=(5, 4)))
+    bce = lambda v, yy: sigmax.binary_cross_entropy_with_logits(jnp.asarray(v), jnp.asarray(yy), weight=w)
+    check_grads(bce, (x, y), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_jax_probability_targets_match_optax_and_torch(reduction, x64):
+    optax = pytest.importorskip("optax")
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(6, 5)) * 3
+    q = rng.dirichlet(np.ones(5), size=6)
+
+    def ours(v):
+        out = sigmax.cross_entropy(v, jnp.asarray(q), reduction=reduction)
+        return out if reduction != "none" else out.sum()
+
+    v, g = jax.jit(jax.value_and_grad(ours))(jnp.asarray(x))
+    per = lambda z: optax.softmax_cross_entropy(z, jnp.asarray(q))
+    peer = {"mean": lambda z: per(z).mean(), "sum": lambda z: per(z).sum(), "none": lambda z: per(z).sum()}[reduction]
+    vo, go = jax.value_and_grad(peer)(jnp.asarray(x))
+    assert_close(v, vo, "float64")
+    assert_close(g, go, "float64")
+    xt = torch.tensor(x, requires_grad=True)
+    ref = F.cross_entropy(xt, torch.tensor(q), reduction=reduction)
+    (ref if reduction != "none" else ref.sum()).backward()
+    assert_close(g, xt.grad, "float64")
+
+
+@pytest.mark.slow
+def test_cross_entropy_jax_reductions_match_optax_with_ignore_index():
+    optax = pytest.importorskip("optax")
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.normal(size=(32, 50)).astype(np.float32) * 3)
+    t = np.asarray(rng.integers(0, 50, size=32))
+    t[::4] = -1
+    keep = jnp.asarray(t != -1)
+    per = optax.softmax_cross_entropy_with_integer_labels(x, jnp.asarray(np.where(t < 0, 0, t)))
+    per = jnp.where(keep, per, 0.0)
+    tj = jnp.asarray(t)
+    assert_close(jax.jit(lambda v: sigmax.cross_entropy(v, tj, ignore_index=-1, reduction="none"))(x), per, "float32")
+    assert_close(sigmax.cross_entropy(x, tj, ignore_index=-1, reduction="sum"), per.sum(), "float32")
+    assert_close(sigmax.cross_entropy(x, tj, ignore_index=-1), per.sum() / keep.sum(), "float32")
+    g = jax.grad(lambda v: sigmax.cross_entropy(v, tj, ignore_index=-1))(x)
+    go = jax.grad(lambda v: jnp.where(keep, optax.softmax_cross_entropy_with_integer_labels(
+        v, jnp.asarray(np.where(t < 0, 0, t))), 0.0).sum() / keep.sum())(x)
+    assert_close(g, go, "float32")

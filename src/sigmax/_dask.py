@@ -1,4 +1,4 @@
-r"""Dask arrays: detection, row-aligned blocks, tree reductions of fixed-size states, exact selection.
+r"""Dask arrays: detection, row-aligned blocks, tree reductions of fixed-size states, naming a cluster.
 
 sigmax's reductions over rows (metric sums, bin sums, the NLL's gradient and Hessian for a temperature,
 histograms) are sums of per-chunk *states* of a fixed size. On a Dask array (chunked along rows) each
@@ -10,12 +10,7 @@ Nothing here imports Dask at import time: :func:`is_dask` looks at the type's mo
 works without the optional extra (``pip install 'sigmax[dask]'``). The graph runs on the current
 scheduler: a ``distributed.Client`` when one is active, else Dask's threads.
 
-Exact selection (:func:`kth_smallest`): the k-th smallest of ``n`` values spread over blocks, by a
-radix search over the values' order-preserving 64-bit keys: one pass for ``n``, NaN and the shared
-leading bits, then passes of per-block histograms of the next :data:`RADIX_BITS` bits (a state of
-``2**RADIX_BITS`` counts) narrowing to the bucket holding the k-th value, until that bucket holds at
-most :data:`GATHER` values, which are gathered and partitioned. The answer is the same float as
-``np.partition`` gives in memory (ties and ``+-inf`` included).
+Exact selection (order statistics over blocks) lives in :mod:`sigmax._dask_select`, on top of these reductions.
 """
 
 from __future__ import annotations
@@ -29,16 +24,12 @@ import numpy as np
 
 from ._inputs import in_memory_error, is_dask
 
-__all__ = ["FANIN", "GATHER", "RADIX_BITS", "active_client", "add", "blocks", "blockwise", "cluster", "dask_array",
-           "delayed_blocks", "in_memory_error", "is_dask", "kth_smallest", "parse_cluster", "persist_blocks",
+__all__ = ["FANIN", "active_client", "add", "blocks", "blockwise", "cluster", "dask_array",
+           "delayed_blocks", "in_memory_error", "is_dask", "parse_cluster", "persist_blocks",
            "row_layout", "tree_reduce"]
 
 #: states added per node of the reduction tree
 FANIN = 8
-#: bits resolved per selection pass (a per-block state of 2**RADIX_BITS int64 counts: 32 KiB)
-RADIX_BITS = 12
-#: a candidate bucket of at most this many values is gathered and partitioned exactly (8 bytes each)
-GATHER = 1 << 17
 
 
 def dask_array():
@@ -271,82 +262,6 @@ def blockwise(fn: Callable, x: Any, *, class_axis: int | None, dtype: Any, drop_
         x = x.rechunk({class_axis: -1})
     kw = {"drop_axis": class_axis} if drop_class_axis and class_axis is not None else {}
     return x.map_blocks(fn, dtype=dtype, meta=np.empty((0,) * (x.ndim - (1 if kw else 0)), dtype=dtype), **kw)
-
-
-# ------------------------------------------------------------------------- exact selection
-_SIGN = np.uint64(1 << 63)
-
-
-def _keys(v: np.ndarray) -> np.ndarray:
-    """Order-preserving uint64 keys of float64 values (``-0.0`` as ``0.0``)."""
-    b = (np.asarray(v, dtype=np.float64).reshape(-1) + 0.0).view(np.uint64)
-    return np.where(b & _SIGN, ~b, b | _SIGN)
-
-
-def _from_key(k: int) -> float:
-    k = np.uint64(k)
-    b = (k & ~_SIGN) if k & _SIGN else ~k
-    return float(np.array([b], dtype=np.uint64).view(np.float64)[0])
-
-
-def _stats(v):
-    v = np.asarray(v, dtype=np.float64).reshape(-1)
-    nan = int(np.isnan(v).sum())
-    k = _keys(v[~np.isnan(v)]) if nan else _keys(v)
-    if not k.size:
-        return (0, nan, None, None)
-    return (int(k.size), nan, int(k.min()), int(k.max()))
-
-
-def _add_stats(a, b):
-    lo = min(x for x in (a[2], b[2]) if x is not None) if (a[2] is not None or b[2] is not None) else None
-    hi = max(x for x in (a[3], b[3]) if x is not None) if (a[3] is not None or b[3] is not None) else None
-    return (a[0] + b[0], a[1] + b[1], lo, hi)
-
-
-def _hist(v, prefix: int, length: int, bits: int):
-    k = _keys(v)
-    if length:
-        k = k[(k >> np.uint64(64 - length)) == np.uint64(prefix)]
-    digit = (k >> np.uint64(64 - length - bits)) & np.uint64((1 << bits) - 1)
-    return np.bincount(digit.astype(np.int64), minlength=1 << bits)
-
-
-def _gather(v, prefix: int, length: int):
-    k = _keys(v)
-    return k[(k >> np.uint64(64 - length)) == np.uint64(prefix)] if length else k
-
-
-def kth_smallest(block_list: Sequence, k: int | None = None, *, rank: Callable[[int], int] | None = None,
-                 on_nan: Callable[[int], Exception] | None = None) -> tuple[float, int]:
-    """The ``k``-th smallest (1-based) of the values in ``block_list`` (Delayed 1-D blocks), exactly; ``(value, n)``.
-
-    ``rank(n)`` gives ``k`` once ``n`` is known (instead of ``k``); a ``k`` outside ``1..n`` gives
-    ``+inf``. ``on_nan(count)`` builds the error raised when some value is NaN.
-    """
-    blk = [(b,) for b in persist_blocks(block_list)]
-    n, nan, lo, hi = tree_reduce(_stats, blk, _add_stats)
-    if nan:
-        raise (on_nan(nan) if on_nan else ValueError(f"{nan} value(s) are NaN; the k-th smallest needs numbers"))
-    k = rank(n) if rank is not None else k
-    if n == 0 or k < 1 or k > n:
-        return math.inf, n
-    length = 64 - int(lo ^ hi).bit_length()  # the leading bits every key shares
-    prefix = lo >> (64 - length) if length else 0
-    inside = n
-    while length < 64 and inside > GATHER:
-        bits = min(RADIX_BITS, 64 - length)
-        counts = tree_reduce(functools.partial(_hist, prefix=prefix, length=length, bits=bits), blk)
-        cum = np.cumsum(counts)
-        d = int(np.searchsorted(cum, k))  # the first bucket whose cumulative count reaches k
-        k -= int(cum[d - 1]) if d else 0
-        inside = int(counts[d])
-        prefix, length = (prefix << bits) | d, length + bits
-    if length >= 64:
-        return _from_key(prefix), n
-    keys = tree_reduce(functools.partial(_gather, prefix=prefix, length=length), blk,
-                       lambda a, b: np.concatenate([a, b]))
-    return _from_key(int(np.partition(keys, k - 1)[k - 1])), n
 
 
 # ------------------------------------------------------------------------- naming a cluster

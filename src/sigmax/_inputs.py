@@ -172,7 +172,8 @@ def in_memory_error(name: str, what: str = "this function") -> TypeError:
     return TypeError(
         f"{name} is a Dask array, and {what} needs all of it in memory (it would be pulled whole into this "
         f"process). Use a function that reduces Dask arrays chunk by chunk (the metrics of sigmax.metrics, "
-        f"TemperatureScaling.fit, ConformalClassifier.fit, conformal_quantile, transform), or bring a bounded "
+        f"the calibrators' fit and fit_calibrator, ConformalClassifier.fit, conformal_quantile, transform), or bring "
+        f"a bounded "
         f"sample in yourself: {name}[:n].compute()")
 
 

@@ -102,8 +102,8 @@ def conformal_quantile(scores: Any, alpha: float) -> float:
         inf
     """
     alpha = _alpha(alpha)
-    if is_dask(scores):  # exact, by a distributed radix selection (sigmax._dask.kth_smallest)
-        from ._dask import kth_smallest
+    if is_dask(scores):  # exact, by a distributed radix selection (sigmax._dask_select.kth_smallest)
+        from ._dask_select import kth_smallest
 
         return kth_smallest(list(scores.reshape(-1).to_delayed().reshape(-1)), rank=lambda n: _rank(n, alpha),
                             on_nan=lambda _: ValueError(_NAN_SCORES))[0]
@@ -289,7 +289,8 @@ class ConformalClassifier:
         """
         from dask import delayed
 
-        from ._dask import delayed_blocks, kth_smallest, persist_blocks, row_layout, tree_reduce
+        from ._dask import delayed_blocks, persist_blocks, row_layout, tree_reduce
+        from ._dask_select import kth_smallest
 
         if self.randomized:
             raise ValueError("randomized=True draws u by row position in the whole calibration set, which Dask "
