@@ -227,3 +227,17 @@ def test_apply_on_dask_writes_npy_only(data, capsys):
                          "-o", "c.json", "--no-check"])[0] == 0
     code, _, err = _run(capsys, ["calibrate", "apply", "c.json", "s.zarr", "-o", "o.csv"])
     assert code == 2 and "-o o.csv" in err and ".npy" in err and not os.path.exists("o.csv")
+
+
+@pytest.mark.slow
+def test_an_error_raised_on_a_worker_is_one_line_without_the_workers_traceback(data):
+    """A block's error (logits declared --space probs) reaches the command as itself; the local cluster's
+    workers do not print their own "Compute Failed" traceback to the terminal."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "sigmax", "report", "sh/s-*.npy", "sh/y-*.npy", "--task",
+                          "multiclass", "--space", "probs", "--no-html", "--dask", "local:1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--space probs" in lines[0] and "Traceback" not in run.stderr, run.stderr

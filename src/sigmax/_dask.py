@@ -295,7 +295,12 @@ def cluster(spec: tuple[str, Any] | None):
         raise ImportError("--dask needs the optional extra: pip install 'sigmax[dask]'") from exc
     kind, value = spec
     if kind == "local":
+        import logging
+
+        # silence_logs: a task's exception reaches the caller as itself (the CLI prints it as one line); the
+        # workers' own log of it ("Compute Failed", a traceback) would be printed to stderr besides
         with LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          silence_logs=logging.CRITICAL,
                           dashboard_address=None) as lc, Client(lc) as client:
             yield client
     else:
