@@ -241,3 +241,12 @@ def test_an_error_raised_on_a_worker_is_one_line_without_the_workers_traceback(d
     assert run.returncode == 2
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--space probs" in lines[0] and "Traceback" not in run.stderr, run.stderr
+
+
+def test_check_takes_a_zarr_array_and_finds_what_the_file_check_finds(data, capsys):
+    one = _json(capsys, ["check", "all_s.npy", "all_y.npy", "--task", "multiclass", "--json"])
+    z = _json(capsys, ["check", "s.zarr", "y.zarr:val/labels", "--task", "multiclass", "--json"])
+    assert [f["code"] for f in z["findings"]] == [f["code"] for f in one["findings"]]
+    assert z["scores"]["shape"] == one["scores"]["shape"]
+    code, _, err = _run(capsys, ["check", "s.zarr", "sh/y-00.npy", "--task", "multiclass"])
+    assert code == 2 and "TARGETS sh/y-00.npy hold 700 rows but SCORES s.zarr hold 2000" in err

@@ -234,7 +234,7 @@ def test_cli_check_on_shards(tmp_path, capsys):
     assert code == 0 and '"findings": []' in capsys.readouterr().out
     np.save(tmp_path / "y-9.npy", np.zeros(7, dtype=np.int64))
     assert main(["check", str(tmp_path / "s-*.npy"), str(tmp_path / "y-*.npy"), "--task", "multiclass"]) == 2
-    assert "TARGETS shards hold 607 rows" in capsys.readouterr().err
+    assert "y-*.npy hold 607 rows but SCORES" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "missing-*.npy"), "--dask", "local:1"]) == 2
     assert "missing-*.npy: no file matches" in capsys.readouterr().err
 

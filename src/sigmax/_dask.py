@@ -301,7 +301,9 @@ def cluster(spec: tuple[str, Any] | None):
         # workers' own log of it ("Compute Failed", a traceback) would be printed to stderr besides
         with LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
                           silence_logs=logging.CRITICAL,
-                          dashboard_address=None) as lc, Client(lc) as client:
+                          # the scheduler serves HTTP (metrics) even without a dashboard, on 8787 unless told:
+                          # a free loopback port, so a second cluster prints no "port in use" warning
+                          dashboard_address="127.0.0.1:0") as lc, Client(lc) as client:
             yield client
     else:
         try:

@@ -81,9 +81,13 @@ def dask_arg(text: str):
 
 
 def _sharded(args) -> bool:
+    """On Dask: ``--dask`` given, a glob of shards, or a Zarr array."""
     import glob
 
-    return args.dask is not None or glob.has_magic(args.scores) or bool(args.targets and glob.has_magic(args.targets))
+    from ._distributed import wants_dask
+
+    return (wants_dask(args, args.scores, args.targets) or glob.has_magic(args.scores)
+            or bool(args.targets and glob.has_magic(args.targets)))
 
 
 def _split_key(spec: str) -> tuple[str, str | None]:
@@ -119,24 +123,18 @@ def _task_text(findings) -> str:
 
 
 def _open_shards(args):
-    """Scores (and targets) shards as Dask arrays, every shard checked before any work starts."""
-    from ..io import open_shards
+    """Scores (and targets) shards or Zarr arrays as Dask arrays, every input checked before any work starts."""
+    from .._io_dask import check_rows
+    from ._distributed import open_input
 
     if args.chunk_rows < 1:
         raise CLIError(f"--chunk-rows must be a positive integer, got {args.chunk_rows}")
-    def one(spec, what):
-        try:
-            return open_shards(spec, chunk_rows=args.chunk_rows, what=what)
-        except ImportError as exc:
-            raise CLIError(f"sharded input needs the dask extra ({exc}); pip install 'sigmax[dask]'") from None
-        except (ValueError, TypeError) as exc:  # ScoreFileError: one line naming the shard
-            raise CLIError(f"{what}: {exc}") from None
-
-    scores = one(args.scores, "SCORES")
-    targets = one(args.targets, "TARGETS") if args.targets else None
-    if targets is not None and targets.shape[0] != scores.shape[0]:
-        raise CLIError(f"TARGETS shards hold {targets.shape[0]} rows but SCORES shards {scores.shape[0]}; give one "
-                       "label row per score row (the shards are taken in sorted order)")
+    scores = open_input(args.scores, "SCORES", args.chunk_rows)
+    targets = open_input(args.targets, "TARGETS", args.chunk_rows) if args.targets else None
+    try:
+        check_rows(scores, targets, args.scores, args.targets)
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("LABELS", "TARGETS")) from None
     return scores, targets
 
 
