@@ -31,6 +31,7 @@ import numpy as np
 from .. import metrics as M
 from .._metrics_bootstrap import resample_indices
 from ._data import RankingCurves
+from ._report import METRIC_NAMES
 
 __all__ = ["DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "INTERVAL_COPIES", "LOOP_RESAMPLES", "MAX_INTERVAL_CELLS", "MAX_INTERVAL_ROWS",
            "MAX_RANKING_CLASSES", "RowSample", "SMOOTH_RESAMPLES", "interval_rows", "mean_interval",
@@ -295,7 +296,28 @@ def sample_intervals(task: str, n_classes: int, before: np.ndarray, space: str, 
                 _undefined(k, int(text.split("undefined on ")[1].split(" of ")[0].replace(",", "")), r, notes)
     if after is not None and thresholds is not None and task != "multiclass":
         _tuned(out, task, after, y, ignore, thresholds, n, n_resamples, level, seed, estimates, notes)
+    _off_centre(out, estimates, notes)
     return out
+
+
+def _off_centre(out: dict[str, Any], estimates: tuple[dict, dict | None] | None, notes: list[str]) -> None:
+    """A note naming the metrics whose interval does not hold the table's value (so nobody reads it as an
+    error): binned calibration errors grow on resamples, whose repeated rows make every bin noisier."""
+    if estimates is None:
+        return
+    off = []
+    for side, est in zip(("before", "after"), estimates):
+        for k, ci in out[side].items():
+            v = None if est is None else est.get(k)
+            if v is not None and np.isfinite(v) and not ci[0] <= v <= ci[1]:
+                name = METRIC_NAMES.get(k, (k,))[0]
+                off.append(f"{name} ({side})")
+    if off:
+        what = f"interval of {off[0]} does" if len(off) == 1 else f"intervals of {', '.join(off)} do"
+        notes.append(f"The {what} not hold the value in the table: a binned "
+                     "calibration error is biased upward, more so on a bootstrap resample (repeated rows make "
+                     "each bin noisier), so the resamples' spread sits above it. Read the interval as that "
+                     "spread; calibration_error(..., debias=True) estimates the error with less bias.")
 
 
 def resamples_for(key: str, fast: bool, n_resamples: int) -> int:
