@@ -234,3 +234,22 @@ def test_on_a_local_cluster(client):
     common = dict(n_resamples=30, seed=1, sample_weight=w)
     np.testing.assert_allclose(M.bootstrap_ci(M.nll, _chunk(z, 41), y, "multiclass", **common),
                                M.bootstrap_ci(M.nll, z, y, "multiclass", resampling="poisson", **common), rtol=1e-10)
+
+
+@pytest.mark.parametrize("metric,kw", BOOT[:4], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_paired_poisson_bootstrap_dask_equals_memory(metric, kw):
+    """Both score sets get the same per-row counts: the paired difference on Dask is the in-memory one."""
+    rng = np.random.default_rng(4)
+    z, y = rng.normal(size=(300, 4)) * 3, rng.integers(0, 4, 300)
+    y[rng.random(300) < 0.1] = -100
+    common = dict(n_resamples=40, seed=5, ignore_index=-100, **kw)
+    mem = M.paired_bootstrap(metric, z, z / 3, y, "multiclass", resampling="poisson", **common)
+    dsk = M.paired_bootstrap(metric, _chunk(z, 37), _chunk(z / 3, 37), y, "multiclass", **common)
+    np.testing.assert_allclose(dsk, mem, rtol=1e-10, atol=1e-12)
+    a = M.bootstrap_ci(metric, z, y, "multiclass", resampling="poisson", **common)
+    b = M.bootstrap_ci(metric, z / 3, y, "multiclass", resampling="poisson", **common)
+    assert mem.estimate == pytest.approx(b.estimate - a.estimate)
+    with pytest.raises(ValueError, match="method='percentile'"):
+        M.paired_bootstrap(metric, _chunk(z, 37), _chunk(z, 37), y, "multiclass", method="bca", **common)
+    with pytest.raises(ValueError, match="same samples"):
+        M.paired_bootstrap(metric, _chunk(z, 37), _chunk(z[:200], 37), y, "multiclass", **common)

@@ -39,7 +39,7 @@ import math
 import numbers
 import warnings
 from statistics import NormalDist
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from ._binning import assign, debiased_squared, equal_width_edges, errors_from_s
 from ._dask import delayed_blocks, row_layout, tree_reduce
 from ._inputs import canonical, is_dask, to_numpy, validate_space, validate_task
 from ._metrics_ranking import ap_from_groups, auc_from_groups, group_sums, sorted_groups
-from ._metrics_terms import (brier_terms, check_average, class_column, decisions, from_canonical, nll_terms, prepare,
+from ._metrics_terms import (Interval, PairedInterval, brier_terms, check_average, class_column, decisions, from_canonical, nll_terms, prepare,
                              prf_from_counts, top_label, topk_correct)
 
 __all__ = ["Interval", "PairedInterval", "POISSON_STATE", "RESAMPLINGS", "bootstrap_ci", "paired_bootstrap",
@@ -58,24 +58,6 @@ __all__ = ["Interval", "PairedInterval", "POISSON_STATE", "RESAMPLINGS", "bootst
 _REGISTRY: dict[Any, tuple[str, bool, str | None]] = {}
 _CELLS = 4_000_000  # rows x resamples per block of the count matrix (32 MB of float64)
 _JACKKNIFE_GROUPS = 1000
-
-
-class Interval(NamedTuple):
-    """A metric with its bootstrap confidence interval."""
-
-    estimate: float
-    low: float
-    high: float
-
-
-class PairedInterval(NamedTuple):
-    """``metric(b) - metric(a)`` with its paired bootstrap interval, and the share of resamples in which
-    ``b`` is not better than ``a`` (a one-sided bootstrap p-value for "b is better")."""
-
-    estimate: float
-    low: float
-    high: float
-    share_not_better: float
 
 
 def register(fn: Callable, name: str, higher_is_better: bool, fast: str | None = None) -> None:
@@ -576,16 +558,21 @@ def _check(metric, n_resamples, level, method) -> str:
     return m
 
 
-def _check_resampling(resampling: Any, on_dask: bool) -> str:
+def _check_resampling(resampling: Any, on_dask: bool, method: str, metric: Callable, kw: dict, key: Any) -> str:
     r = resampling.lower() if isinstance(resampling, str) else resampling
     if r is None:
-        return "poisson" if on_dask else "multinomial"
+        r = "poisson" if on_dask else "multinomial"
     if r not in RESAMPLINGS:
         raise ValueError(f"unknown resampling {resampling!r}; use 'multinomial' (n rows drawn with replacement) or "
                          "'poisson' (a Poisson(1) count per row, the one Dask arrays use)")
     if on_dask and r == "multinomial":
         raise ValueError("resampling='multinomial' on a Dask array needs the whole index set at once; use "
                          "resampling='poisson' (the default for Dask arrays: per-row counts drawn on the workers)")
+    if on_dask and method == "bca":
+        raise ValueError("method='bca' on a Dask array needs a jackknife over the rows in memory; use "
+                         "method='percentile' (the Poisson bootstrap), or bootstrap a bounded sample in memory")
+    if on_dask and poisson_plan(metric, kw, key) is None:
+        raise refuse_poisson(metric, key)
     return r
 
 
@@ -691,13 +678,7 @@ def bootstrap_ci(metric: Callable, scores: Any, labels: Any, task: str, *, n_res
     axis = metric_kwargs.pop("dim", None) if metric_kwargs.get("dim") is not None else axis
     metric_kwargs.pop("dim", None)
     on_dask = any(is_dask(a) for a in (scores, labels, sample_weight))
-    resampling = _check_resampling(resampling, on_dask)
-    if on_dask:
-        if method == "bca":
-            raise ValueError("method='bca' on a Dask array needs a jackknife over the rows in memory; use "
-                             "method='percentile' (the Poisson bootstrap), or bootstrap a bounded sample in memory")
-        if poisson_plan(metric, metric_kwargs, key) is None:
-            raise refuse_poisson(metric, key)
+    resampling = _check_resampling(resampling, on_dask, method, metric, metric_kwargs, key)
     theta = _scalar(metric(scores, labels, task, space=space, axis=axis, ignore_index=ignore_index,
                            sample_weight=sample_weight, **metric_kwargs), key)
     name = _name(metric)
@@ -722,7 +703,7 @@ def paired_bootstrap(metric: Callable, scores_a: Any, scores_b: Any, labels: Any
                      n_resamples: int = 1000, level: float = 0.95, seed: Any = 0, method: str = "percentile",
                      key: str | None = None, higher_is_better: bool | None = None, space: str = "logits",
                      space_b: str | None = None, axis: int = -1, ignore_index: Any = None, sample_weight: Any = None,
-                     **metric_kwargs) -> PairedInterval:
+                     resampling: str | None = None, **metric_kwargs) -> PairedInterval:
     r"""The paired bootstrap of ``metric(b) - metric(a)``: is model ``b`` really better than ``a``?
 
     Both score sets are evaluated on the *same* resamples of the rows (as :func:`bootstrap_ci`), so the
@@ -741,6 +722,8 @@ def paired_bootstrap(metric: Callable, scores_a: Any, scores_b: Any, labels: Any
         scores_a, scores_b: the two models' scores of the same samples (e.g. before and after calibration).
         higher_is_better: the direction, needed for a metric that sigmax does not know.
         space: the space of ``scores_a``; ``space_b``: that of ``scores_b`` (default: ``space``).
+        resampling: as in :func:`bootstrap_ci` (Dask arrays: ``"poisson"``; both score sets get the same
+            per-row counts, so the difference is paired on the workers too).
 
     Returns:
         ``PairedInterval(estimate, low, high, share_not_better)``; ``estimate = metric(b) - metric(a)``.
@@ -766,18 +749,31 @@ def paired_bootstrap(metric: Callable, scores_a: Any, scores_b: Any, labels: Any
         higher_is_better = entry[1]
     elif higher_is_better not in (True, False):
         raise ValueError(f"higher_is_better must be True, False or None, got {higher_is_better!r}")
+    on_dask = any(is_dask(a) for a in (scores_a, scores_b, labels, sample_weight))
+    resampling = _check_resampling(resampling, on_dask, method, metric, metric_kwargs, key)
+    if on_dask and tuple(scores_a.shape) != tuple(scores_b.shape):
+        raise ValueError(f"scores_a and scores_b must score the same samples: shapes {tuple(scores_a.shape)} and "
+                         f"{tuple(scores_b.shape)}")
     common = dict(axis=axis, ignore_index=ignore_index, sample_weight=sample_weight, **metric_kwargs)
     ta = _scalar(metric(scores_a, labels, task, space=space, **common), key)
     tb = _scalar(metric(scores_b, labels, task, space=space_b, **common), key)
     name = _name(metric)
     if math.isnan(ta) or math.isnan(tb):
         raise ValueError(f"{name} is undefined on these data (NaN); no interval can be given")
-    da = _Data(scores_a, labels, task, space, axis, ignore_index, sample_weight)
-    db = _Data(scores_b, labels, task, space_b, axis, ignore_index, sample_weight)
-    if da.d.n != db.d.n:
-        raise ValueError(f"scores_a and scores_b must score the same samples: {da.d.n} rows against {db.d.n}")
-    n = da.d.n
-    ba, bb = _values([da, db], metric, key, metric_kwargs, n, n_resamples, seed)
+    if on_dask:  # the same per-row counts for both: one reduction each, differenced here
+        ba, bb = (poisson_dask(metric, key, metric_kwargs, s, labels, task, sp, axis, ignore_index, sample_weight,
+                               n_resamples, seed) for s, sp in ((scores_a, space), (scores_b, space_b)))
+    else:
+        da = _Data(scores_a, labels, task, space, axis, ignore_index, sample_weight)
+        db = _Data(scores_b, labels, task, space_b, axis, ignore_index, sample_weight)
+        if da.d.n != db.d.n:
+            raise ValueError(f"scores_a and scores_b must score the same samples: {da.d.n} rows against {db.d.n}")
+        n = da.d.n
+        if resampling == "poisson":
+            ba, bb = (_poisson_memory(x, metric, key, metric_kwargs, labels, ignore_index, n_resamples, seed)
+                      for x in (da, db))
+        else:
+            ba, bb = _values([da, db], metric, key, metric_kwargs, n, n_resamples, seed)
     ok = _defined(ba, name, bb)
     diff = bb[ok] - ba[ok]
     jack = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from .activations import log1mexp
 from .interpret import to_log_probs, to_probs, validate_log_probs
 
 __all__ = [
+    "Interval",
+    "PairedInterval",
     "check_average",
     "MetricData",
     "add_sums",
@@ -50,6 +52,26 @@ __all__ = [
     "weighted_mean",
     "weighted_sum",
 ]
+
+
+#: the results of sigmax.metrics.bootstrap_ci and paired_bootstrap (here, beside the terms they come from)
+class Interval(NamedTuple):
+    """A metric with its bootstrap confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+class PairedInterval(NamedTuple):
+    """``metric(b) - metric(a)`` with its paired bootstrap interval, and the share of resamples in which
+    ``b`` is not better than ``a`` (a one-sided bootstrap p-value for "b is better")."""
+
+    estimate: float
+    low: float
+    high: float
+    share_not_better: float
+
 
 
 #: what each ``average=`` means, for the messages of :func:`check_average`
