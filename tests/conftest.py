@@ -32,3 +32,14 @@ def np_torch(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A ``distributed.Client`` of a LocalCluster of 2 worker processes (loopback), one per test module:
+    the cluster ``sigmax --dask local:2`` starts (:func:`sigmax._dask.cluster`)."""
+    pytest.importorskip("distributed")
+    from sigmax._dask import cluster
+
+    with cluster(("local", 2)) as client:
+        yield client

@@ -27,12 +27,9 @@ def _data(n, rng, c=4):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as lc, Client(lc) as client:
-        yield lc.scheduler_address, client
+def cluster(dask_client):
+    """The module's cluster as the CLI names it (``--dask tcp://...``) and its client."""
+    return dask_client.scheduler.address, dask_client
 
 
 @pytest.fixture()

@@ -240,13 +240,7 @@ def test_cli_check_on_shards(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------- a multi-process cluster
-@pytest.fixture(scope="module")
-def client():
-    with D.cluster(("local", 2)) as c:
-        yield c
-
-
-def test_on_a_local_cluster(client, tmp_path):
+def test_on_a_local_cluster(dask_client, tmp_path):
     z, y = _shards(tmp_path, n=4, rows=300)
     Z = open_shards(str(tmp_path / "s-*.npy"), chunk_rows=100)
     Y = open_shards(str(tmp_path / "y-*.npy"), chunk_rows=100)
@@ -254,7 +248,7 @@ def test_on_a_local_cluster(client, tmp_path):
     a, b = TemperatureScaling().fit(z, y), TemperatureScaling().fit(Z, Y)
     _close(a.temperature_, b.temperature_)
     assert ConformalClassifier().fit(z, y).quantile_ == ConformalClassifier().fit(Z, Y).quantile_
-    assert len(client.scheduler_info()["workers"]) == 2
+    assert len(dask_client.scheduler_info()["workers"]) == 2
 
 
 def test_cli_check_with_dask_local(tmp_path, capsys):
@@ -267,7 +261,7 @@ def test_cli_check_with_dask_local(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_computation_is_retried(client):
+def test_a_worker_killed_mid_computation_is_retried(dask_client):
     """A worker process killed while it computes: Dask reruns its tasks elsewhere; the numbers are the same."""
     import threading
     import time
@@ -280,7 +274,7 @@ def test_a_worker_killed_mid_computation_is_retried(client):
         return b
 
     Z = _chunked(z, 100).map_blocks(slow_identity, dtype=z.dtype)  # 40 blocks of ~50 ms: time to kill one
-    pids = list(client.run(os.getpid).values())
+    pids = list(dask_client.run(os.getpid).values())
 
     def kill():
         time.sleep(0.5)
@@ -291,8 +285,8 @@ def test_a_worker_killed_mid_computation_is_retried(client):
     got = M.summary(Z, _chunked(y, 100), "multiclass")
     t.join()
     _close(expected, got)
-    client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed process
-    assert pids[0] not in client.run(os.getpid).values()
+    dask_client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed process
+    assert pids[0] not in dask_client.run(os.getpid).values()
 
 
 def test_interpret_and_the_core_functions_stay_lazy_on_dask():

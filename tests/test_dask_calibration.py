@@ -207,16 +207,8 @@ def test_auto_selects_on_the_sample_then_fits_exactly():
         assert cal.scaler.info_["n_samples"] == N
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as lc, distributed.Client(lc) as cl:
-        yield cl
-
-
 @pytest.mark.slow
-def test_on_a_local_cluster(client):
+def test_on_a_local_cluster(dask_client):
     z, y = _data("multiclass")
     _close(VectorScaling().fit(z, y), VectorScaling().fit(_chunked(z), y))
     _close(HistogramBinning("multiclass").fit(z, y), HistogramBinning("multiclass").fit(_chunked(z), y))

@@ -217,15 +217,7 @@ def test_unbounded_metrics_refused_with_the_sample_fix(fn):
 
 
 # ------------------------------------------------------------------------- one real cluster
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as lc, distributed.Client(lc) as c:
-        yield c
-
-
-def test_on_a_local_cluster(client):
+def test_on_a_local_cluster(dask_client):
     z, y, w = _data("multiclass", 300, weights=True)
     kw = dict(binning="equal_mass", n_bins=8, sample_weight=w)
     a, b = M.reliability(z, y, "multiclass", **kw), M.reliability(_chunk(z, 41), y, "multiclass", **kw)

@@ -235,16 +235,8 @@ def test_report_plan_gives_the_block_size_of_the_report():
         assert rep.memory.chunk_rows == plan.chunk_rows == (N if fitting else N * 2 // 3)
 
 
-@pytest.fixture(scope="module")
-def local_cluster():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as lc, distributed.Client(lc) as client:
-        yield client
-
-
 @pytest.mark.slow
-def test_on_a_local_cluster_the_report_equals_the_streamed_one_and_progress_follows_the_workers(local_cluster):
+def test_on_a_local_cluster_the_report_equals_the_streamed_one_and_progress_follows_the_workers(dask_client):
     s, y = _data("multilabel")
     a = calibration_report(s, y, "multilabel", conformal=None, **KW)
     done = []
