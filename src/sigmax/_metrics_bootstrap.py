@@ -121,16 +121,19 @@ def _row_sum(values: np.ndarray, w: np.ndarray | None, n: int) -> tuple[np.ndarr
     return prod.reshape(n, -1).sum(axis=1), np.asarray(ww, dtype=np.float64).reshape(n, -1).sum(axis=1)
 
 
-def _mean_stat(d, kind: str, kw: dict):
+def _mean_terms(d, kind: str, kw: dict) -> np.ndarray:
+    """The per-sample terms of a mean metric (``nll``, ``brier``, ``accuracy``) of one MetricData."""
     if kind == "nll":
-        terms = nll_terms(d)
-    elif kind == "brier":
-        terms = brier_terms(d)
-    elif d.task == "multiclass":
-        terms = topk_correct(d, int(kw.get("top_k", 1))).astype(np.float64)
-    else:
-        terms = (decisions(d, kw.get("threshold")) == d.y).astype(np.float64)
-    a, b = _row_sum(terms, d.w, d.n)
+        return nll_terms(d)
+    if kind == "brier":
+        return brier_terms(d)
+    if d.task == "multiclass":
+        return topk_correct(d, int(kw.get("top_k", 1))).astype(np.float64)
+    return (decisions(d, kw.get("threshold")) == d.y).astype(np.float64)
+
+
+def _mean_stat(d, kind: str, kw: dict):
+    a, b = _row_sum(_mean_terms(d, kind, kw), d.w, d.n)
     if not np.all(np.isfinite(a)):
         return None  # an infinite term (p = 0 on a label): K @ a would turn 0 * inf into NaN; re-run instead
     return lambda k: _ratio(k @ a, k @ b)
@@ -393,15 +396,7 @@ def poisson_plan(metric: Callable, kw: dict, key: str | None):
     kw = _defaults(metric, kw)
     if kind in ("nll", "brier", "accuracy") and key is None:
         def rows(d):
-            if kind == "nll":
-                terms = nll_terms(d)
-            elif kind == "brier":
-                terms = brier_terms(d)
-            elif d.task == "multiclass":
-                terms = topk_correct(d, int(kw.get("top_k", 1))).astype(np.float64)
-            else:
-                terms = (decisions(d, kw.get("threshold")) == d.y).astype(np.float64)
-            a, b = _row_sum(terms, d.w, d.n)
+            a, b = _row_sum(_mean_terms(d, kind, kw), d.w, d.n)
             inf = np.isinf(a)  # an infinite term: infinite in every resample that draws its row
             return np.stack([np.where(inf, 0.0, a), b, inf * 1.0], axis=1)
         return rows, lambda s: np.where(s[:, 2] > 0, np.inf, _ratio(s[:, 0], s[:, 1]))
