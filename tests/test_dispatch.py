@@ -238,3 +238,20 @@ def test_a_cuda_tensor_loads_the_triton_rows_by_name(monkeypatch):
     after = dict(_dispatch.table(op))["cuda"]
     assert not getattr(after, "plugin_loader", False)  # decided once: no import attempt per call
     assert after(_FakeCuda()).reason == out.reason
+
+
+def test_a_plugin_that_cannot_be_imported_declines_for_good_with_the_reason(monkeypatch):
+    """A CUDA tensor where the plugin module does not import (no Triton): the call and every later one
+    decline with the import error, and the loader is not tried again."""
+    op = "softmax"
+    row = dict(_dispatch.table(op))["cuda"]
+    if not getattr(row, "plugin_loader", False):
+        pytest.skip("the Triton rows are registered already (a GPU with Triton)")
+    monkeypatch.setattr(_dispatch, "_IMPLS", {k: dict(v) for k, v in _dispatch._IMPLS.items()})
+    monkeypatch.setattr(_dispatch, "_TABLES", dict(_dispatch._TABLES))
+    monkeypatch.setitem(_dispatch.PLUGINS, "cuda", "sigmax._no_such_plugin")
+    out = row(_FakeCuda(), -1, None, 1.0, None, None)
+    assert type(out) is _dispatch.Declined
+    assert out.reason.startswith("sigmax._no_such_plugin cannot be imported (No module named")
+    after = dict(_dispatch.table(op))["cuda"]
+    assert not getattr(after, "plugin_loader", False) and after(_FakeCuda()).reason == out.reason

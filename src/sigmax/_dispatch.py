@@ -107,8 +107,10 @@ def _loader(op: str, backend: str) -> Callable[..., Any]:
 
         try:
             importlib.import_module(PLUGINS[backend])
-        except ImportError as exc:  # torch or Triton missing: stop trying
-            _set(op, backend, lambda *a, **k: decline(f"{PLUGINS[backend]} cannot be imported ({exc})"))
+        except ImportError as exc:  # torch or Triton missing: stop trying (the reason kept as text: `exc` is
+            reason = f"{PLUGINS[backend]} cannot be imported ({exc})"  # unbound once the except block ends)
+            _set(op, backend, lambda *a, **k: decline(reason))
+            return decline(reason)
         impl = _IMPLS[op].get(backend)
         if impl is load:  # the plugin did not register this operation (no GPU or no Triton): stop trying
             reason = f"{PLUGINS[backend]} registered no {backend} implementation (Triton or a CUDA device missing)"
