@@ -16,7 +16,6 @@ import pytest
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-import sigmax._dask as D  # noqa: E402
 import sigmax._dask_select as S  # noqa: E402
 import sigmax.metrics as M  # noqa: E402
 from sigmax.calibration import Calibrator, TemperatureScaling, VectorScaling  # noqa: E402
