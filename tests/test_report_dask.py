@@ -250,3 +250,10 @@ def test_on_a_local_cluster_the_report_equals_the_streamed_one_and_progress_foll
     bad[row, 0] = np.nan
     with pytest.raises(ValueError, match=rf"NaN .*first: \[{row}\]"):  # a worker's error reaches the client as is
         calibration_report(_dask(bad), _dask(y), "multilabel", **KW)
+
+
+def test_no_rows_is_the_one_message_of_every_source():
+    """Empty arrays and empty Dask arrays are refused before any pass, as empty files are."""
+    for scores in (np.zeros((0, 4)), da.zeros((0, 4), chunks=(1, 4))):
+        with pytest.raises(ValueError, match="^scores hold no rows; metrics need at least one sample$"):
+            calibration_report(scores, np.zeros(0, dtype=int), "multiclass")

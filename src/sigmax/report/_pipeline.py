@@ -224,6 +224,8 @@ def evaluate(source: Any, task: str, *, space: str = "logits", axis: Any = -1, f
     if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer))
                                    or chunk_rows < 1):
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if source.n_rows == 0:  # every source (arrays, Dask; the file sources refuse it as they open)
+        raise ValueError(f"{source.names[0]} hold no rows; metrics need at least one sample")
     C = source.n_classes
     names = _names(class_names, C, task)
     if calibrator is not None:
