@@ -22,6 +22,8 @@ FLOORS = {
     "sigmax._dask": 0,
     "sigmax._dask_select": 0,
     "sigmax._dask_metrics": 5,
+    "sigmax._dask_metrics_ranking": 5,
+    "sigmax._dask_metrics_smooth": 5,
     "sigmax._dask_calibration": 6,
     "sigmax._array": 0,
     "sigmax._inputs": 0,

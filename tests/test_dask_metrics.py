@@ -208,14 +208,6 @@ def test_bootstrap_refusals_name_the_fix():
         M.bootstrap_ci(M.nll, z, y, "binary", resampling="jackknife")
 
 
-@pytest.mark.parametrize("fn", [M.roc_auc, M.average_precision, M.smooth_calibration_error])
-def test_unbounded_metrics_refused_with_the_sample_fix(fn):
-    z, y = np.random.default_rng(6).uniform(size=50), np.arange(50) % 2
-    with pytest.raises(TypeError, match=r"Dask array.*choice\(len\(scores\), 20000.*compute\(\)"):
-        fn(_chunk(z, 10), y, "binary", space="probs")
-    assert np.isfinite(fn(z, y, "binary", space="probs"))
-
-
 # ------------------------------------------------------------------------- one real cluster
 def test_on_a_local_cluster(dask_client):
     z, y, w = _data("multiclass", 300, weights=True)
@@ -245,3 +237,36 @@ def test_paired_poisson_bootstrap_dask_equals_memory(metric, kw):
         M.paired_bootstrap(metric, _chunk(z, 37), _chunk(z, 37), y, "multiclass", method="bca", **common)
     with pytest.raises(ValueError, match="same samples"):
         M.paired_bootstrap(metric, _chunk(z, 37), _chunk(z[:200], 37), y, "multiclass", **common)
+
+
+# ------------------------------------------------------------------------- confusion counts, nothing kept
+@pytest.mark.parametrize("task,opts", CASES)
+@pytest.mark.parametrize("normalize", [None, "true", "all"])
+def test_confusion_matrix_matches_memory(task, opts, normalize):
+    z, y, w = _data(task, 90, ignore=opts.get("ignore"), weights=opts.get("weights", False))
+    kw = dict(ignore_index=opts.get("ignore"), sample_weight=w, normalize=normalize)
+    if task != "multiclass":
+        kw["threshold"] = 0.4
+    a = M.confusion_matrix(z, y, task, **kw)
+    b = M.confusion_matrix(_chunk(z, 13), y, task, **kw)
+    assert b.dtype == a.dtype and b.shape == a.shape
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    if a.dtype == np.int64:
+        np.testing.assert_array_equal(b, a)  # counts: exact
+    with pytest.raises(ValueError, match="unknown normalize 'rows'"):
+        M.confusion_matrix(_chunk(z, 13), y, task, normalize="rows")
+
+
+@pytest.mark.parametrize("metric", [M.nll, M.brier, M.accuracy, M.calibration_error, M.precision_recall_f1,
+                                    M.confusion_matrix, M.roc_auc, M.average_precision, M.smooth_calibration_error,
+                                    lambda *a, **k: M.calibration_error(*a, binning="equal_mass", **k)])
+def test_every_multilabel_entry_masked_is_the_memory_error(metric):
+    """The rows are all there but no entry is kept: the in-memory error, never a number (the binned ECE
+    on Dask said 0.0 before)."""
+    z = np.random.default_rng(3).normal(size=(12, 3))
+    y = np.full((12, 3), -1)
+    with pytest.raises(ValueError) as a:
+        metric(z, y, "multilabel", ignore_index=-1)
+    with pytest.raises(ValueError) as b:
+        metric(_chunk(z, 5), y, "multilabel", ignore_index=-1)
+    assert str(b.value) == str(a.value) and "every label equals ignore_index=-1" in str(a.value)

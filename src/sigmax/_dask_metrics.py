@@ -10,38 +10,33 @@ the bin edges are order statistics of the confidences, found by the exact distri
 :func:`sigmax._dask_select.kth_smallest_many`, and each sample's bin is its position in the stable sort
 (ties at an edge split by the samples' order, as ``np.argsort(kind="stable")`` does in memory), so the
 edges and counts equal the in-memory ones and the sums equal them up to the order of float additions.
-ROC AUC, average precision and the smooth ECE are refused, with the fix (they are not sums over rows
-with a fixed-size state).
+ROC AUC and average precision (:mod:`sigmax._dask_metrics_ranking`: buckets cut at exact order
+statistics, one task per bucket) and the smooth ECE (:mod:`sigmax._dask_metrics_smooth`: grids of
+data-independent sizes) are exact too; :func:`with_dask` hands a public metric's Dask inputs to its path.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable
 
 import numpy as np
 
 from ._binning import assign, debiased_squared, equal_width_edges, errors_from_sums, from_sums
-from ._dask import add, delayed_blocks, persist_blocks, row_layout, tree_reduce
+from ._dask import add, delayed_blocks, is_dask, persist_blocks, row_layout, tree_reduce
 from ._dask_select import kth_smallest_many
 from ._inputs import spell, validate_space, validate_task
+from ._metrics_ranking import confusion_of, normalize_confusion
 from ._metrics_terms import (MetricData, add_sums, brier_terms, class_column, classwise, confusion, decisions,
                              mean_over_classes, n_columns, nll_terms, prepare, prf_from_counts, reliability_data,
                              top_label, topk_correct, weighted_sum)
 
-__all__ = ["EQUAL_MASS_LIMIT", "accumulate", "accuracy", "brier", "calibration_error", "equal_mass_sums", "nll",
-           "precision_recall_f1", "reduce_metric", "refuse_unbounded", "reliability"]
+__all__ = ["EQUAL_MASS_LIMIT", "accumulate", "accuracy", "brier", "calibration_error", "confusion_matrix",
+           "equal_mass_sums", "nll", "precision_recall_f1", "reduce_metric", "reliability", "with_dask"]
 
 #: the most (sets of confidences x n_bins) one equal-mass call may bin on Dask (classwise: classes x n_bins)
 EQUAL_MASS_LIMIT = 1 << 14
-
-
-def refuse_unbounded(what: str, n: int = 20_000) -> TypeError:
-    """The refusal of a metric that has no exact fixed-size per-chunk state on Dask (ranking, smooth ECE)."""
-    return TypeError(f"{what} on a Dask array: it is not a sum over rows with a fixed-size state (it needs every "
-                      f"score ranked against every other), so sigmax does not approximate it chunk by chunk; "
-                      f"compute it on a bounded sample brought into memory, e.g. idx = "
-                      f"np.random.default_rng(0).choice(len(scores), {n}, replace=False); idx.sort(); "
-                      f"{what.split('(')[0]}(scores[idx].compute(), labels[idx].compute(), ...)")
 
 
 def _empty_error(n_ignored: int, ignore_index: Any) -> ValueError:
@@ -52,7 +47,8 @@ def _empty_error(n_ignored: int, ignore_index: Any) -> ValueError:
 
 def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, task: str, *, space: str, axis: Any,
                   ignore_index: Any, sample_weight: Any, need_log: bool = True, combine: Callable = add):
-    """``(sum over blocks of part(d), rows kept)``, where ``d`` is each block's :class:`MetricData`."""
+    """``(sum over blocks of part(d), samples kept)``, where ``d`` is each block's :class:`MetricData` (a block
+    that keeps no sample gives no part; multilabel: the entries not masked count)."""
     task, space = validate_task(task), validate_space(space)
     if labels is None:
         raise ValueError("metrics need labels: the canonical record holds scores only")
@@ -61,7 +57,8 @@ def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, t
     def block(sb, yb, wb):
         d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=need_log,
                     allow_empty=True)
-        return (part(d) if d.n else None), d.n, d.n_ignored
+        kept = _kept_entries(d)
+        return (part(d) if kept else None), kept, d.n_ignored
 
     def comb(a, b):
         return (combine(a[0], b[0]) if a[0] is not None and b[0] is not None else
@@ -71,6 +68,12 @@ def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, t
     if n == 0:
         raise _empty_error(n_ignored, ignore_index)
     return state, n
+
+
+def _kept_entries(d: MetricData) -> int:
+    """The samples a block keeps after ``ignore_index``: rows, or (multilabel) the entries not masked, so that
+    a multilabel set whose every entry is masked is refused as in memory (its rows are all still there)."""
+    return d.p.size - d.n_ignored if d.task == "multilabel" else d.n
 
 
 def _mean(state) -> float:
@@ -196,8 +199,9 @@ def equal_mass_sums(scores, labels, task, *, space, axis, ignore_index, sample_w
     def prep(sb, yb, wb):
         d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=False,
                     allow_empty=True)
-        probs = [[_kept(g) for g in p] for p in _problems(d, mode, class_index, n_sets > 1)] if d.n else None
-        return probs, d.n, d.n_ignored, d.w is not None
+        probs = ([[_kept(g) for g in p] for p in _problems(d, mode, class_index, n_sets > 1)]
+                 if _kept_entries(d) else None)
+        return probs, _kept_entries(d), d.n_ignored, d.w is not None
 
     blocks = persist_blocks([delayed(prep, pure=True)(*b) for b in delayed_blocks(s, y, w)])
     n, n_ignored, weighted = tree_reduce(lambda b: b[1:], [(b,) for b in blocks],
@@ -336,3 +340,36 @@ def accumulate(make: Callable[[], Any], merge: Callable[[Any, Any], Any], scores
     s, y, w = row_layout(scores, labels, validate_task(task), axis=axis, sample_weight=sample_weight)
     return tree_reduce(lambda sb, yb, wb: make().update(sb, yb, wb), delayed_blocks(s, y, w), merge)
 
+
+
+def confusion_matrix(scores, labels, task, *, space, threshold, normalize, axis, ignore_index, sample_weight):
+    """:func:`sigmax.metrics.confusion_matrix` of Dask arrays: the counts of every block, added in a tree."""
+    normalize_confusion(np.zeros((2, 2)), normalize)  # a bad normalize is refused before any block is read
+    cm, _ = reduce_metric(lambda d: confusion_of(d, threshold), scores, labels, task, space=space, axis=axis,
+                          ignore_index=ignore_index, sample_weight=sample_weight, need_log=False)
+    return normalize_confusion(cm, normalize)
+
+
+def with_dask(fn: Callable, on_dask: Callable) -> Callable:
+    """``fn`` (an in-memory metric), handing its call to ``on_dask(**arguments)`` — every parameter bound,
+    ``fn``'s defaults filled in — when ``scores``, ``labels`` or ``sample_weight`` is a Dask array. A wrong
+    call is ``fn``'s own ``TypeError``; the docstring and signature are ``fn``'s.
+
+    Example:
+        >>> import dask.array as da
+        >>> def metric(scores, labels, task, *, space="logits"):
+        ...     return "memory"
+        >>> both = with_dask(metric, lambda **kw: f"dask, space={kw['space']}")
+        >>> both([0.2], [1], "binary"), both(da.zeros(3, chunks=2), [1, 0, 1], "binary")
+        ('memory', 'dask, space=logits')
+    """
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        bound = sig.bind(*args, **kwargs)
+        if any(is_dask(bound.arguments.get(k)) for k in ("scores", "labels", "sample_weight")):
+            bound.apply_defaults()
+            return on_dask(**bound.arguments)
+        return fn(*args, **kwargs)
+    return wrapper

@@ -24,8 +24,8 @@ from ._array import resolve_axis
 from ._metrics_terms import check_average, class_column, decisions, prepare
 
 __all__ = ["AVERAGES", "ap_from_groups", "auc_from_groups", "average_precision", "average_values",
-           "check_ranking_average", "confusion_counts", "confusion_matrix", "group_sums", "normalize_confusion",
-           "per_class", "pooled", "roc_auc", "sorted_groups"]
+           "check_ranking_average", "confusion_counts", "confusion_matrix", "confusion_of", "finish_values", "group_sums",
+           "normalize_confusion", "per_class", "pooled", "pools", "roc_auc", "sorted_groups"]
 
 AVERAGES = ("macro", "weighted", "micro", None)
 
@@ -138,14 +138,37 @@ def pooled(d) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return d.p.reshape(-1), d.y.reshape(-1).astype(np.float64), None if d.w is None else d.w.reshape(-1)
 
 
+def pools(task: str, average: Any) -> bool:
+    """Whether ``average`` (checked) on ``task`` is one pooled binary problem (binary, or ``"micro"``)."""
+    return average == "micro" or task == "binary"
+
+
 def average_values(name: str, d, stat, columns, average: Any) -> Any:
     """Finish per-class values with ``average``; an undefined value is an error unless ``average=None``."""
-    if average == "micro" or d.task == "binary":
-        v = _binary_values(*pooled(d), stat)
-        if np.isnan(v):
-            raise ValueError(_undefined(name, "the labels kept" if d.task == "binary" else "the pooled entries"))
-        return v
+    if pools(d.task, average):
+        return finish_values(name, d.task, average, _binary_values(*pooled(d), stat))
     vals, sup = per_class(d, stat, columns)
+    return finish_values(name, d.task, average, vals, sup)
+
+
+def finish_values(name: str, task: str, average: Any, vals: Any, sup: np.ndarray | None = None) -> Any:
+    """The result of ``name`` (``"roc_auc"`` or ``"average_precision"``) from its value(s), in memory or on Dask.
+
+    ``vals``: the pooled problem's value where :func:`pools` (binary, ``"micro"``), else one value per
+    class with ``sup`` the classes' positive weights. NaN (undefined) is an error, naming the classes,
+    unless ``average=None`` (an array, NaN for such a class) or ``"weighted"`` (a class without positives
+    weighs 0).
+
+    Example:
+        >>> finish_values("roc_auc", "multiclass", "weighted", np.array([0.5, np.nan]), np.array([2.0, 0.0]))
+        0.5
+    """
+    if pools(task, average):
+        v = float(np.asarray(vals).reshape(-1)[0])
+        if np.isnan(v):
+            raise ValueError(_undefined(name, "the labels kept" if task == "binary" else "the pooled entries"))
+        return v
+    vals, sup = np.asarray(vals, dtype=np.float64), np.asarray(sup, dtype=np.float64)
     if average is None:
         return vals
     bad = np.flatnonzero(np.isnan(vals) & ((sup > 0) | (average == "macro")))
@@ -182,6 +205,12 @@ def roc_auc(scores: Any, labels: Any, task: str, *, space: str = "logits", avera
     the probability that a random positive outranks a random negative, ties counting one half (the
     trapezoidal area through the distinct thresholds). Computed in O(N log N) per class from the sorted
     scores, exact with ties.
+
+    Dask arrays (scores, labels or ``sample_weight`` chunked along rows) give the same value, to float
+    rounding, without bringing the scores together: each class's score line is cut at exact order
+    statistics into buckets of bounded size, one tree-reduced pass sums each bucket's positive and negative
+    weight, and one task per bucket sorts its entries and adds its share (ties never straddle a bucket);
+    only these fixed-size sums reach the client (:mod:`sigmax._dask_metrics_ranking`).
 
     * binary: of the positive-class probability (``average`` makes no difference);
     * multiclass: one-vs-rest on each class's probability (``roc_auc_score(..., multi_class="ovr")``);
@@ -227,7 +256,8 @@ def average_precision(scores: Any, labels: Any, task: str, *, space: str = "logi
 
     over the distinct thresholds :math:`t_n` in decreasing order, with :math:`P_n, R_n` the (weighted)
     precision and recall of the decision ``score >= t_n`` — no interpolation; tied scores form one
-    threshold. Tasks and ``average`` as in :func:`roc_auc` (multiclass: one-vs-rest).
+    threshold. Tasks and ``average`` as in :func:`roc_auc` (multiclass: one-vs-rest). Dask arrays give the
+    same value, exactly, bucket by bucket, as for :func:`roc_auc`.
 
     Args:
         scores, labels, task, space, axis, ignore_index, sample_weight: as in :func:`sigmax.metrics.nll`.
@@ -260,7 +290,8 @@ def confusion_matrix(scores: Any, labels: Any, task: str, *, space: str = "logit
     .. math:: M_{jk} = \sum_i w_i\,[y_i = j]\,[\hat y_i = k]
 
     rows the true class, columns the decision (argmax for multiclass; ``p > threshold`` for binary and
-    multilabel, the rule of :func:`sigmax.interpret.interpret`).
+    multilabel, the rule of :func:`sigmax.interpret.interpret`). On Dask arrays the counts are added
+    block by block where the blocks live (the same matrix).
 
     * multiclass: ``(C, C)``, every class ``0..C-1`` (``confusion_matrix(y, pred, labels=range(C))``);
     * binary: ``(2, 2)``, ``[[TN, FP], [FN, TP]]``;
@@ -284,16 +315,20 @@ def confusion_matrix(scores: Any, labels: Any, task: str, *, space: str = "logit
         >>> M.confusion_matrix([0.9, 0.2, 0.7], [1, 0, 0], "binary", space="probs", normalize="true").tolist()
         [[0.5, 0.5], [0.0, 1.0]]
     """
+    normalize_confusion(np.zeros((2, 2)), normalize)  # a bad normalize is refused before the data are read
     d = prepare(scores, labels, task, space, resolve_axis(axis, dim), ignore_index=ignore_index,
                 sample_weight=sample_weight, need_log=False)
+    return normalize_confusion(confusion_of(d, threshold), normalize)
+
+
+def confusion_of(d, threshold: Any) -> np.ndarray:
+    """The (weighted) counts of :func:`confusion_matrix` of one :class:`~sigmax._metrics_terms.MetricData`
+    (additive over row blocks: Dask arrays add them block by block)."""
     pred = decisions(d, threshold)
     if d.task == "multiclass":
-        cm = confusion_counts(d.y, pred, d.w, d.n_classes)
-    elif d.task == "binary":
-        cm = confusion_counts(d.y, pred, d.w, 2)
-    else:
-        k = d.p.shape[1]
-        w = d.w
-        cm = np.stack([confusion_counts(d.y[:, c], pred[:, c], None if w is None else w[:, c], 2)
-                       for c in range(k)]) if k else np.zeros((0, 2, 2), dtype=np.int64)
-    return normalize_confusion(cm, normalize)
+        return confusion_counts(d.y, pred, d.w, d.n_classes)
+    if d.task == "binary":
+        return confusion_counts(d.y, pred, d.w, 2)
+    k, w = d.p.shape[1], d.w
+    return np.stack([confusion_counts(d.y[:, c], pred[:, c], None if w is None else w[:, c], 2)
+                     for c in range(k)]) if k else np.zeros((0, 2, 2), dtype=np.int64)

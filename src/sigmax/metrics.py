@@ -86,12 +86,16 @@ from ._binning import (
 )
 from ._dask import is_dask
 from ._dask_metrics import (accumulate as dask_accumulate, accuracy as dask_accuracy, brier as dask_brier,
-                            calibration_error as dask_calibration_error, nll as dask_nll,
-                            precision_recall_f1 as dask_precision_recall_f1, refuse_unbounded,
-                            reliability as dask_reliability)
+                            calibration_error as dask_calibration_error,
+                            confusion_matrix as dask_confusion_matrix, nll as dask_nll,
+                            precision_recall_f1 as dask_precision_recall_f1, reliability as dask_reliability,
+                            with_dask)
+from ._dask_metrics_ranking import ranking as dask_ranking
+from ._dask_metrics_smooth import smooth_calibration_error as dask_smooth_calibration_error
 from ._inputs import Canonical, spell, validate_space, validate_task, validate_top_k
 from ._metrics_bootstrap import Interval, PairedInterval, bootstrap_ci, paired_bootstrap, register
-from ._metrics_ranking import average_precision as _average_precision, confusion_matrix, roc_auc as _roc_auc
+from ._metrics_ranking import (average_precision as _average_precision, confusion_matrix as _confusion_matrix,
+                               roc_auc as _roc_auc)
 from ._metrics_smooth import smooth_calibration_error as _smooth_calibration_error
 from ._metrics_terms import (
     check_average,
@@ -146,19 +150,13 @@ def _on_dask(*arrays: Any) -> bool:
     return any(is_dask(a) for a in arrays)
 
 
-def _in_memory_only(fn):
-    """``fn`` refusing Dask arrays with the bounded-sample fix (it has no exact fixed-size per-chunk state)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        if _on_dask(*args[:2], kwargs.get("scores"), kwargs.get("labels"), kwargs.get("sample_weight")):
-            raise refuse_unbounded(fn.__name__)
-        return fn(*args, **kwargs)
-    return wrapper
-
-
-roc_auc = _in_memory_only(_roc_auc)
-average_precision = _in_memory_only(_average_precision)
-smooth_calibration_error = _in_memory_only(_smooth_calibration_error)
+# Dask arrays: exact on the workers too (ranking bucket by bucket, sigmax._dask_metrics_ranking; the smooth ECE from
+# grids per block, sigmax._dask_metrics_smooth; confusion counts added block by block)
+roc_auc = with_dask(_roc_auc, functools.partial(dask_ranking, "roc_auc"))
+average_precision = with_dask(_average_precision, functools.partial(dask_ranking, "average_precision"))
+smooth_calibration_error = with_dask(_smooth_calibration_error, dask_smooth_calibration_error)
+confusion_matrix = with_dask(_confusion_matrix,
+                             lambda axis, dim, **kw: dask_confusion_matrix(axis=resolve_axis(axis, dim), **kw))
 
 
 # --------------------------------------------------------------------------------------------
