@@ -270,3 +270,17 @@ def test_every_multilabel_entry_masked_is_the_memory_error(metric):
     with pytest.raises(ValueError) as b:
         metric(_chunk(z, 5), y, "multilabel", ignore_index=-1)
     assert str(b.value) == str(a.value) and "every label equals ignore_index=-1" in str(a.value)
+
+
+@pytest.mark.parametrize("metric", [M.nll, M.brier, M.accuracy, M.calibration_error, M.confusion_matrix,
+                                    M.roc_auc, M.smooth_calibration_error,
+                                    lambda *a, **k: M.calibration_error(*a, binning="equal_mass", **k)])
+def test_a_nan_is_named_by_its_row_in_the_whole_array(metric):
+    """A block's message names the row in the whole array (row 33 in the fourth block, not its row 3)."""
+    z, y, _ = _data("multiclass", 50)
+    z[33, 1] = np.nan
+    with pytest.raises(ValueError) as a:
+        metric(z, y, "multiclass")
+    with pytest.raises(ValueError) as b:
+        metric(_chunk(z, 10), y, "multiclass")
+    assert "(first: [33])" in str(a.value) and str(b.value) == str(a.value)

@@ -26,7 +26,7 @@ from ._inputs import in_memory_error, is_dask
 
 __all__ = ["FANIN", "active_client", "add", "blocks", "blockwise", "cluster", "dask_array",
            "delayed_blocks", "in_memory_error", "is_dask", "parse_cluster", "persist_blocks",
-           "row_layout", "tree_reduce"]
+           "row_layout", "row_starts", "tree_reduce"]
 
 #: states added per node of the reduction tree
 FANIN = 8
@@ -138,6 +138,18 @@ def delayed_blocks(*arrays) -> list[tuple]:
         cols.append(None if a is None else list(a.to_delayed().reshape(-1)))
     nb = len(next(c for c in cols if c is not None))
     return [tuple(None if c is None else c[i] for c in cols) for i in range(nb)]
+
+
+def row_starts(array: Any) -> list[int]:
+    """The number (in the whole array) of each row block's first row, in block order: a block's task builds
+    its rows' numbers from it for its messages (an int travels, not an array of the block's length).
+
+    Example:
+        >>> import dask.array as da
+        >>> row_starts(da.zeros((5, 2), chunks=(2, 2)))
+        [0, 2, 4]
+    """
+    return [int(x) for x in np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]])]
 
 
 def blocks(*arrays) -> list[tuple]:

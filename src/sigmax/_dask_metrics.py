@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._binning import assign, debiased_squared, equal_width_edges, errors_from_sums, from_sums
-from ._dask import add, delayed_blocks, is_dask, persist_blocks, row_layout, tree_reduce
+from ._dask import add, delayed_blocks, is_dask, persist_blocks, row_layout, row_starts, tree_reduce
 from ._dask_select import kth_smallest_many
 from ._inputs import spell, validate_space, validate_task
 from ._metrics_ranking import confusion_of, normalize_confusion
@@ -54,9 +54,9 @@ def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, t
         raise ValueError("metrics need labels: the canonical record holds scores only")
     s, y, w = row_layout(scores, labels, task, axis=axis, sample_weight=sample_weight)
 
-    def block(sb, yb, wb):
+    def block(sb, yb, wb, first):
         d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=need_log,
-                    allow_empty=True)
+                    allow_empty=True, row_numbers=np.arange(first, first + np.shape(sb)[0]))
         kept = _kept_entries(d)
         return (part(d) if kept else None), kept, d.n_ignored
 
@@ -64,10 +64,15 @@ def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, t
         return (combine(a[0], b[0]) if a[0] is not None and b[0] is not None else
                 (a[0] if b[0] is None else b[0])), a[1] + b[1], a[2] + b[2]
 
-    state, n, n_ignored = tree_reduce(block, delayed_blocks(s, y, w), comb)
+    state, n, n_ignored = tree_reduce(block, _numbered(s, y, w), comb)
     if n == 0:
         raise _empty_error(n_ignored, ignore_index)
     return state, n
+
+
+def _numbered(s: Any, y: Any, w: Any) -> list[tuple]:
+    """The row blocks of :func:`sigmax._dask.delayed_blocks`, each with the number of its first row."""
+    return [(*b, first) for b, first in zip(delayed_blocks(s, y, w), row_starts(s))]
 
 
 def _kept_entries(d: MetricData) -> int:
@@ -196,14 +201,14 @@ def equal_mass_sums(scores, labels, task, *, space, axis, ignore_index, sample_w
     s, y, w = row_layout(scores, labels, task, axis=axis, sample_weight=sample_weight)
     from dask import compute as dcompute, delayed
 
-    def prep(sb, yb, wb):
+    def prep(sb, yb, wb, first):
         d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=False,
-                    allow_empty=True)
+                    allow_empty=True, row_numbers=np.arange(first, first + np.shape(sb)[0]))
         probs = ([[_kept(g) for g in p] for p in _problems(d, mode, class_index, n_sets > 1)]
                  if _kept_entries(d) else None)
         return probs, _kept_entries(d), d.n_ignored, d.w is not None
 
-    blocks = persist_blocks([delayed(prep, pure=True)(*b) for b in delayed_blocks(s, y, w)])
+    blocks = persist_blocks([delayed(prep, pure=True)(*b) for b in _numbered(s, y, w)])
     n, n_ignored, weighted = tree_reduce(lambda b: b[1:], [(b,) for b in blocks],
                                          lambda a, b: (a[0] + b[0], a[1] + b[1], a[2] or b[2]))
     if n == 0:

@@ -58,11 +58,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._array import resolve_axis
-from ._dask import add, delayed_blocks, persist_blocks, row_layout, tree_reduce
+from ._dask import add, delayed_blocks, persist_blocks, row_layout, row_starts, tree_reduce
 from ._dask_select import kth_smallest_many
-from ._inputs import canonical, validate_space, validate_task
+from ._inputs import validate_space, validate_task
 from ._metrics_ranking import check_ranking_average, finish_values, group_sums, pooled, pools, sorted_groups
-from ._metrics_terms import class_column, from_canonical, prepare
+from ._metrics_terms import class_column, prepare
 
 __all__ = ["BUCKET_ROWS", "RankingSums", "ranking", "ranking_sums"]
 
@@ -105,9 +105,8 @@ def _weights(o: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
 def _prep(sb, yb, wb, first: int, task: str, space: str, ignore_index: Any, pool: bool):
     """A block as its problems' entries, with ``(rows, entries kept, entries ignored)``."""
     rows = np.arange(first, first + np.shape(sb)[0])  # NaN messages name the rows of the whole array
-    c = canonical(sb, yb, task, axis=-1, ignore_index=ignore_index, sample_weight=wb, allow_empty=True,
-                  row_numbers=rows)
-    d = from_canonical(c, space, need_log=False)
+    d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=False,
+                allow_empty=True, row_numbers=rows)
     kept = d.p.size - d.n_ignored if task == "multilabel" else d.n
     cols = [pooled(d)] if pool else [class_column(d, j) for j in range(d.p.shape[1])]
     return [_entries(*col) for col in cols], d.n, kept, d.n_ignored
@@ -276,9 +275,8 @@ def ranking_sums(scores: Any, labels: Any, task: str, *, space: str = "logits", 
     n_cols = int(s.shape[1]) if s.ndim == 2 else 1
     from dask import delayed
 
-    firsts = np.concatenate([[0], np.cumsum(s.chunks[0])[:-1]]).astype(int).tolist()
     blocks = persist_blocks([delayed(_prep, pure=True)(*b, f, task, space, ignore_index, pool)
-                             for b, f in zip(delayed_blocks(s, y, w), firsts)])
+                             for b, f in zip(delayed_blocks(s, y, w), row_starts(s))])
     count, sums, n, kept, n_ignored = tree_reduce(_stats, [(b,) for b in blocks])
     if n == 0 or kept == 0:
         raise _empty_error(task, n_cols, ignore_index, n_ignored)

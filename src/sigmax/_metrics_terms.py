@@ -138,12 +138,14 @@ class MetricData:
 
 
 def prepare(scores: Any, labels: Any, task: Any, space: Any, axis: Any = -1, *, ignore_index: Any = None,
-             sample_weight: Any = None, need_log: bool = True, allow_empty: bool = False) -> MetricData:
-    """Validate (:func:`sigmax._inputs.canonical`) and convert to :class:`MetricData` (every metric's entry point)."""
+             sample_weight: Any = None, need_log: bool = True, allow_empty: bool = False,
+             row_numbers: Any = None) -> MetricData:
+    """Validate (:func:`sigmax._inputs.canonical`) and convert to :class:`MetricData` (every metric's entry point);
+    ``row_numbers``: the rows' numbers in the whole input, for the messages (a block of a Dask array)."""
     task = validate_task(task)
     space = validate_space(space)
     c = canonical(scores, labels, task, axis=axis, ignore_index=ignore_index, sample_weight=sample_weight,
-                  allow_empty=allow_empty)
+                  allow_empty=allow_empty, row_numbers=row_numbers)
     return from_canonical(c, space, need_log=need_log)
 
 
