@@ -300,3 +300,18 @@ def test_interpret_and_the_core_functions_stay_lazy_on_dask():
         np.testing.assert_allclose(got.compute(), want, rtol=1e-12)
     half = sigmax.softmax(da.from_array(z.astype(np.float16), chunks=(40, 5)))
     assert isinstance(half, da.Array) and half.dtype == np.float16
+
+
+@pytest.mark.parametrize("fit", [lambda z, y: TemperatureScaling().fit(z, y),
+                                 lambda z, y: Calibrator().fit(z, y, "multiclass", method="isotonic"),
+                                 lambda z, y: ConformalClassifier(alpha=0.2).fit(z, y)])
+def test_a_nan_in_a_fit_is_named_by_its_row_in_the_whole_array(fit):
+    """Calibrators and conformal sets on Dask name the row in the whole array (they said the block's row)."""
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(50, 3)), rng.integers(0, 3, 50)
+    z[33, 1] = np.nan
+    with pytest.raises(ValueError) as a:
+        fit(z, y)
+    with pytest.raises(ValueError) as b:
+        fit(_chunked(z, 10), y)
+    assert "(first: [33])" in str(a.value) and str(b.value) == str(a.value)

@@ -65,9 +65,9 @@ def sample_note(what: str, n: int, total: int, verb: str = "was fitted") -> str:
 
 
 def _logits_block(sb, yb, start, task, space, ignore_index):
-    z, c = fit_logits(sb, yb, task, space, -1, ignore_index=ignore_index, allow_empty=True)
     m = sb.shape[0]
     rows = np.arange(start, start + m, dtype=np.int64)
+    z, c = fit_logits(sb, yb, task, space, -1, ignore_index=ignore_index, allow_empty=True, row_numbers=rows)
     if ignore_index is not None and task != "multilabel":
         rows = rows[np.asarray(yb).reshape(m) != ignore_index]  # the rows canonical kept, in order
     valid = c.valid

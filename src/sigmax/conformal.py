@@ -289,7 +289,7 @@ class ConformalClassifier:
         """
         from dask import delayed
 
-        from ._dask import delayed_blocks, persist_blocks, row_layout, tree_reduce
+        from ._dask import delayed_blocks, persist_blocks, row_layout, row_starts, tree_reduce
         from ._dask_select import kth_smallest
 
         if self.randomized:
@@ -299,7 +299,8 @@ class ConformalClassifier:
         s, y, _ = row_layout(scores, labels, self.task, axis=axis)
         k = 2 if self.task == "binary" else int(s.shape[1])
         blocks = delayed_blocks(s, y, None)
-        part = [delayed(self._block_scores, pure=False)(sb, yb, space, ignore_index) for sb, yb, _ in blocks]
+        part = [delayed(self._block_scores, pure=False)(sb, yb, space, ignore_index, first)
+                for (sb, yb, _), first in zip(blocks, row_starts(s))]
         part = persist_blocks(part)
         counts = tree_reduce(lambda b: np.bincount(b[1], minlength=k).astype(np.int64), [(b,) for b in part])
         n = int(counts.sum())
@@ -318,9 +319,11 @@ class ConformalClassifier:
             _warn_too_few(n, self.alpha, 4)
         return self._set(quantile, k, n, counts, space)
 
-    def _block_scores(self, sb: np.ndarray, yb: np.ndarray, space: str, ignore_index: Any):
-        """``(conformity scores, labels)`` of one block's kept rows."""
-        c = canonical(sb, yb, self.task, axis=-1, ignore_index=ignore_index, allow_empty=True)
+    def _block_scores(self, sb: np.ndarray, yb: np.ndarray, space: str, ignore_index: Any, first: int):
+        """``(conformity scores, labels)`` of one block's kept rows (``first``: its first row's number, for
+        the messages)."""
+        c = canonical(sb, yb, self.task, axis=-1, ignore_index=ignore_index, allow_empty=True,
+                      row_numbers=np.arange(first, first + np.shape(sb)[0]))
         if c.n == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         p = _class_probs(c.scores, self.task, space)

@@ -22,13 +22,16 @@ LOGIT_CLIP = 745.0
 
 
 def fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any, *,
-               ignore_index: Any = None, allow_empty: bool = False) -> tuple[np.ndarray, Canonical]:
+               ignore_index: Any = None, allow_empty: bool = False,
+               row_numbers: Any = None) -> tuple[np.ndarray, Canonical]:
     """Float64 NumPy logits in the canonical layout (class axis last, rows flattened) and the record.
 
     Rows (entries, multilabel) whose label is ``ignore_index`` are left out (multilabel: ``record.valid``).
-    ``allow_empty``: zero rows (a block of a Dask array) are no error.
+    ``allow_empty``: zero rows (a block of a Dask array) are no error; ``row_numbers``: the rows' numbers
+    in the whole input, for the messages.
     """
-    c = canonical(scores, labels, task, axis=axis, ignore_index=ignore_index, allow_empty=allow_empty)
+    c = canonical(scores, labels, task, axis=axis, ignore_index=ignore_index, allow_empty=allow_empty,
+                  row_numbers=row_numbers)
     s = c.scores
     with np.errstate(all="ignore"):
         if space == "logits":
