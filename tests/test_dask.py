@@ -189,8 +189,11 @@ def test_conformal_fit_equals_in_memory(method, mondrian):
     b = ConformalClassifier(method=method, mondrian=mondrian).fit(_chunked(z), y, ignore_index=-100)
     assert np.array_equal(a.quantile_, b.quantile_) and np.array_equal(a.class_counts_, b.class_counts_)
     assert a.n_calibration_ == b.n_calibration_
-    with pytest.raises(ValueError, match="randomized"):
-        ConformalClassifier(method="aps", randomized=True).fit(_chunked(z), y, ignore_index=-100)
+    if method != "lac":  # randomized draws: each block's share of the in-memory sequence
+        a = ConformalClassifier(method=method, mondrian=mondrian, randomized=True).fit(z, y, ignore_index=-100)
+        b = ConformalClassifier(method=method, mondrian=mondrian, randomized=True).fit(_chunked(z), y,
+                                                                                      ignore_index=-100)
+        assert np.array_equal(a.quantile_, b.quantile_) and np.array_equal(a.class_counts_, b.class_counts_)
 
 
 # ------------------------------------------------------------------------- shards and the CLI

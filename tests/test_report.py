@@ -612,3 +612,28 @@ def test_an_interval_that_misses_its_estimate_is_said_in_a_note():
     off = [k for side, view in (("before", rep.before), ("after", rep.after))
            for k, (lo, hi) in rep.intervals[side].items() if not lo <= view.metrics[k] <= hi]
     assert bool(off) == any("not hold the value in the table" in n for n in rep.notes)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_randomized_conformal_coverage_does_not_depend_on_the_chunks(task):
+    """A randomized classifier draws each evaluated row's u by its number in the source, so streaming in
+    other chunks gives the same held-out coverage (every chunk drew from 0 before), and it is the coverage
+    of ``predict_sets(..., rows=those numbers)`` on the evaluated rows at once."""
+    from sigmax.conformal import ConformalClassifier, coverage
+
+    z, y = _data(task, 1500, c=4)
+    y[::11] = -100  # ignored rows shift the sample numbers
+    kw = dict(check=False, n_resamples=0, ignore_index=-100)
+    cc = ConformalClassifier(task, method="aps", alpha=0.1, randomized=True, seed=3)
+    reps = [calibration_report(z, y, task, conformal=cc, chunk_rows=r, **kw) for r in (97, 400, None)]
+    cov = [r.conformal["coverage"] for r in reps]
+    assert cov[0] == cov[1] == cov[2]
+    ev = (split_mask(0, len(y), 0.5, 0) >= 0.5) & (y != -100)
+    fit = (split_mask(0, len(y), 0.5, 0) < 0.5) & (y != -100)
+    cal = reps[2].calibrator
+    ref = ConformalClassifier(task, method="aps", alpha=0.1, randomized=True, seed=3).fit(
+        np.asarray(cal.transform(z[fit])), y[fit])
+    sets = ref.predict_sets(np.asarray(cal.transform(z[ev])), rows=np.flatnonzero(ev))
+    assert cov[0] == pytest.approx(coverage(sets, y[ev]), rel=1e-12)
+    with pytest.raises(ValueError, match="one non-negative row number per row"):
+        ref.predict_sets(np.asarray(cal.transform(z[ev])), rows=np.flatnonzero(ev)[:-1])

@@ -48,12 +48,16 @@ scores that holds NaN gets the full set (every class: the model said nothing abo
 ``UserWarning`` saying how many rows. The computation runs in float64 NumPy.
 
 The quantile is exact: :meth:`~ConformalClassifier.fit` takes the calibration scores in one array and
-sorts them (no sketch). Equality with MAPIE 1.6 (``SplitConformalClassifier`` on the same probabilities)
+sorts them (no sketch); on a Dask array it is found by an exact distributed selection, randomized draws
+included (each block jumps the seeded generator ahead to its first kept row), and ``predict_sets`` /
+``conformity_scores`` stay lazy, block by block, equal to the in-memory results. Equality with MAPIE 1.6 (``SplitConformalClassifier`` on the same probabilities)
 is tested, ties included: see :class:`ConformalClassifier` for the conventions.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import numbers
 import os
@@ -63,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from ._array import device_of, is_numpy, namespace
-from ._inputs import canonical, is_dask, spell, to_numpy, validate_space, validate_task
+from ._inputs import canonical, is_dask, spell, to_numpy, validate_ignore_index, validate_space, validate_task
 from .interpret import to_probs, validate_log_probs
 from . import _persist as persist
 
@@ -158,7 +162,9 @@ class ConformalClassifier:
         seed: the seed of the draws (an integer >= 0). ``fit`` draws ``numpy.random.default_rng([seed,
             0]).random(n)`` for its ``n`` rows (after ``ignore_index``); each ``predict_sets`` call draws
             ``default_rng([seed, 1]).random(N)`` afresh, so the same scores give the same sets on every
-            call, and a row's draw is fixed by its position in the batch.
+            call, and a row's draw is fixed by its position in the batch. On a Dask array each block
+            draws its own share of that same sequence (PCG64 jumped ahead by the rows before it, kept
+            rows for ``fit``), so Dask and in-memory results are equal whatever the chunks.
         mondrian: one quantile per class, from that class's calibration rows (class-conditional
             coverage); a class with too few rows gets ``+inf`` (always in the set), with a warning.
         raps_lambda: RAPS penalty :math:`\lambda \ge 0` per rank beyond ``raps_k_reg`` (default 0.01).
@@ -254,7 +260,8 @@ class ConformalClassifier:
             ``self``, with ``quantile_`` set. Warns (``UserWarning``) where a quantile is ``+inf``.
 
         The calibration rows must not have been used to train the model, and must be exchangeable with
-        the rows the sets are for; the scores come in one array and the quantile is exact.
+        the rows the sets are for; the scores come in one array (or a Dask array: the same quantile,
+        ``randomized`` included, by a distributed selection) and the quantile is exact.
         """
         space = validate_space(space)
         if is_dask(scores) or is_dask(labels):
@@ -284,23 +291,15 @@ class ConformalClassifier:
         """The fit on Dask arrays: conformity scores per block, then the exact quantile by distributed selection.
 
         Only the per-block counts, histograms and the final candidates travel; the quantile equals the
-        in-memory one. Randomized scores draw ``u`` by row position in the whole set, which blocks do not
-        know: refused here.
+        in-memory one. Randomized: a first pass counts each block's kept rows from the labels alone, and
+        each block draws ``u`` from its first kept row's position in the whole calibration set.
         """
         from dask import delayed
 
-        from ._dask import delayed_blocks, persist_blocks, row_layout, row_starts, tree_reduce
+        from ._dask import persist_blocks, tree_reduce
         from ._dask_select import kth_smallest
 
-        if self.randomized:
-            raise ValueError("randomized=True draws u by row position in the whole calibration set, which Dask "
-                             "blocks do not know; use randomized=False on Dask arrays, or fit on a bounded sample "
-                             "brought into memory (scores[:n].compute())")
-        s, y, _ = row_layout(scores, labels, self.task, axis=axis)
-        k = 2 if self.task == "binary" else int(s.shape[1])
-        blocks = delayed_blocks(s, y, None)
-        part = [delayed(self._block_scores, pure=False)(sb, yb, space, ignore_index, first)
-                for (sb, yb, _), first in zip(blocks, row_starts(s))]
+        k, part, _ = self._dask_parts(scores, labels, space, axis, ignore_index, self.randomized)
         part = persist_blocks(part)
         counts = tree_reduce(lambda b: np.bincount(b[1], minlength=k).astype(np.int64), [(b,) for b in part])
         n = int(counts.sum())
@@ -319,15 +318,66 @@ class ConformalClassifier:
             _warn_too_few(n, self.alpha, 4)
         return self._set(quantile, k, n, counts, space)
 
-    def _block_scores(self, sb: np.ndarray, yb: np.ndarray, space: str, ignore_index: Any, first: int):
+    def _dask_parts(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any, count: bool):
+        """``(C, parts, kept)``: ``parts`` the ``Delayed`` ``(scores, labels)`` of each block's kept rows;
+        ``kept`` (with ``count``; ``None`` without) each block's number of kept rows, from a first pass over
+        the labels alone: its running sum is where each block's randomized draws start."""
+        from dask import delayed
+
+        from ._dask import delayed_blocks, row_layout, row_starts
+
+        s, y, _ = row_layout(scores, labels, self.task, axis=axis)
+        k = 2 if self.task == "binary" else int(s.shape[1])
+        kept = _kept_rows(y, ignore_index) if count else [None] * len(s.chunks[0])
+        starts = np.concatenate([[0], np.cumsum(kept[:-1])]).astype(np.int64) if count else kept
+        part = [delayed(self._block_scores, pure=False)(sb, yb, space, ignore_index, first, None if m is None
+                                                         else (int(k0), int(m)))
+                for (sb, yb, _), first, k0, m in zip(delayed_blocks(s, y, None), row_starts(s), starts, kept)]
+        return k, part, (kept if count else None)
+
+    def _block_scores(self, sb: np.ndarray, yb: np.ndarray, space: str, ignore_index: Any, first: int,
+                      kept: tuple[int, int] | None):
         """``(conformity scores, labels)`` of one block's kept rows (``first``: its first row's number, for
-        the messages)."""
+        the messages; ``kept``: the number of its first kept row among all kept rows and its kept rows,
+        where its randomized draws start)."""
         c = canonical(sb, yb, self.task, axis=-1, ignore_index=ignore_index, allow_empty=True,
                       row_numbers=np.arange(first, first + np.shape(sb)[0]))
+        if kept is not None and c.n != kept[1]:  # the labels were not the same array in both passes
+            raise ValueError(f"the labels of the block of rows {first}.. keep {c.n} rows now but kept {kept[1]} when "
+                             "counted; give labels that compute the same every time (persist or save them first)")
         if c.n == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         p = _class_probs(c.scores, self.task, space)
-        return np.take_along_axis(self._scores(p, None), c.labels[:, None], axis=1)[:, 0], c.labels
+        u = _draws(self.seed, 0, kept[0], c.n) if self.randomized else None
+        return np.take_along_axis(self._scores(p, u), c.labels[:, None], axis=1)[:, 0], c.labels
+
+    def _conformity_dask(self, scores: Any, labels: Any, space: str, axis: Any, ignore_index: Any) -> Any:
+        """:meth:`conformity_scores` on Dask arrays: lazy, block by block (with labels: one first pass over the
+        labels gives each block's kept rows, the chunks of the result)."""
+        from ._dask import dask_array, row_layout
+
+        da = dask_array()
+        if labels is None:
+            s, _, _ = row_layout(scores, None, self.task, axis=axis)
+            k = 2 if self.task == "binary" else int(s.shape[1])
+            fn = functools.partial(_block_all_scores, copy.copy(self), space)  # this fit, whatever comes next
+            return s.map_blocks(fn, dtype=np.float64, chunks=(s.chunks[0], (k,)),
+                                **({"new_axis": 1} if self.task == "binary" else {}))
+        _, part, kept = self._dask_parts(scores, labels, space, axis, ignore_index, True)
+        return da.concatenate([da.from_delayed(b[0], shape=(int(m),), dtype=np.float64) for b, m in zip(part, kept)])
+
+    def _predict_dask(self, scores: Any, space: str, axis: Any) -> Any:
+        """:meth:`predict_sets` on a Dask array: a lazy boolean Dask array, each block's sets where it lives,
+        its draws from its first row's number in the whole array; NaN rows warn where their block runs."""
+        from ._dask import row_layout
+
+        x, row_shape = self._rows(scores, axis)  # the class count checked before any block runs
+        s, _, _ = row_layout(x, None, self.task, axis=-1)
+        k = self.n_classes_
+        fn = functools.partial(_block_sets, copy.copy(self), space)  # this fit, whatever comes next
+        sets = s.map_blocks(fn, dtype=np.bool_, chunks=(s.chunks[0], (k,)),
+                            **({"new_axis": 1} if self.task == "binary" else {}))
+        return sets.reshape(tuple(row_shape) + (k,)) if len(row_shape) != 1 else sets
 
     def conformity_scores(self, scores: Any, labels: Any = None, *, space: str | None = None, axis: int = -1,
                           ignore_index: int | None = None) -> np.ndarray:
@@ -338,7 +388,9 @@ class ConformalClassifier:
         randomized). Without: the score of every class, ``(N, C)``, exactly what :meth:`predict_sets`
         compares with ``quantile_`` (with its draws). ``space`` defaults to ``space_`` once fitted,
         else ``"logits"``. Useful to pool calibration scores from several sources (the quantile is
-        :func:`conformal_quantile` of them).
+        :func:`conformal_quantile` of them). On Dask arrays the result is a lazy Dask array (rows
+        flattened, as in memory) with the same values, the draws included; with labels a first pass
+        over the labels counts each block's kept rows (the result's chunks).
 
         Example:
             >>> cc = ConformalClassifier("multiclass", method="aps")
@@ -346,20 +398,27 @@ class ConformalClassifier:
             array([[0.7, 0.9, 1. ]])
         """
         space = validate_space(space if space is not None else (self.space_ or "logits"))
+        if is_dask(scores) or is_dask(labels):
+            return self._conformity_dask(scores, labels, space, axis, ignore_index)
         if labels is None:
             x = to_numpy(scores, "scores").astype(np.float64, copy=False)
             if self.task == "multiclass" and x.ndim >= 2:
                 from ._array import normalize_axis  # the one axis rule
 
                 x = np.moveaxis(x, normalize_axis(axis, x.ndim), -1)
-            c = canonical(x, None, self.task, axis=-1, allow_empty=True)
-            p = _class_probs(c.scores, self.task, space)
-            u = np.random.default_rng([self.seed, 1]).random(p.shape[0]) if self.randomized else None
-            return self._scores(p, u)
+            return self._all_scores(x, space, 0)
         c = canonical(scores, labels, self.task, axis=axis, ignore_index=ignore_index)
         p = _class_probs(c.scores, self.task, space)
-        u = np.random.default_rng([self.seed, 0]).random(p.shape[0]) if self.randomized else None
+        u = _draws(self.seed, 0, 0, p.shape[0]) if self.randomized else None
         return np.take_along_axis(self._scores(p, u), c.labels[:, None], axis=1)[:, 0]
+
+    def _all_scores(self, x: np.ndarray, space: str, first: Any) -> np.ndarray:
+        """Every class's score of rows ``x`` (classes last), ``first``: the number of the first row in
+        the whole array (where its predict-time draws start), or every row's number (an array)."""
+        numbers = (np.arange(first, first + x.shape[0]) if first else None) if np.ndim(first) == 0 else first
+        c = canonical(x, None, self.task, axis=-1, allow_empty=True, row_numbers=numbers)
+        p = _class_probs(c.scores, self.task, space)
+        return self._scores(p, _draws_at(self.seed, 1, first, p.shape[0]) if self.randomized else None)
 
     def _scores(self, p: np.ndarray, u: np.ndarray | None) -> np.ndarray:
         """The non-conformity score of every class of every row, ``(N, C)`` float64."""
@@ -386,22 +445,47 @@ class ConformalClassifier:
                              "calibration rows first (or load a saved one with sigmax.conformal.load)")
 
     # ------------------------------------------------------------------ prediction
-    def predict_sets(self, scores: Any, *, space: str | None = None, axis: int = -1) -> Any:
+    def predict_sets(self, scores: Any, *, space: str | None = None, axis: int = -1, rows: Any = None) -> Any:
         r"""The sets :math:`\{y : s(x, y) \le \hat q + \epsilon\}` (per class :math:`\hat q_y` with ``mondrian``).
 
         Args:
             scores: as in :meth:`fit`, with the same number of classes.
             space: what ``scores`` are; by default the space ``fit`` was given (``space_``).
             axis: the class axis (multiclass).
+            rows: ``randomized`` only: each row's number in the sequence of draws (one per row of a 1-D batch of
+                rows; default ``0..N-1``, the row's position in ``scores``). A chunk of a larger set passes its
+                rows' numbers in the whole so that its sets are the whole's (the calibration report does).
 
         Returns:
             A boolean array of shape ``rows + (C,)`` (the rows in the input's order, the classes last;
             binary: ``(N, 2)``, column 1 is the positive class), of the input's array library and
-            device. A row holding NaN gets every class, with a ``UserWarning``.
+            device. A row holding NaN gets every class, with a ``UserWarning``. A Dask array gives a
+            lazy boolean Dask array, equal to the in-memory sets (each block draws from its first row's
+            number in the whole array); its NaN warning is raised where the block is computed.
         """
         self._check_fitted()
         space = self.space_ if space is None else validate_space(space)
+        if is_dask(scores):
+            if rows is not None:
+                raise ValueError("rows= is for a chunk of rows in memory; a Dask array's blocks draw by their rows' "
+                                 "numbers in the whole array already: leave rows=None")
+            return self._predict_dask(scores, space, axis)
         x = to_numpy(scores, "scores").astype(np.float64, copy=False)
+        x, row_shape = self._rows(x, axis)
+        first = 0
+        if rows is not None:
+            if not self.randomized:
+                rows = None  # the sets of a row do not depend on its place without draws
+            elif len(row_shape) != 1 or np.shape(rows) != (x.shape[0],) or np.any(np.asarray(rows) < 0):
+                raise ValueError(f"rows must give one non-negative row number per row of scores ({x.shape[0]} "
+                                 f"rows), got shape {np.shape(rows)}; or leave rows=None (rows 0..N-1)")
+            else:
+                first = np.asarray(rows, dtype=np.int64)
+        sets = self._sets(x, space, first, 3)
+        return _like_input(sets.reshape(tuple(row_shape) + (sets.shape[1],)), scores)
+
+    def _rows(self, x: Any, axis: Any) -> tuple[Any, tuple]:
+        """``x`` (NumPy or Dask) with the class axis last (binary: one score per row), and the rows' shape."""
         if self.task == "multiclass":
             if x.ndim < 2:
                 raise ValueError(f"multiclass scores need a class axis, got shape {tuple(x.shape)}; for one "
@@ -409,28 +493,30 @@ class ConformalClassifier:
             from ._array import normalize_axis  # the one axis rule
 
             x = np.moveaxis(x, normalize_axis(axis, x.ndim), -1)
-            row_shape, k = x.shape[:-1], x.shape[-1]
-            if k != self.n_classes_:
-                raise ValueError(f"scores have {k} classes along axis {axis} but this ConformalClassifier was fitted "
-                                 f"on {self.n_classes_}; give scores of the model it was calibrated for")
-            nan = np.isnan(x).any(axis=-1)
-        else:
-            if x.ndim == 2 and x.shape[1] == 1:
-                x = x[:, 0]  # one score column
-            row_shape = x.shape
-            nan = np.isnan(x)
+            if x.shape[-1] != self.n_classes_:
+                raise ValueError(f"scores have {x.shape[-1]} classes along axis {axis} but this ConformalClassifier "
+                                 f"was fitted on {self.n_classes_}; give scores of the model it was calibrated for")
+            return x, tuple(x.shape[:-1])
+        if x.ndim == 2 and x.shape[1] == 1:
+            x = x[:, 0]  # one score column
+        return x, tuple(x.shape)
+
+    def _sets(self, x: np.ndarray, space: str, first: int, stacklevel: int) -> np.ndarray:
+        """The ``(M, C)`` sets of rows ``x`` (classes last); ``first``: the number of its first row in the
+        whole array (where its draws start)."""
+        nan = np.isnan(x).any(axis=-1) if self.task == "multiclass" else np.isnan(x)
         n_nan = int(nan.sum())
         if n_nan:  # a neutral score there (validated like any other), replaced by the full set below
             neutral = {"logits": 0.0, "probs": 0.5 if self.task == "binary" else 1.0 / self.n_classes_,
                        "log_probs": -math.log(2.0 if self.task == "binary" else self.n_classes_)}[space]
             x = np.where(nan[..., None] if self.task == "multiclass" else nan, neutral, x)
         q = self.quantile_ if not self.mondrian else self.quantile_[None, :]
-        sets = self.conformity_scores(x, space=space, axis=-1) <= q + TIE_SLACK  # a tie up to rounding is in
+        sets = self._all_scores(x, space, first) <= q + TIE_SLACK  # a tie up to rounding is in
         if n_nan:
             sets[nan.reshape(-1)] = True
             warnings.warn(f"{n_nan} row(s) of scores contain NaN: their prediction set holds every class; find "
-                          "where the model produced NaN", UserWarning, stacklevel=2)
-        return _like_input(sets.reshape(tuple(row_shape) + (sets.shape[1],)), scores)
+                          "where the model produced NaN", UserWarning, stacklevel=stacklevel)
+        return sets
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
@@ -457,8 +543,54 @@ class ConformalClassifier:
                 f"{fitted})")
 
 
+def _kept_rows(y: Any, ignore_index: Any) -> np.ndarray:
+    """The rows each block of the Dask labels ``y`` keeps (label != ``ignore_index``): one int per block."""
+    ignore = validate_ignore_index(ignore_index)
+    if ignore is None:
+        return np.asarray(y.chunks[0], dtype=np.int64)
+    one = y.map_blocks(lambda b: np.array([np.count_nonzero(np.asarray(b) != ignore)], dtype=np.int64),
+                       dtype=np.int64, chunks=((1,) * len(y.chunks[0]),))
+    return np.asarray(one.compute(), dtype=np.int64)
+
+
+def _first_row(block_info: Any) -> int:
+    return int(block_info[0]["array-location"][0][0])
+
+
+def _block_all_scores(cc: ConformalClassifier, space: str, x: np.ndarray, block_info: Any = None) -> np.ndarray:
+    return cc._all_scores(x, space, _first_row(block_info))
+
+
+def _block_sets(cc: ConformalClassifier, space: str, x: np.ndarray, block_info: Any = None) -> np.ndarray:
+    return cc._sets(x, space, _first_row(block_info), 2)
+
+
+def _draws_at(seed: int, stream: int, rows: Any, n: int) -> np.ndarray:
+    """The draws of ``n`` rows: ``rows`` the number of the first (a run of ``n``) or each row's number."""
+    if np.ndim(rows) == 0:
+        return _draws(seed, stream, int(rows), n)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros(0)
+    lo = int(rows.min())
+    return _draws(seed, stream, lo, int(rows.max()) - lo + 1)[rows - lo]
+
+
+def _draws(seed: int, stream: int, first: int, n: int) -> np.ndarray:
+    """Draws ``first .. first + n - 1`` of ``default_rng([seed, stream]).random(...)``, without the ones before.
+
+    PCG64's ``advance(k)`` jumps exactly ``k`` 64-bit outputs ahead, and ``random`` (float64) takes one
+    output per value: so a Dask block draws its own rows' share of the whole sequence (tested).
+    """
+    g = np.random.default_rng([seed, stream])
+    g.bit_generator.advance(first)
+    return g.random(n)
+
+
 def _class_probs(s: np.ndarray, task: str, space: str) -> np.ndarray:
     """``(N, C)`` float64 class probabilities from canonical scores (binary: the columns ``[P(0), P(1)]``)."""
+    # contiguous: the C kernels' path for every input, so a strided view gives the bits its Dask blocks give
+    s = np.ascontiguousarray(s)
     if space == "log_probs":
         validate_log_probs(s, task)
     with np.errstate(all="ignore"):

@@ -14,7 +14,11 @@ and the calibrators), and probabilities come from :func:`sigmax.interpret.to_pro
 
 Metrics are evaluation code, not training code: they accept NumPy arrays, PyTorch tensors (any
 device, with or without ``requires_grad``), JAX arrays and lists, compute in float64 NumPy, and return
-Python floats (or NumPy arrays for per-bin / per-class data).
+Python floats (or NumPy arrays for per-bin / per-class data). Every metric also takes **Dask arrays**
+chunked along rows and gives the in-memory result to float rounding without bringing the scores
+together: per-block sums added in a tree (:mod:`sigmax._dask_metrics`), equal-mass bins by exact
+distributed selection, ROC AUC and average precision bucket by bucket at exact order statistics
+(:mod:`sigmax._dask_metrics_ranking`), the smooth ECE from per-block grids (:mod:`sigmax._dask_metrics_smooth`).
 
 ==========  ============================  ========================================================
 task        scores                        labels

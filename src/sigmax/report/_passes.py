@@ -153,13 +153,15 @@ class Coverage:
     def __init__(self, cc: Any) -> None:
         self.cc, self.n, self.hits, self.sizes = cc, 0, 0, 0
 
-    def sets(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(self.cc.predict_sets(scores, space="logits"), dtype=bool)
+    def sets(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The sets of ``scores``; ``rows``: their row numbers in the source, where a randomized classifier's
+        draws are taken (so the sets, and the coverage, do not depend on the chunks)."""
+        return np.asarray(self.cc.predict_sets(scores, space="logits", rows=rows), dtype=bool)
 
-    def add(self, c: Any) -> None:
+    def add(self, c: Any, rows: np.ndarray | None = None) -> None:
         if c.n == 0:
             return
-        sets = self.sets(c.scores)
+        sets = self.sets(c.scores, rows)
         self.hits += int(sets[np.arange(c.n), c.labels.astype(np.int64)].sum())
         self.sizes += int(sets.sum())
         self.n += c.n
@@ -261,10 +263,23 @@ class PassState:
             ca = calibrated(cfg.calibrator, c, cfg.space)
             self.after.add(ca)
             if self.covered is not None:
-                self.covered.add(ca)
+                self.covered.add(ca, self._sample_numbers(start, y, ev))
         if self.sample is not None:
             self.sample.add(c, self._sample_take(start, s, y, ev) if self.sample.share < 1 else None)
         return c.n_ignored
+
+    def _sample_numbers(self, start: int, y: np.ndarray, ev: np.ndarray) -> np.ndarray:
+        """Each sample of the validated chunk numbered by its place in the source (row ``r``'s inner position
+        ``j`` of ``T`` is ``r * T + j``; less the samples ``ignore_index`` removed): where a randomized
+        conformal classifier draws, so the report's sets and coverage do not depend on the chunks."""
+        cfg = self.config
+        rows = start + np.flatnonzero(ev)
+        yy = np.asarray(y[ev])
+        inner = yy.size // max(rows.size, 1)
+        numbers = (rows[:, None] * inner + np.arange(inner)).reshape(-1) if inner > 1 else rows
+        if cfg.ignore is not None:
+            numbers = numbers[yy.reshape(-1) != cfg.ignore]
+        return numbers
 
     def _sample_take(self, start: int, s: np.ndarray, y: np.ndarray, ev: np.ndarray) -> np.ndarray:
         """The interval sample's draw of source rows, per sample of the validated chunk: repeated over a
