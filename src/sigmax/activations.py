@@ -102,7 +102,8 @@ def sigmoid(x: Any, *, out: Any = None) -> Any:
         >>> float(sigmax.sigmoid(np.float32(-100)))
         3.783505853677006e-44
     """
-    return call("sigmoid", x, out)  # the C kernel where it applies, else _sigmoid (same results)
+    return call("sigmoid", x, out)  # the C kernel where it applies (contiguous input), else _sigmoid: the same
+    # formula; their exp implementations (libm, NumPy's SIMD loop) may differ in the last bit
 
 
 @register("sigmoid", "generic")
