@@ -284,3 +284,29 @@ def test_a_nan_is_named_by_its_row_in_the_whole_array(metric):
     with pytest.raises(ValueError) as b:
         metric(_chunk(z, 10), y, "multiclass")
     assert "(first: [33])" in str(a.value) and str(b.value) == str(a.value)
+
+
+def test_the_accumulator_names_a_row_by_its_number_in_the_stream():
+    """Chunk by chunk or block by block, the NaN of row 33 is named row 33 (its chunk's row 3 before)."""
+    z, y, _ = _data("multiclass", 50)
+    z[33, 1] = np.nan
+    with pytest.raises(ValueError) as a:
+        M.summary(z, y, "multiclass")
+    acc = M.MetricAccumulator("multiclass")
+    for i in range(0, 30, 10):
+        acc.update(z[i:i + 10], y[i:i + 10])
+    assert acc.rows_seen == 30
+    with pytest.raises(ValueError) as b:
+        acc.update(z[30:40], y[30:40])
+    assert acc.rows_seen == 30  # a refused chunk is not counted
+    with pytest.raises(ValueError) as c:
+        M.MetricAccumulator("multiclass").update(_chunk(z, 10), y)
+    acc = M.MetricAccumulator("multiclass").update(_chunk(z[:20], 10), y[:20])  # a Dask chunk after another
+    with pytest.raises(ValueError) as d:
+        acc.update(_chunk(z[20:], 10), y[20:])
+    assert "(first: [33])" in str(a.value)
+    assert str(b.value) == str(c.value) == str(d.value) == str(a.value)
+    # classes first, and batched rows: the rows are counted from the shape without the class axis
+    acc = M.MetricAccumulator("multiclass", axis=0).update(np.moveaxis(z[:20], 1, 0), y[:20])
+    assert acc.rows_seen == 20
+    assert M.MetricAccumulator("multiclass").update(z[:20].reshape(4, 5, 4), y[:20].reshape(4, 5)).rows_seen == 20

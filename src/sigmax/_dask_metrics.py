@@ -341,9 +341,10 @@ def calibration_error(scores, labels, task, *, space, axis, ignore_index, sample
 
 def accumulate(make: Callable[[], Any], merge: Callable[[Any, Any], Any], scores: Any, labels: Any, task: str, *,
                axis: Any, sample_weight: Any = None):
-    """One accumulator per block (``make()`` then ``.update(block)``), merged in a tree; the merged one."""
+    """One accumulator per block (``make(first)`` then ``.update(block)``, ``first`` the number of the block's
+    first row), merged in a tree; the merged one."""
     s, y, w = row_layout(scores, labels, validate_task(task), axis=axis, sample_weight=sample_weight)
-    return tree_reduce(lambda sb, yb, wb: make().update(sb, yb, wb), delayed_blocks(s, y, w), merge)
+    return tree_reduce(lambda sb, yb, wb, first: make(first).update(sb, yb, wb), _numbered(s, y, w), merge)
 
 
 

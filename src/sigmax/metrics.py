@@ -559,6 +559,8 @@ class MetricAccumulator:
 
     Attributes:
         n: rows (samples) kept so far; n_ignored: rows (multilabel: entries) left out by ``ignore_index``.
+        rows_seen: rows given to :meth:`update` so far; an error names a row by its number in the whole
+            stream (the chunks one after another), not within its chunk.
 
     Example:
         >>> import numpy as np, sigmax.metrics as M
@@ -581,6 +583,7 @@ class MetricAccumulator:
         self.min_bin_count = check_min_bin_count(min_bin_count)
         self.n = 0
         self.n_ignored = 0
+        self.rows_seen = 0
         self._weight = 0.0  # total weight of the nll/brier/accuracy terms
         self._sums: dict[str, float] = {"nll": 0.0, "brier": 0.0, "correct": 0.0, "top5": 0.0}
         self._conf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # per-class tp, fp, fn
@@ -593,12 +596,28 @@ class MetricAccumulator:
 
         A Dask array is reduced where its blocks live: one accumulator per block, merged in a tree on the
         workers (:meth:`merge`); only the accumulators' fixed-size sums travel."""
+        rows = self._rows(scores)
         if _on_dask(scores, labels, sample_weight):
-            return self.merge(dask_accumulate(self._fresh, MetricAccumulator.merge, scores, labels,
-                                                      self.task, axis=self.axis, sample_weight=sample_weight))
-        return self.update_prepared(prepare(scores, labels, self.task, self.space, self.axis,
-                                            ignore_index=self.ignore_index, sample_weight=sample_weight,
-                                            allow_empty=True))
+            self.merge(dask_accumulate(lambda first: self._fresh(self.rows_seen + first), MetricAccumulator.merge,
+                                       scores, labels, self.task, axis=self.axis, sample_weight=sample_weight))
+        else:
+            self.update_prepared(prepare(scores, labels, self.task, self.space, self.axis,
+                                         ignore_index=self.ignore_index, sample_weight=sample_weight,
+                                         allow_empty=True, row_numbers=np.arange(self.rows_seen, self.rows_seen + rows)))
+        self.rows_seen += rows
+        return self
+
+    def _rows(self, scores: Any) -> int:
+        """The rows (samples) of a chunk, from its shape alone (the class axis left out)."""
+        shape = tuple(np.shape(scores)) if not _on_dask(scores) else tuple(scores.shape)
+        size = int(np.prod(shape)) if shape else 1
+        if self.task == "binary" or not shape:
+            return size
+        try:
+            c = shape[self.axis]
+        except IndexError:  # the canonical layer says what is wrong with the shape
+            return size
+        return size // c if c else 0
 
     def update_canonical(self, c: Canonical) -> MetricAccumulator:
         """Add a chunk already validated by :func:`sigmax._inputs.canonical` (scores in this accumulator's
@@ -635,14 +654,17 @@ class MetricAccumulator:
         self._cls = add_sums(self._cls, classwise(d, self.n_bins)[1:])
         return self
 
-    def _fresh(self) -> MetricAccumulator:
-        """An empty accumulator with these settings (class axis last: a block of :func:`sigmax._dask.row_layout`)."""
-        return MetricAccumulator(self.task, space=self.space, axis=-1, threshold=self.threshold, n_bins=self.n_bins,
-                                 ignore_index=self.ignore_index, min_bin_count=self.min_bin_count)
+    def _fresh(self, first: int = 0) -> MetricAccumulator:
+        """An empty accumulator with these settings (class axis last: a block of :func:`sigmax._dask.row_layout`)
+        whose rows are numbered from ``first``."""
+        acc = MetricAccumulator(self.task, space=self.space, axis=-1, threshold=self.threshold, n_bins=self.n_bins,
+                                ignore_index=self.ignore_index, min_bin_count=self.min_bin_count)
+        acc.rows_seen = first
+        return acc
 
     def merge(self, other: MetricAccumulator) -> MetricAccumulator:
         """Add the sums of ``other`` (same task, space, threshold and bins; e.g. from another chunk or worker)
-        to this accumulator; returns ``self``."""
+        to this accumulator; returns ``self`` (``rows_seen`` stays this accumulator's own count)."""
         if not isinstance(other, MetricAccumulator):
             raise TypeError(f"merge takes a MetricAccumulator, got {type(other).__name__}")
         if (other.task, other.space, other.n_bins, other.min_bin_count) != \
