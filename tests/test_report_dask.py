@@ -3,6 +3,7 @@ streamed report (split, samples, metrics); the merge is order-preserving; progre
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -257,3 +258,31 @@ def test_no_rows_is_the_one_message_of_every_source():
     for scores in (np.zeros((0, 4)), da.zeros((0, 4), chunks=(1, 4))):
         with pytest.raises(ValueError, match="^scores hold no rows; metrics need at least one sample$"):
             calibration_report(scores, np.zeros(0, dtype=int), "multiclass")
+
+
+
+def test_light_states_and_fit_heads_give_the_merged_fitting_sample():
+    """What the cluster path does (the tree over light states, then each block's head of its fitting sample
+    attached in row order) is exactly the order-preserving merge of the full states."""
+    from sigmax.report._passes import PassState, combine_states, fit_takes
+
+    s, y = _data("multiclass")
+    for cap in (0, 1, 150, 300, 10_000):
+        config = PassConfig("multiclass", "logits", 4, frac=0.5, seed=2, collect=True, keep=0.5, fit_cap=cap)
+        states = []
+        for start, stop in zip(np.cumsum((0,) + BLOCKS[:-1]), np.cumsum(BLOCKS)):
+            st = PassState(config)
+            st.add(int(start), s[start:stop], y[start:stop])
+            states.append(st)
+        full = functools.reduce(combine_states, states)
+        light = functools.reduce(combine_states, [st.light() for st in states])
+        assert light.n_fit == 0 and all(st.n_fit == len(st.fit_rows()) for st in states)  # light leaves them be
+        takes = fit_takes([st.n_fit for st in states], cap)
+        got = light.attach_fit([st.fit_head(k) for st, k in zip(states, takes) if k])
+        assert got.n_fit == full.n_fit == min(cap, sum(st.n_fit for st in states))
+        a, b = full.fit_sample(), got.fit_sample()
+        assert (a is None) == (b is None)
+        if a is not None:
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)
+        assert got.before.view().metrics == full.before.view().metrics

@@ -26,7 +26,7 @@ from ._inputs import in_memory_error, is_dask
 
 __all__ = ["FANIN", "active_client", "add", "blocks", "blockwise", "cluster", "dask_array",
            "delayed_blocks", "in_memory_error", "is_dask", "parse_cluster", "persist_blocks",
-           "row_layout", "row_starts", "tree_reduce"]
+           "reduce_holding", "row_layout", "row_starts", "tree_reduce"]
 
 #: states added per node of the reduction tree
 FANIN = 8
@@ -216,6 +216,48 @@ def tree_reduce(part: Callable, block_list: Sequence[tuple], combine: Callable =
     while len(states) > 1:
         states = [delayed(_combine, pure=False)(combine, *states[i:i + FANIN]) for i in range(0, len(states), FANIN)]
     return dcompute(states[0])[0] if compute else states[0]
+
+
+def reduce_holding(part: Callable, block_list: Sequence[tuple], combine: Callable, light: Callable, *,
+                   progress: Callable[[int], Any] | None = None):
+    """With an active ``distributed.Client``: ``part(*block)`` of every block *held* on its worker (a future),
+    the tree of ``combine`` over ``light(state)`` of each (what travels: ``light`` leaves out the heavy part
+    of a state, which the caller fetches from the held states afterwards, straight to this process);
+    ``(result, held futures)``. ``progress(i)`` as block ``i``'s state is done.
+
+    Example:
+        >>> import numpy as np
+        >>> from distributed import Client
+        >>> with Client(processes=False, dashboard_address=None) as client:
+        ...     total, held = reduce_holding(lambda b: (int(b.sum()), b), [(np.arange(3),), (np.arange(4),)],
+        ...                                  lambda a, b: a + b, lambda state: state[0])
+        ...     total, [a.tolist() for _, a in client.gather(held)]
+        (9, [[0, 1, 2], [0, 1, 2, 3]])
+    """
+    from dask import delayed
+    from distributed import as_completed
+
+    client = active_client()
+    if client is None:
+        raise RuntimeError("reduce_holding needs an active distributed.Client")
+    held = client.compute([delayed(part, pure=False)(*blk) for blk in block_list])
+    if not held:
+        raise ValueError("no blocks to reduce")
+    index = {f.key: i for i, f in enumerate(held)}
+    states: list = [None] * len(held)
+    for f in as_completed(list(held)):
+        if f.status == "error":
+            f.result()  # the block's own exception, raised here
+        i = index[f.key]
+        # light(state) where the state is: the heavy part never leaves its worker
+        states[i] = client.submit(light, f, pure=False, workers=list(client.who_has([f]).get(f.key, ())) or None,
+                                  allow_other_workers=True)
+        if progress is not None:
+            progress(i)
+    while len(states) > 1:
+        states = [client.submit(_combine, combine, *states[i:i + FANIN], pure=False)
+                  for i in range(0, len(states), FANIN)]
+    return states[0].result(), held
 
 
 def _reduce_following(leaves: list, combine: Callable, progress: Callable[[int], Any]):

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from .._array import normalize_axis
-from .._dask import dask_array, delayed_blocks, is_dask, tree_reduce
-from ._passes import PassConfig, PassState, combine_states
+from .._dask import active_client, dask_array, delayed_blocks, is_dask, reduce_holding, tree_reduce
+from ._passes import PassConfig, PassState, combine_states, fit_takes
 from ._sources import ArraySource  # the one shape check (and its messages)
 
 __all__ = ["DaskSource", "block_state"]
@@ -118,9 +118,29 @@ class DaskSource:
 
         cfg = dask.delayed(config, traverse=False)  # one task: the config (and calibrator) travels once
         blk = [(cfg, start, s, y) for start, (s, y) in zip(self.starts, delayed_blocks(self.scores, self.labels))]
-        sizes = self.block_rows
-        return tree_reduce(block_state, blk, combine_states,
-                           progress=functools.partial(_advance_rows, advance, sizes))
+        progress = functools.partial(_advance_rows, advance, self.block_rows)
+        client = active_client()
+        if client is None or not (config.collect and config.fit_cap > 0):
+            return tree_reduce(block_state, blk, combine_states, progress=progress)
+        # on a cluster the fitting sample is not merged up the tree: the block states stay on their workers,
+        # the tree merges them without it, and its rows come here from the blocks that hold them
+        state, held = reduce_holding(block_state, blk, combine_states, PassState.light, progress=progress)
+        where = client.who_has(held)  # each task below runs where its block's state is: it never moves
+
+        def on_holder(fn, f, *args):
+            return client.submit(fn, f, *args, pure=False, workers=list(where.get(f.key, ())) or None,
+                                 allow_other_workers=not where.get(f.key))
+
+        counts = client.gather([on_holder(_fit_count, f) for f in held])
+        takes = fit_takes(counts, config.fit_cap)
+        heads = client.gather([on_holder(PassState.fit_head, f, k) for f, k in zip(held, takes) if k])
+        del held  # the block states are released on the workers
+        return state.attach_fit(heads)
+
+
+def _fit_count(state: PassState) -> int:
+    """The rows of a block state's fitting sample."""
+    return state.n_fit
 
 
 def _advance_rows(advance: Any, sizes: tuple[int, ...], block: int) -> None:

@@ -30,9 +30,11 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 from dataclasses import replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -42,7 +44,7 @@ from ._budget import DEFAULT_BUDGET, MemoryPlan, plan_memory
 from ._data import PlotAccumulator, View
 from ._intervals import DEFAULT_RESAMPLES, RowSample, interval_rows
 
-__all__ = ["Coverage", "PassConfig", "PassState", "Side", "calibrated", "combine_states", "interval_sample_rows",
+__all__ = ["Coverage", "PassConfig", "PassState", "Side", "calibrated", "combine_states", "fit_takes", "interval_sample_rows",
            "report_plan", "run_pass", "split_mask"]
 
 _SPLIT_BLOCK = 4096
@@ -334,6 +336,49 @@ class PassState:
     def fit_rows(self) -> np.ndarray:
         """The row numbers (in the source) of the fitting sample so far."""
         return np.concatenate([p[2] for p in self._fit]) if self._fit else np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------ the fitting sample gathered at the root (Dask, sigmax.report._dasksource)
+    def light(self) -> PassState:
+        """This state without the fitting sample's rows (what travels up a tree; ``self`` is unchanged): the
+        rows stay where this state is, to be fetched by :meth:`fit_head`."""
+        out = copy.copy(self)
+        out._fit, out.n_fit = [], 0
+        return out
+
+    def fit_head(self, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The first ``k`` rows of this state's fitting sample, as its pieces."""
+        out = []
+        for fs, fy, fr in self._fit:
+            if k <= 0:
+                break
+            out.append((fs[:k], fy[:k], fr[:k]))
+            k -= int(fs.shape[0])
+        return out
+
+    def attach_fit(self, heads: Sequence[list]) -> PassState:
+        """Give a state merged from :meth:`light` states the fitting sample merging would have built: the
+        blocks' :meth:`fit_head` of :func:`fit_takes` rows each, in row order; returns ``self``."""
+        for head in heads:
+            for piece in head:
+                self._fit.append(piece)
+                self.n_fit += int(piece[0].shape[0])
+        return self
+
+
+def fit_takes(counts: Sequence[int], cap: int) -> list[int]:
+    """How many rows of each block's fitting sample (of ``counts`` rows, blocks in row order) the merged
+    sample keeps: the first ``cap`` rows in all, as :meth:`PassState.merge` takes them.
+
+    Example:
+        >>> fit_takes([3, 0, 4, 5], 6)
+        [3, 0, 3, 0]
+    """
+    out, room = [], int(cap)
+    for c in counts:
+        k = max(0, min(int(c), room))
+        out.append(k)
+        room -= k
+    return out
 
 
 def combine_states(a: PassState, b: PassState) -> PassState:
