@@ -649,7 +649,7 @@ def two_class_to_binary(x: Any, axis: int = -1, *, dim: int | None = None) -> An
         array([-0.4, -1.8])
     """
     p = prepare(x)
-    xp, xv = p.xp, p.x
+    xv = p.x
     ax = normalize_axis(resolve_axis(axis, dim), xv.ndim)
     if xv.shape[ax] != 2:
         raise ValueError(
