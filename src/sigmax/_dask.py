@@ -245,15 +245,17 @@ def reduce_holding(part: Callable, block_list: Sequence[tuple], combine: Callabl
         raise ValueError("no blocks to reduce")
     index = {f.key: i for i, f in enumerate(held)}
     states: list = [None] * len(held)
-    for f in as_completed(list(held)):
-        if f.status == "error":
-            f.result()  # the block's own exception, raised here
-        i = index[f.key]
-        # light(state) where the state is: the heavy part never leaves its worker
-        states[i] = client.submit(light, f, pure=False, workers=list(client.who_has([f]).get(f.key, ())) or None,
-                                  allow_other_workers=True)
-        if progress is not None:
-            progress(i)
+    for batch in as_completed(list(held)).batches():  # the blocks done since the last look: one question each
+        where = client.who_has(batch)
+        for f in batch:
+            if f.status == "error":
+                f.result()  # the block's own exception, raised here
+            i = index[f.key]
+            # light(state) where the state is: the heavy part never leaves its worker
+            states[i] = client.submit(light, f, pure=False, workers=list(where.get(f.key, ())) or None,
+                                      allow_other_workers=True)
+            if progress is not None:
+                progress(i)
     while len(states) > 1:
         states = [client.submit(_combine, combine, *states[i:i + FANIN], pure=False)
                   for i in range(0, len(states), FANIN)]
