@@ -33,13 +33,14 @@ from ._metrics_terms import (MetricData, add_sums, brier_terms, class_column, cl
                              top_label, topk_correct, weighted_sum)
 
 __all__ = ["EQUAL_MASS_LIMIT", "accumulate", "accuracy", "brier", "calibration_error", "confusion_matrix",
-           "equal_mass_sums", "nll", "precision_recall_f1", "reduce_metric", "reliability", "with_dask"]
+           "empty_error", "equal_mass_sums", "kept_entries", "nll", "precision_recall_f1", "reduce_metric", "reliability", "with_dask"]
 
 #: the most (sets of confidences x n_bins) one equal-mass call may bin on Dask (classwise: classes x n_bins)
 EQUAL_MASS_LIMIT = 1 << 14
 
 
-def _empty_error(n_ignored: int, ignore_index: Any) -> ValueError:
+def empty_error(n_ignored: int, ignore_index: Any) -> ValueError:
+    """The in-memory error of no sample kept (everything ignored, or nothing given), for Dask inputs."""
     what = (f"every label equals {spell('ignore_index', ignore_index)}" if n_ignored else
             "scores and labels are empty")
     return ValueError(f"{what}; metrics need at least one sample")
@@ -57,7 +58,7 @@ def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, t
     def block(sb, yb, wb, first):
         d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=need_log,
                     allow_empty=True, row_numbers=np.arange(first, first + np.shape(sb)[0]))
-        kept = _kept_entries(d)
+        kept = kept_entries(d)
         return (part(d) if kept else None), kept, d.n_ignored
 
     def comb(a, b):
@@ -66,7 +67,7 @@ def reduce_metric(part: Callable[[MetricData], Any], scores: Any, labels: Any, t
 
     state, n, n_ignored = tree_reduce(block, _numbered(s, y, w), comb)
     if n == 0:
-        raise _empty_error(n_ignored, ignore_index)
+        raise empty_error(n_ignored, ignore_index)
     return state, n
 
 
@@ -75,7 +76,7 @@ def _numbered(s: Any, y: Any, w: Any) -> list[tuple]:
     return [(*b, first) for b, first in zip(delayed_blocks(s, y, w), row_starts(s))]
 
 
-def _kept_entries(d: MetricData) -> int:
+def kept_entries(d: MetricData) -> int:
     """The samples a block keeps after ``ignore_index``: rows, or (multilabel) the entries not masked, so that
     a multilabel set whose every entry is masked is refused as in memory (its rows are all still there)."""
     return d.p.size - d.n_ignored if d.task == "multilabel" else d.n
@@ -205,14 +206,14 @@ def equal_mass_sums(scores, labels, task, *, space, axis, ignore_index, sample_w
         d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=False,
                     allow_empty=True, row_numbers=np.arange(first, first + np.shape(sb)[0]))
         probs = ([[_kept(g) for g in p] for p in _problems(d, mode, class_index, n_sets > 1)]
-                 if _kept_entries(d) else None)
-        return probs, _kept_entries(d), d.n_ignored, d.w is not None
+                 if kept_entries(d) else None)
+        return probs, kept_entries(d), d.n_ignored, d.w is not None
 
     blocks = persist_blocks([delayed(prep, pure=True)(*b) for b in _numbered(s, y, w)])
     n, n_ignored, weighted = tree_reduce(lambda b: b[1:], [(b,) for b in blocks],
                                          lambda a, b: (a[0] + b[0], a[1] + b[1], a[2] or b[2]))
     if n == 0:
-        raise _empty_error(n_ignored, ignore_index)
+        raise empty_error(n_ignored, ignore_index)
 
     def confs(b):
         if b[0] is None:

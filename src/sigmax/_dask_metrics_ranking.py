@@ -59,6 +59,7 @@ import numpy as np
 
 from ._array import resolve_axis
 from ._dask import add, delayed_blocks, persist_blocks, row_layout, row_starts, tree_reduce
+from ._dask_metrics import empty_error, kept_entries
 from ._dask_select import kth_smallest_many
 from ._inputs import validate_space, validate_task
 from ._metrics_ranking import check_ranking_average, finish_values, group_sums, pooled, pools, sorted_groups
@@ -107,7 +108,7 @@ def _prep(sb, yb, wb, first: int, task: str, space: str, ignore_index: Any, pool
     rows = np.arange(first, first + np.shape(sb)[0])  # NaN messages name the rows of the whole array
     d = prepare(sb, yb, task, space, -1, ignore_index=ignore_index, sample_weight=wb, need_log=False,
                 allow_empty=True, row_numbers=rows)
-    kept = d.p.size - d.n_ignored if task == "multilabel" else d.n
+    kept = kept_entries(d)
     cols = [pooled(d)] if pool else [class_column(d, j) for j in range(d.p.shape[1])]
     return [_entries(*col) for col in cols], d.n, kept, d.n_ignored
 
@@ -242,17 +243,6 @@ def _around(sums: np.ndarray, lo: int, hi: int) -> tuple[float, float, float]:
     return float(sums[0, hi + 1:].sum()), float(sums[1, hi + 1:].sum()), float(sums[1, :lo].sum())
 
 
-def _empty_error(task: str, c: int, ignore_index: Any, n_ignored: int) -> Exception:
-    """The in-memory layer's own error for no sample kept (its check run on a one-row or empty stand-in)."""
-    shape = (int(n_ignored > 0),) + (() if task == "binary" else (c,))
-    y = np.full(shape if task == "multilabel" else shape[:1], ignore_index if n_ignored else 0)
-    try:
-        prepare(np.zeros(shape), y, task, "logits", -1, ignore_index=ignore_index, need_log=False)
-    except ValueError as exc:
-        return exc
-    return ValueError("metrics need at least one sample")  # pragma: no cover - the stand-in always fails
-
-
 def ranking_sums(scores: Any, labels: Any, task: str, *, space: str = "logits", average: Any = "macro",
                  axis: Any = -1, ignore_index: Any = None, sample_weight: Any = None) -> RankingSums:
     """The sums behind ROC AUC and average precision of Dask arrays, per binary problem (see the module).
@@ -272,14 +262,13 @@ def ranking_sums(scores: Any, labels: Any, task: str, *, space: str = "logits", 
         raise ValueError("metrics need labels: the canonical record holds scores only")
     s, y, w = row_layout(scores, labels, task, axis=axis, sample_weight=sample_weight)
     pool = pools(task, average)
-    n_cols = int(s.shape[1]) if s.ndim == 2 else 1
     from dask import delayed
 
     blocks = persist_blocks([delayed(_prep, pure=True)(*b, f, task, space, ignore_index, pool)
                              for b, f in zip(delayed_blocks(s, y, w), row_starts(s))])
     count, sums, n, kept, n_ignored = tree_reduce(_stats, [(b,) for b in blocks])
     if n == 0 or kept == 0:
-        raise _empty_error(task, n_cols, ignore_index, n_ignored)
+        raise empty_error(n_ignored, ignore_index)
     limit = max(1, int(BUCKET_ROWS))
     n_prob = count.size
     # pass 2: splitters and bucket sums, for the problems too large for one task

@@ -35,7 +35,7 @@ from ._array import resolve_axis
 from ._dask_metrics import reduce_metric
 from ._metrics_smooth import (check_return_bandwidth, grid_sizes, smooth_ece_from_grids, smooth_pairs, to_grids,
                               zero_weight_error)
-from ._metrics_terms import MetricData, prepare
+from ._metrics_terms import MetricData
 
 __all__ = ["FIRST_STATE", "STATE_SIZE", "block_state", "smooth_calibration_error", "smooth_ece_dask"]
 
@@ -103,10 +103,7 @@ def smooth_ece_dask(scores: Any, labels: Any, task: str, *, space: str, axis: An
         return reduce_metric(functools.partial(block_state, sizes=sizes), scores, labels, task, space=space,
                              axis=axis, ignore_index=ignore_index, sample_weight=sample_weight, need_log=False)[0]
 
-    flat, n, wsum, n_valid = reduce(first)
-    if n_valid == 0:  # every multilabel entry masked: the in-memory error, from the canonical layer itself
-        prepare(np.full((1, 1), 0.5), np.full((1, 1), ignore_index), "multilabel", "probs",
-                ignore_index=ignore_index, need_log=False)
+    flat, n, wsum, _ = reduce(first)  # no sample kept at all (every entry ignored): reduce_metric's error
     if not wsum > 0:
         raise zero_weight_error()
     scale = n / wsum  # weights to mean 1 over the entries kept (exactly 1 without weights)
