@@ -256,10 +256,15 @@ def reduce_holding(part: Callable, block_list: Sequence[tuple], combine: Callabl
                                       allow_other_workers=True)
             if progress is not None:
                 progress(i)
+    return _submit_tree(client, states, combine).result(), held
+
+
+def _submit_tree(client: Any, states: list, combine: Callable) -> Any:
+    """The future of ``combine`` over ``states`` (futures, in order), submitted as a tree of fan-in :data:`FANIN`."""
     while len(states) > 1:
         states = [client.submit(_combine, combine, *states[i:i + FANIN], pure=False)
                   for i in range(0, len(states), FANIN)]
-    return states[0].result(), held
+    return states[0]
 
 
 def _reduce_following(leaves: list, combine: Callable, progress: Callable[[int], Any]):
@@ -270,13 +275,9 @@ def _reduce_following(leaves: list, combine: Callable, progress: Callable[[int],
 
         futures = client.compute(leaves)
         index = {f.key: i for i, f in enumerate(futures)}
-        states = list(futures)
-        while len(states) > 1:  # the tree is submitted at once: combines run as their leaves finish
-            states = [client.submit(_combine, combine, *states[i:i + FANIN], pure=False)
-                      for i in range(0, len(states), FANIN)]
-        root = states[0]
+        root = _submit_tree(client, list(futures), combine)  # at once: combines run as their leaves finish
         following = as_completed(futures)
-        del futures, states  # the leaves are released once combined
+        del futures  # the leaves are released once combined
         for f in following:
             if f.status == "error":
                 f.result()  # the block's own exception, raised here
