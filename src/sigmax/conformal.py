@@ -501,9 +501,9 @@ class ConformalClassifier:
             x = x[:, 0]  # one score column
         return x, tuple(x.shape)
 
-    def _sets(self, x: np.ndarray, space: str, first: int, stacklevel: int) -> np.ndarray:
+    def _sets(self, x: np.ndarray, space: str, first: Any, stacklevel: int) -> np.ndarray:
         """The ``(M, C)`` sets of rows ``x`` (classes last); ``first``: the number of its first row in the
-        whole array (where its draws start)."""
+        whole array (where its draws start), or every row's number (an array; see :meth:`_all_scores`)."""
         nan = np.isnan(x).any(axis=-1) if self.task == "multiclass" else np.isnan(x)
         n_nan = int(nan.sum())
         if n_nan:  # a neutral score there (validated like any other), replaced by the full set below
