@@ -15,7 +15,7 @@ else:
         Extension(
             "sigmax._kernels._ck",
             sources=["src/sigmax/_kernels/_ck.c"],
-            depends=["src/sigmax/_kernels/" + h for h in ("kern.h", "kern_t.h", "kern_cols_t.h", "vec.h", "pool.h", "cache.h")],
+            depends=["src/sigmax/_kernels/" + h for h in ("kern.h", "kern_t.h", "kern_cols_t.h", "vec.h", "pool.h", "cache.h", "ffi.h")],
             # -O3 and nothing that relaxes IEEE semantics (no -ffast-math: it breaks inf/NaN handling
             # and flushes subnormals); AVX2 code is selected per function at import, not with -march.
             extra_compile_args=["-O3", "-std=gnu11", "-Wno-psabi", "-fno-strict-aliasing",

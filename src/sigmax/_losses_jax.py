@@ -5,6 +5,11 @@ the logits under ``jax.jit``: the edge handling of ``log_softmax`` (``isinf`` / 
 every entry, a count of ties), the full ``log p`` array, and autodiff of all of it, whose residuals
 (``exp(x - m)``, masks) XLA writes out and reads back. Here the two losses are written per row instead:
 
+* **cross-entropy on the CPU** (class indices on the last axis, float32/float64, no label smoothing): the
+  C row kernel that NumPy arrays take, called inside the jitted program through XLA's FFI
+  (:mod:`sigmax._kernels._jax`): one pass over the logits on all the kernels' threads, the gradient
+  written in the pass that forms the loss. :func:`jax.lax.platform_dependent` picks it when the program
+  is lowered for the CPU; on GPUs and TPUs, and for the other calls, the rows below run.
 * **cross-entropy** (class indices): a :func:`jax.custom_jvp` function of the logits gives, per row,
   ``-log p[y]`` and (with label smoothing) ``-sum_c v_c log p_c``. Without derivatives it is one pass
   over the logits: shifted by the target's logit, ``-log p[y] = log1p(r)`` with ``r = sum_{c != y}
@@ -58,7 +63,7 @@ def cross_entropy_indices_jax(xp, x, t, w, *, ax, ignore_index, smoothing, reduc
         return _PREVIOUS["cross_entropy_indices"](xp, x, t, w, ax=ax, ignore_index=ignore_index,
                                                   smoothing=smoothing, reduction=reduction,
                                                   from_logits=from_logits)
-    return _ce_jitted(ax, ignore_index, float(smoothing), reduction)(x, t, w)
+    return _ce_jitted(ax, ignore_index, float(smoothing), reduction, _kernels_on())(x, t, w)
 
 
 def bce_with_logits_jax(xp, x, y, w, pw, *, reduction):
@@ -74,22 +79,37 @@ def bce_with_logits_jax(xp, x, y, w, pw, *, reduction):
 # --------------------------------------------------------------------------------------------
 
 
+def _kernels_on() -> bool:
+    from ._kernels import _switches
+
+    return _switches.STATE.on
+
+
 @functools.lru_cache(maxsize=256)
-def _ce_jitted(ax, ignore_index, smoothing, reduction):
+def _ce_jitted(ax, ignore_index, smoothing, reduction, kernels):
     import jax
 
     return jax.jit(functools.partial(_ce_loss, ax=ax, ignore_index=ignore_index, smoothing=smoothing,
-                                     reduction=reduction))
+                                     reduction=reduction, kernels=kernels))
 
 
-def _ce_loss(x, t, w, *, ax, ignore_index, smoothing, reduction):
+def _ce_loss(x, t, w, *, ax, ignore_index, smoothing, reduction, kernels=False):
     import jax.numpy as jnp
+    from jax import lax
 
     valid = t != ignore_index
     safe = jnp.where(valid, t, jnp.zeros_like(t))  # ignored entries read class 0, then get masked out
     smooth = smoothing > 0
     rows = _ce_rows(ax, smooth, w is not None)
-    out = rows(x, safe, w if (smooth and w is not None) else jnp.zeros((), x.dtype))
+    v = w if (smooth and w is not None) else jnp.zeros((), x.dtype)
+    if kernels and not smooth and _kernels_jax().applies(x, ax):
+        # on the CPU the C row kernel through XLA's FFI (sigmax._kernels._jax); elsewhere (GPU, TPU)
+        # the JAX rows below. The platform is chosen when the program is lowered.
+        fast = _kernels_jax().ce_rows()
+        out = (lax.platform_dependent(x, safe, v, cpu=lambda a, b, c: fast(a, b)[0],
+                                      default=lambda a, b, c: rows(a, b, c)[0]),)
+    else:
+        out = rows(x, safe, v)
     nll = out[0]
     if w is None:
         per = nll
@@ -224,6 +244,12 @@ def _ce_rows(ax, smooth, weighted):
         return outs, touts
 
     return rows
+
+
+def _kernels_jax():
+    from ._kernels import _jax
+
+    return _jax
 
 
 def _select_fuses(a) -> bool:

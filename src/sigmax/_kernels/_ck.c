@@ -88,6 +88,10 @@ typedef struct {
                   ptrdiff_t);
     int (*split32)(int, const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
     int (*split64)(int, const double *, double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, uint8_t *, int);
+    void (*ceg32)(const float *, const int64_t *, float *, float *, float *, const float *, uint8_t *, ptrdiff_t,
+                  ptrdiff_t, ptrdiff_t);
+    void (*ceg64)(const double *, const int64_t *, double *, double *, double *, const double *, uint8_t *,
+                  ptrdiff_t, ptrdiff_t, ptrdiff_t);
 } variant;
 
 #define VARIANT(sfx)                                                                                     \
@@ -95,7 +99,8 @@ typedef struct {
      PASTE(rows_f64, sfx), PASTE(rows_bwd_f32, sfx),  PASTE(rows_bwd_f64, sfx),    PASTE(cols_f32, sfx),   \
      PASTE(cols_f64, sfx), PASTE(bce_f32, sfx),       PASTE(bce_f64, sfx),          PASTE(ce_rows_f32, sfx), \
      PASTE(ce_rows_f64, sfx), PASTE(cols_lse_bwd_f32, sfx), PASTE(cols_lse_bwd_f64, sfx),                \
-     PASTE(cols_split_f32, sfx), PASTE(cols_split_f64, sfx)}
+     PASTE(cols_split_f32, sfx), PASTE(cols_split_f64, sfx), PASTE(ce_grad_rows_f32, sfx),                 \
+     PASTE(ce_grad_rows_f64, sfx)}
 
 static const variant v_base = VARIANT(_base);
 #ifdef SIGMAX_AVX2
@@ -527,6 +532,28 @@ static void ce_range(void *p, ptrdiff_t r0, ptrdiff_t r1) {
     pthread_mutex_unlock(&c->lock);
 }
 
+/* the ce kernel over threads: 0 when out of memory (a thread's scratch) */
+static int run_ce(int dt, const void *x, const int64_t *t, int64_t ignore, void *loss, void *lse, ptrdiff_t N,
+                  ptrdiff_t V, int nth, uint8_t *flags, ptrdiff_t *counted, double *total) {
+    ce_ctx c;
+    c.counted = 0;
+    c.failed = 0;
+    c.dt = dt, c.x = x, c.t = t, c.ignore = ignore, c.loss = loss;
+    c.lse = lse, c.V = V, c.flags = flags;
+    c.grain = (N + BCE_PARTS - 1) / BCE_PARTS;
+    ptrdiff_t g = V >= 65536 ? 1 : (65536 + V - 1) / V; /* rows worth a thread */
+    if (c.grain < g) c.grain = g;
+    if (c.grain < 1) c.grain = 1;
+    for (int k = 0; k < BCE_PARTS; k++) c.part[k] = 0.0;
+    pthread_mutex_init(&c.lock, NULL);
+    parallel(ce_range, &c, N, nth, c.grain);
+    pthread_mutex_destroy(&c.lock);
+    *total = 0.0;
+    for (int k = 0; k < BCE_PARTS; k++) *total += c.part[k];
+    *counted = c.counted;
+    return !c.failed;
+}
+
 static PyObject *py_ce(PyObject *self, PyObject *args) {
     int dt, nth;
     PyObject *xo, *to, *lo, *so, *fo;
@@ -546,22 +573,13 @@ static PyObject *py_ce(PyObject *self, PyObject *args) {
     if (ok) ok = get_ptr(lo, N * isz, 1, 0, &l) == 0; else l.has_view = 0;
     if (ok) ok = get_ptr(so, N * isz, 1, 0, &s) == 0; else s.has_view = 0;
     if (ok) ok = get_ptr(fo, N, 1, 0, &f) == 0; else f.has_view = 0;
-    ce_ctx c;
-    c.counted = 0;
-    c.failed = 0;
+    ptrdiff_t counted = 0;
     double total = 0.0;
+    int failed = 0;
     if (ok) {
-        c.dt = dt, c.x = x.ptr, c.t = (const int64_t *)t.ptr, c.ignore = (int64_t)ignore, c.loss = l.ptr;
-        c.lse = s.ptr, c.V = V, c.flags = (uint8_t *)f.ptr;
-        c.grain = (N + BCE_PARTS - 1) / BCE_PARTS;
-        ptrdiff_t g = V >= 65536 ? 1 : (65536 + V - 1) / V; /* rows worth a thread */
-        if (c.grain < g) c.grain = g;
-        if (c.grain < 1) c.grain = 1;
-        for (int k = 0; k < BCE_PARTS; k++) c.part[k] = 0.0;
-        pthread_mutex_init(&c.lock, NULL);
-        Py_BEGIN_ALLOW_THREADS parallel(ce_range, &c, N, nth, c.grain);
-        Py_END_ALLOW_THREADS pthread_mutex_destroy(&c.lock);
-        for (int k = 0; k < BCE_PARTS; k++) total += c.part[k];
+        Py_BEGIN_ALLOW_THREADS failed = !run_ce(dt, x.ptr, (const int64_t *)t.ptr, (int64_t)ignore, l.ptr, s.ptr, N, V,
+                                                nth, (uint8_t *)f.ptr, &counted, &total);
+        Py_END_ALLOW_THREADS
     }
     release(&x);
     release(&t);
@@ -569,9 +587,11 @@ static PyObject *py_ce(PyObject *self, PyObject *args) {
     release(&s);
     release(&f);
     if (!ok) return NULL;
-    if (c.failed) return PyErr_NoMemory();
-    return Py_BuildValue("nd", (Py_ssize_t)c.counted, total);
+    if (failed) return PyErr_NoMemory();
+    return Py_BuildValue("nd", (Py_ssize_t)counted, total);
 }
+
+#include "ffi.h" /* the kernels as XLA FFI handlers (JAX on the CPU) */
 
 static PyObject *py_variant(PyObject *self, PyObject *args) {
     (void)self;
@@ -609,6 +629,8 @@ static PyMethodDef methods[] = {
     {"cols_lse_bwd", py_cols_lse_bwd, METH_VARARGS, "cols_lse_bwd(dt, x, lse, g, out, A, C, B, nthreads)"},
     {"bce", py_bce, METH_VARARGS, "bce(op, dt, x, y, out, n, scale, nthreads) -> sum"},
     {"ce", py_ce, METH_VARARGS, "ce(dt, x, target, ignore_index, loss, lse, N, V, nthreads, flags) -> (counted, sum)"},
+    {"ffi_targets", py_ffi_targets, METH_NOARGS, "{name: PyCapsule}: the XLA FFI handlers, for jax.ffi.register_ffi_target"},
+    {"ffi_set_threads", py_ffi_set_threads, METH_VARARGS, "ffi_set_threads(n): the threads the FFI handlers use"},
     {"empty", py_empty, METH_VARARGS, "empty(nbytes) -> a writable buffer for one large result (cached memory)"},
     {"set_cache_limit", py_set_cache_limit, METH_VARARGS, "set_cache_limit(nbytes) -> the old limit (0: no cache)"},
     {"cache_info", py_cache_info, METH_NOARGS, "(blocks, bytes) held by the cache"},

@@ -56,6 +56,10 @@ STATE = _State(AVAILABLE and os.environ.get("SIGMAX_DISABLE_KERNELS", "").strip(
                not in ("1", "true", "yes", "on"), _default_threads())
 
 
+if _ck is not None:
+    _ck.ffi_set_threads(STATE.threads)
+
+
 def _op(name: str):
     return getattr(_ck, name) if _ck is not None else None
 
@@ -95,6 +99,8 @@ def num_threads(n: int | None = None) -> int:
     old = STATE.threads
     if n is not None:
         STATE.threads = max(1, int(n))
+        if _ck is not None:
+            _ck.ffi_set_threads(STATE.threads)  # the XLA FFI handlers (JAX) read it in C, at run time
     return old
 
 

@@ -515,6 +515,110 @@ static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *
     }
 }
 
+/* Cross-entropy and its gradient for rows [r0, r1) with class-index targets tg (in [0, V)), one exp per
+ * entry: per block of a row, the max, then e = exp(x - M) written to grad and summed as in row_stats
+ * (rest without the maximum entries, their count k apart: the loss log1p(rest + k - 1) - (x_t - M)
+ * keeps a confident row's digits); M only grows, and a final pass over the row (from cache for rows up
+ * to L2) scales each block by exp(M_block - M) / s and subtracts the target's 1 (as -(s - e_t) / s at
+ * a maximum target: no cancellation). Rows that hold NaN or +inf, rows of -inf only and rows of more
+ * than SOFTMAX_MAX_BLOCKS blocks take ce_rows and rows_bwd (flags: one byte per row of the whole
+ * array, written for those rows). Results: loss, lse (logsumexp), grad = softmax(x) - onehot(t). */
+static void TX(ce_grad_rows)(const T *x, const int64_t *tg, T *loss, T *lse, T *grad, const T *ones,
+                             uint8_t *flags, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V) {
+    const T inf = (T)__builtin_inf();
+    const VT ninf = TX(splat)(-inf), one = TX(splat)((T)1);
+    ptrdiff_t nb = (V + BLK - 1) / BLK;
+    T bms[SOFTMAX_MAX_BLOCKS];
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const T *xr = x + r * V;
+        T *out = grad + r * V;
+        T M = -inf;
+        double rest = 0.0, cnt = 0.0;
+        int general = nb > SOFTMAX_MAX_BLOCKS;
+        for (ptrdiff_t b = 0; b < nb && !general; b++) {
+            ptrdiff_t b0 = b * BLK, bn = V - b0 < BLK ? V - b0 : BLK, i = 0;
+            const T *xb = xr + b0;
+            T *ob = out + b0;
+            VT m0 = ninf, m1 = ninf;
+            VI vn = {0};
+            for (; i + 2 * W <= bn; i += 2 * W) {
+                VT a = TX(ld)(xb + i), c = TX(ld)(xb + i + W);
+                vn |= (a != a) | (c != c);
+                m0 = TX(vmax)(m0, a);
+                m1 = TX(vmax)(m1, c);
+            }
+            for (; i < bn; i += W) {
+                VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
+                vn |= a != a;
+                m0 = TX(vmax)(m0, a);
+            }
+            T bm = TX(hmax)(TX(vmax)(m0, m1));
+            if (TX(any)(vn) || bm == inf) { /* NaN or +inf: the general path */
+                general = 1;
+                break;
+            }
+            if (bm > M) {
+                if (M != -inf) { /* the old maximum entries join the rest, rescaled */
+                    rest = (rest + cnt) * exp((double)M - (double)bm);
+                    cnt = 0.0;
+                }
+                M = bm;
+            }
+            bms[b] = M;
+            if (M == -inf) continue; /* all -inf so far: written as 0 at the end */
+            const VT vM = TX(splat)(M);
+            vd s0 = {0}, s1 = {0};
+            VT vc = TX(splat)((T)0);
+            for (i = 0; i + 2 * W <= bn; i += 2 * W) {
+                PREFETCH(xb + BLK + i);
+                VT v = TX(ld)(xb + i), u = TX(ld)(xb + i + W);
+                VT e = TX(exp_neg)(v - vM), f = TX(exp_neg)(u - vM); /* x - M <= 0: no overflow */
+                TX(st)(ob + i, e);
+                TX(st)(ob + i + W, f);
+                VT k = (VT)((VI)(v == vM) & (VI)one), l = (VT)((VI)(u == vM) & (VI)one);
+                vc += k + l;
+                TX(acc)(&s0, &s1, (e - k) + (f - l));
+            }
+            for (; i < bn; i += W) {
+                VT v = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf); /* exp(-inf) = 0 */
+                VT e = TX(exp_neg)(v - vM);
+                if (bn - i >= W)
+                    TX(st)(ob + i, e);
+                else
+                    TX(stp)(ob + i, e, bn - i);
+                VT k = (VT)((VI)(v == vM) & (VI)one);
+                vc += k;
+                TX(acc)(&s0, &s1, e - k);
+            }
+            rest += VN(hsum_vd)(s0 + s1);
+            cnt += TX(hsum)(vc);
+        }
+        if (general || M == -inf) {
+            TX(ce_rows)(x, tg, INT64_MIN, loss, lse, (T *)bms, r, r + 1, V, flags);
+            TX(rows_bwd)(OP_LSE, x, NULL, lse, ones, grad, r, r + 1, V, flags, tg);
+            continue;
+        }
+        flags[r] = 0;
+        const double s = rest + cnt, arg = rest + (cnt - 1.0); /* s - 1, exactly: cnt >= 1 */
+        const T L = (T)log1p(arg), xt = xr[tg[r]];
+        lse[r] = M + L;
+        loss[r] = L - (xt - M);
+        for (ptrdiff_t b = 0; b < nb; b++) {
+            ptrdiff_t b0 = b * BLK, bn = V - b0 < BLK ? V - b0 : BLK, i = 0;
+            T *ob = out + b0;
+            if (bms[b] == -inf) {
+                for (; i < bn; i++) ob[i] = (T)0;
+                continue;
+            }
+            const T q = (T)(exp((double)bms[b] - (double)M) / s); /* 1/s, and the rescaling of an older M */
+            for (; i + W <= bn; i += W) TX(st)(ob + i, TX(ld)(ob + i) * q);
+            for (; i < bn; i++) ob[i] = ob[i] * q;
+        }
+        /* the target's p - 1: at a maximum target -(s - 1) / s = -arg / s, without cancellation */
+        out[tg[r]] = xt == M ? (T)(-arg / s) : out[tg[r]] - (T)1;
+    }
+}
+
 /* Gradient of logsumexp over the middle axis of an (A, C, B) array, rows j in [j0, j1) of the
  * (A C, B) view: out[a, c, :] = g[a, :] * exp(x[a, c, :] - lse[a, :]) (x - lse <= 0 in finite
  * columns; callers zero the columns flagged by the forward pass). */
