@@ -221,3 +221,16 @@ def test_a_failing_self_check_warns_once_and_leaves_the_jax_code(monkeypatch):
     assert "sigmax_ce" not in _hlo(lambda v, y: sigmax.cross_entropy(v, y) * 2.0, x, t)
     monkeypatch.setitem(_jax._STATE, "checked", None)
     _losses_jax._ce_jitted.cache_clear()
+
+
+def test_jax_export_for_the_cpu_names_the_kernel_and_runs_with_the_documented_check_off():
+    x, t = _data(4, 3)
+    f = jax.jit(lambda v, y: sigmax.cross_entropy(v, y))
+    with pytest.raises(ValueError, match="sigmax_ce_fwd"):
+        jax.export.export(f, platforms=["cpu"])(x, t)
+    checks = [jax.export.DisabledSafetyCheck.custom_call(n) for n in ("sigmax_ce_fwd", "sigmax_ce_fwd_grad")]
+    exported = jax.export.export(f, platforms=["cpu"], disabled_checks=checks)(x, t)
+    assert_close(exported.call(x, t), F.cross_entropy(torch.tensor(x), torch.tensor(t)), "float32")
+    with sw.use_kernels(False):  # or without the kernel: a program any JAX can load
+        plain = jax.export.export(jax.jit(lambda v, y: sigmax.cross_entropy(v, y) * 1.0), platforms=["cpu"])(x, t)
+    assert "sigmax_ce" not in plain.mlir_module()
