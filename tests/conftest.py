@@ -43,3 +43,18 @@ def dask_client():
 
     with cluster(("local", 2)) as client:
         yield client
+
+
+@pytest.fixture
+def part_error():
+    """``check(got, want, rows=None)``: ``got`` (a Dask block's or a stream chunk's error) is the in-memory
+    message ``want`` and then the part it was found and counted in (``rows``: ``(first, last)`` row)."""
+    import re
+
+    def check(got, want, rows=None):
+        got, want = str(got), str(want)
+        span = r"[\d,]+ to [\d,]+" if rows is None else re.escape(f"{rows[0]:,} to {rows[1]:,}")
+        tail = rf" \[found in rows {span} of the input, checked as one part: counts are that part's\]"
+        assert re.fullmatch(re.escape(want) + tail, got), (got, want)
+
+    return check

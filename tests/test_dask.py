@@ -308,7 +308,7 @@ def test_interpret_and_the_core_functions_stay_lazy_on_dask():
 @pytest.mark.parametrize("fit", [lambda z, y: TemperatureScaling().fit(z, y),
                                  lambda z, y: Calibrator().fit(z, y, "multiclass", method="isotonic"),
                                  lambda z, y: ConformalClassifier(alpha=0.2).fit(z, y)])
-def test_a_nan_in_a_fit_is_named_by_its_row_in_the_whole_array(fit):
+def test_a_nan_in_a_fit_is_named_by_its_row_in_the_whole_array(fit, part_error):
     """Calibrators and conformal sets on Dask name the row in the whole array (they said the block's row)."""
     rng = np.random.default_rng(0)
     z, y = rng.normal(size=(50, 3)), rng.integers(0, 3, 50)
@@ -317,4 +317,5 @@ def test_a_nan_in_a_fit_is_named_by_its_row_in_the_whole_array(fit):
         fit(z, y)
     with pytest.raises(ValueError) as b:
         fit(_chunked(z, 10), y)
-    assert "(first: [33])" in str(a.value) and str(b.value) == str(a.value)
+    assert "(first: [33])" in str(a.value)
+    part_error(b.value, a.value, (30, 39))

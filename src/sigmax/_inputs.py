@@ -337,11 +337,29 @@ def canonical(scores: Any, labels: Any, task: str, *, axis: Any = -1, ignore_ind
         row_numbers: the rows' numbers in the caller's data (a chunk, or the rows a split kept), so that
             messages name the user's rows, not positions within this call.
 
+    Where ``row_numbers`` is given, an error says which part of the data it was found (and counted) in:
+    a block of a Dask array or a chunk of a stream is checked on its own, so its counts are that part's.
+
     Example:
         >>> c = canonical([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [1, -100, 0], "multiclass", ignore_index=-100)
         >>> c.scores.shape, c.labels.tolist(), c.n_ignored
         ((2, 2), [1, 0], 1)
     """
+    try:
+        return _canonical(scores, labels, task, axis=axis, ignore_index=ignore_index, sample_weight=sample_weight,
+                          scores_name=scores_name, labels_name=labels_name, allow_empty=allow_empty,
+                          row_numbers=row_numbers)
+    except ValueError as exc:
+        if row_numbers is None or np.size(row_numbers) == 0:
+            raise
+        rows = np.asarray(row_numbers)
+        lo, hi = int(rows.min()), int(rows.max())
+        span = f"rows {lo:,} to {hi:,}" if hi - lo + 1 == rows.size else f"{rows.size:,} rows between {lo:,} and {hi:,}"
+        raise ValueError(f"{exc} [found in {span} of the input, checked as one part: counts are that part's]") from None
+
+
+def _canonical(scores: Any, labels: Any, task: str, *, axis: Any, ignore_index: Any, sample_weight: Any,
+               scores_name: str, labels_name: str, allow_empty: bool, row_numbers: Any) -> Canonical:
     task = validate_task(task)
     ignore = validate_ignore_index(ignore_index)
     s = _scores64(scores, scores_name)

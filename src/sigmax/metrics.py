@@ -596,6 +596,11 @@ class MetricAccumulator:
 
         A Dask array is reduced where its blocks live: one accumulator per block, merged in a tree on the
         workers (:meth:`merge`); only the accumulators' fixed-size sums travel."""
+        return self._update(scores, labels, sample_weight, part=True)
+
+    def _update(self, scores: Any, labels: Any, sample_weight: Any, *, part: bool) -> MetricAccumulator:
+        """:meth:`update`; ``part=False``: the chunk is the whole input (:func:`summary`), so its errors are the
+        in-memory ones, without the note that they count one part."""
         rows = self._rows(scores)
         if _on_dask(scores, labels, sample_weight):
             self.merge(dask_accumulate(lambda first: self._fresh(self.rows_seen + first), MetricAccumulator.merge,
@@ -603,7 +608,8 @@ class MetricAccumulator:
         else:
             self.update_prepared(prepare(scores, labels, self.task, self.space, self.axis,
                                          ignore_index=self.ignore_index, sample_weight=sample_weight,
-                                         allow_empty=True, row_numbers=np.arange(self.rows_seen, self.rows_seen + rows)))
+                                         allow_empty=True,
+                                         row_numbers=np.arange(self.rows_seen, self.rows_seen + rows) if part else None))
         self.rows_seen += rows
         return self
 
@@ -762,7 +768,7 @@ def summary(scores: Any, labels: Any, task: str, *, space: str = "logits", axis:
     """
     acc = MetricAccumulator(task, space=space, axis=resolve_axis(axis, dim), threshold=threshold, n_bins=n_bins,
                             ignore_index=ignore_index, min_bin_count=min_bin_count)
-    return acc.update(scores, labels, sample_weight).compute()
+    return acc._update(scores, labels, sample_weight, part=False).compute()
 
 
 # which direction is better, and the fast bootstrap path of each metric (sigmax._metrics_bootstrap)
