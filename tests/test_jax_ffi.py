@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import sigmax
+import sigmax._kernels._jax
 from sigmax._kernels import _switches as sw
 from sigmax.testing import assert_close
 
@@ -34,11 +35,40 @@ def _hlo(fn, *args) -> str:
 
 
 def _no_kernels(fn):
-    """fn run with the kernels off (sigmax's JAX code): a fresh trace, since the choice is made there."""
+    """fn run with the kernels off (sigmax's JAX code). The choice is made when a program is traced, and JAX
+    keeps traces (of a jitted function, and of every jitted function it calls): cleared before and after."""
     def run(*args):
-        with sw.use_kernels(False):
-            return fn(*args)
+        jax.clear_caches()
+        try:
+            with sw.use_kernels(False):
+                out = jax.block_until_ready(fn(*args))
+        finally:
+            jax.clear_caches()
+        return out
     return run
+
+
+def test_the_kernels_off_reference_is_sigmax_jax_code():
+    x, t = _data(4, 5)
+    f = jax.jit(lambda v, y: sigmax.cross_entropy(v, y))
+    f(x, t)  # traced with the kernel
+    seen = []
+    real = sigmax._kernels._jax.ce_rows
+
+    def spy():
+        seen.append(1)
+        return real()
+
+    try:
+        sigmax._kernels._jax.ce_rows = spy
+        _no_kernels(f)(x, t)
+        assert not seen
+        jax.clear_caches()
+        f(x, t)
+        assert seen  # the spy is live: with the kernels on, a fresh trace asks for the kernel
+    finally:
+        sigmax._kernels._jax.ce_rows = real
+        jax.clear_caches()
 
 
 def _data(n, c, seed=0, dtype=np.float32):
@@ -234,3 +264,15 @@ def test_jax_export_for_the_cpu_names_the_kernel_and_runs_with_the_documented_ch
     with sw.use_kernels(False):  # or without the kernel: a program any JAX can load
         plain = jax.export.export(jax.jit(lambda v, y: sigmax.cross_entropy(v, y) * 1.0), platforms=["cpu"])(x, t)
     assert "sigmax_ce" not in plain.mlir_module()
+
+
+def test_traced_targets_outside_the_classes_give_nan_rows_as_the_jax_rows():
+    # under jax.jit sigmax cannot check a traced target; the kernel never reads or writes outside a row
+    x, _ = _data(4, 5)
+    t = jnp.asarray([0, 1, 7, -3])
+    f = jax.jit(lambda v, y: sigmax.cross_entropy(v, y, reduction="none"))
+    g = jax.jit(jax.grad(lambda v, y: sigmax.cross_entropy(v, y, reduction="sum")))
+    for fn in (f, g):
+        got, want = np.asarray(fn(x, t)), np.asarray(_no_kernels(fn)(x, t))
+        assert np.isnan(got[2:]).all() and np.isfinite(got[:2]).all()
+        np.testing.assert_allclose(got[:2], want[:2], rtol=1e-5, atol=1e-7)

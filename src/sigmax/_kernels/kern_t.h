@@ -522,7 +522,8 @@ static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *
  * to L2) scales each block by exp(M_block - M) / s and subtracts the target's 1 (as -(s - e_t) / s at
  * a maximum target: no cancellation). Rows that hold NaN or +inf, rows of -inf only and rows of more
  * than SOFTMAX_MAX_BLOCKS blocks take ce_rows and rows_bwd (flags: one byte per row of the whole
- * array, written for those rows). Results: loss, lse (logsumexp), grad = softmax(x) - onehot(t). */
+ * array, written for those rows). Results: loss, lse (logsumexp), grad = softmax(x) - onehot(t); a row
+ * whose target lies outside [0, V) gets NaN throughout. */
 static void TX(ce_grad_rows)(const T *x, const int64_t *tg, T *loss, T *lse, T *grad, const T *ones,
                              uint8_t *flags, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V) {
     const T inf = (T)__builtin_inf();
@@ -532,6 +533,13 @@ static void TX(ce_grad_rows)(const T *x, const int64_t *tg, T *loss, T *lse, T *
     for (ptrdiff_t r = r0; r < r1; r++) {
         const T *xr = x + r * V;
         T *out = grad + r * V;
+        if (tg[r] < 0 || tg[r] >= V) { /* a target outside the row (unchecked, traced): NaN, as the JAX rows */
+            const T nan = (T)__builtin_nan("");
+            loss[r] = lse[r] = nan;
+            for (ptrdiff_t i = 0; i < V; i++) out[i] = nan;
+            flags[r] = 0;
+            continue;
+        }
         T M = -inf;
         double rest = 0.0, cnt = 0.0;
         int general = nb > SOFTMAX_MAX_BLOCKS;
