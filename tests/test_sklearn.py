@@ -295,3 +295,26 @@ def test_errors_name_the_fix():
         CalibratedClassifier(FrozenEstimator(fitted)).fit(X, y + 5)
     with pytest.raises(ValueError, match="expected"):
         classifier_scores(np.zeros((4, 3)), 2, "probs")
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_sample_weight_is_cut_to_each_fold_and_the_unweighted_calibration_is_said(ensemble):
+    """With ensemble=True the weights reached every fold's fit whole (a crash: 300 weights for 240 rows); now
+    each fold's classifier gets its rows' weights, as scikit-learn's folds do, and a warning says the
+    calibration map is fitted unweighted."""
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = make_classification(n_samples=300, n_features=6, random_state=0)
+    w = np.random.default_rng(0).uniform(0.2, 3.0, 300)
+    with pytest.warns(UserWarning, match="sample_weight weights the classifier's fit only"):
+        cal = CalibratedClassifier(LogisticRegression(), cv=3, ensemble=ensemble).fit(X, y, sample_weight=w)
+    if ensemble:
+        for model, (train, _) in zip(cal.calibrated_classifiers_, StratifiedKFold(3).split(X, y)):
+            want = LogisticRegression().fit(X[train], y[train], sample_weight=w[train])
+            np.testing.assert_allclose(model.estimator.coef_, want.coef_, rtol=1e-6)
+    else:
+        want = LogisticRegression().fit(X, y, sample_weight=w)
+        np.testing.assert_allclose(cal.calibrated_classifiers_[0].estimator.coef_, want.coef_, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no weights: no warning
+        CalibratedClassifier(LogisticRegression(), cv=3, ensemble=ensemble).fit(X, y)

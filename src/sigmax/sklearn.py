@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -163,7 +164,10 @@ class CalibratedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any, **fit_params: Any) -> CalibratedClassifier:
         """Fit the classifier (unless frozen or ``cv="prefit"``) and the calibrator(s); returns ``self``.
 
-        ``fit_params`` (``sample_weight``, ...) go to the classifier's ``fit``.
+        ``fit_params`` (``sample_weight``, ...) go to the classifier's ``fit``; those with one entry per row
+        are cut to each fold's training rows (``ensemble=True``, and ``cross_val_predict``'s folds). The
+        calibration map itself is fitted unweighted (sigmax's calibrators take no sample weights yet): with
+        ``sample_weight`` given, a ``UserWarning`` says so.
         """
         check_classification_targets(y)
         X, y = indexable(X, y)
@@ -189,6 +193,10 @@ class CalibratedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"y has labels the classifier was not fitted on: {np.unique(y[unknown])[:5].tolist()}; "
                              f"its classes_ are {classes.tolist()}")
         response, space = response_method(estimator)
+        if fit_params.get("sample_weight") is not None:
+            warnings.warn("CalibratedClassifier: sample_weight weights the classifier's fit only; the calibration "
+                          "map is fitted with every row weighted equally (sigmax's calibrators take no sample "
+                          "weights yet)", UserWarning, stacklevel=2)
 
         def calibrate(est: Any, raw: Any, rows: Any) -> CalibratedModel:
             model = CalibratedModel(est, Calibrator(), response, space, classes)
@@ -212,7 +220,7 @@ class CalibratedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             if self.ensemble:
                 models = []
                 for train, test in cv.split(X, y):
-                    est = clone(estimator).fit(_rows(X, train), y[train], **fit_params)
+                    est = clone(estimator).fit(_rows(X, train), y[train], **_fold_params(fit_params, len(y), train))
                     if not np.array_equal(np.asarray(est.classes_), classes):
                         raise ValueError("a training fold lacks some class; use fewer folds or stratified splits")
                     models.append(calibrate(est, getattr(est, response)(_rows(X, test)), test))
@@ -246,6 +254,21 @@ class CalibratedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         tags.input_tags.sparse = inner.input_tags.sparse
         tags.input_tags.allow_nan = inner.input_tags.allow_nan
         return tags
+
+
+def _fold_params(params: dict[str, Any], n: int, rows: np.ndarray) -> dict[str, Any]:
+    """``params`` for a fit on ``rows``: each value with one entry per row (``sample_weight``, ...) cut to them
+    (as scikit-learn's own cross-validation does)."""
+    def cut(v: Any) -> Any:
+        if v is None or np.isscalar(v) or isinstance(v, (str, bytes, dict)):
+            return v
+        try:
+            length = len(v)
+        except TypeError:
+            return v
+        return _rows(v, rows) if length == n else v
+
+    return {k: cut(v) for k, v in params.items()}
 
 
 def _rows(X: Any, rows: np.ndarray) -> Any:
