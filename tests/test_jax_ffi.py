@@ -276,3 +276,17 @@ def test_traced_targets_outside_the_classes_give_nan_rows_as_the_jax_rows():
         got, want = np.asarray(fn(x, t)), np.asarray(_no_kernels(fn)(x, t))
         assert np.isnan(got[2:]).all() and np.isfinite(got[:2]).all()
         np.testing.assert_allclose(got[:2], want[:2], rtol=1e-5, atol=1e-7)
+
+
+def test_half_precision_runs_the_kernel_in_float32_and_other_class_axes_keep_the_jax_rows():
+    x, t = _data(6, 5)
+    ref = F.cross_entropy(torch.tensor(x), torch.tensor(t))
+    for v in (jnp.asarray(x, dtype=jnp.bfloat16), jnp.asarray(x, dtype=jnp.float16)):
+        f = lambda z, y: sigmax.cross_entropy(z, y)
+        assert "sigmax_ce_fwd" in _hlo(f, v, t)  # computed in float32 (sigmax's rule), returned in v's dtype
+        out = jax.jit(f)(v, t)
+        assert out.dtype == v.dtype
+        assert_close(out, F.cross_entropy(torch.tensor(np.asarray(v.astype(jnp.float32))), torch.tensor(t)), v.dtype)
+    g = lambda z, y: sigmax.cross_entropy(z, y, axis=0)
+    assert "sigmax_ce" not in _hlo(g, jnp.asarray(x.T), t)
+    assert_close(jax.jit(g)(jnp.asarray(x.T), t), ref, "float32")
