@@ -55,6 +55,12 @@ EXPECTED_FAILED_CHECKS = {
     "check_dtype_object": "object arrays are a TypeError naming the fix (sigmax._inputs), not scikit-learn's wording",
     "check_estimators_empty_data_messages": "sigmax's message for 0 columns, not scikit-learn's wording",
     "check_fit2d_1feature": "a 1-column multiclass score is refused with sigmax's message (labels out of range)",
+    # scikit-learn's sample-weight checks fit 2-column features with labels 0..2: not multiclass scores (labels
+    # out of range); the weighted fits are checked against repeated rows in tests/test_calibration_weights*.py
+    **{name: "its 2-column features with labels 0..2 are not multiclass scores (labels out of range)"
+       for name in ("check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
+                    "check_sample_weights_not_overwritten", "check_sample_weights_shape",
+                    "check_sample_weight_equivalence_on_dense_data", "check_all_zero_sample_weights_error")},
     "check_estimators_nan_inf": "NaN scores are refused in fit; transform keeps +-inf logits (a probability of "
                                 "exactly 0 or 1 is a valid input)",
     "check_estimator_sparse_array": "sparse scores are refused by sigmax's input layer, in its own words",
@@ -298,23 +304,21 @@ def test_errors_name_the_fix():
 
 
 @pytest.mark.parametrize("ensemble", [False, True])
-def test_sample_weight_is_cut_to_each_fold_and_the_unweighted_calibration_is_said(ensemble):
-    """With ensemble=True the weights reached every fold's fit whole (a crash: 300 weights for 240 rows); now
-    each fold's classifier gets its rows' weights, as scikit-learn's folds do, and a warning says the
-    calibration map is fitted unweighted."""
-    from sklearn.model_selection import StratifiedKFold
-
-    X, y = make_classification(n_samples=300, n_features=6, random_state=0)
-    w = np.random.default_rng(0).uniform(0.2, 3.0, 300)
-    with pytest.warns(UserWarning, match="sample_weight weights the classifier's fit only"):
-        cal = CalibratedClassifier(LogisticRegression(), cv=3, ensemble=ensemble).fit(X, y, sample_weight=w)
-    if ensemble:
-        for model, (train, _) in zip(cal.calibrated_classifiers_, StratifiedKFold(3).split(X, y)):
-            want = LogisticRegression().fit(X[train], y[train], sample_weight=w[train])
-            np.testing.assert_allclose(model.estimator.coef_, want.coef_, rtol=1e-6)
-    else:
-        want = LogisticRegression().fit(X, y, sample_weight=w)
-        np.testing.assert_allclose(cal.calibrated_classifiers_[0].estimator.coef_, want.coef_, rtol=1e-6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no weights: no warning
-        CalibratedClassifier(LogisticRegression(), cv=3, ensemble=ensemble).fit(X, y)
+@pytest.mark.parametrize("method", ["platt", "temperature", "isotonic"])
+def test_sample_weight_matches_calibrated_classifier_cv(method, ensemble):
+    """sample_weight weights each fold's classifier (cut to its rows: with ensemble=True every fold got all N
+    weights before, a crash) and the calibration map's fit (it was ignored), as scikit-learn does."""
+    X, y = _binary()
+    w = np.random.default_rng(0).uniform(0.2, 3.0, 2000)
+    theirs = CalibratedClassifierCV(LogisticRegression(), method=SKLEARN_NAME[method], cv=3,
+                                    ensemble=ensemble).fit(X[:2000], y[:2000], sample_weight=w)
+    ours = CalibratedClassifier(LogisticRegression(), method=method, cv=3, ensemble=ensemble).fit(
+        X[:2000], y[:2000], sample_weight=w)
+    for a, b in zip(ours.calibrated_classifiers_, theirs.calibrated_classifiers_):
+        np.testing.assert_allclose(a.estimator.coef_, b.estimator.coef_, rtol=1e-6)
+    _close(ours.predict_proba(X[2000:]), theirs.predict_proba(X[2000:]), method)
+    unweighted = CalibratedClassifier(LogisticRegression(), method=method, cv=3, ensemble=ensemble).fit(
+        X[:2000], y[:2000])
+    assert np.abs(ours.predict_proba(X[2000:]) - unweighted.predict_proba(X[2000:])).max() > 1e-4  # it matters
+    with pytest.raises(ValueError, match="one weight per row of X"):
+        CalibratedClassifier(LogisticRegression(), cv=3).fit(X[:2000], y[:2000], sample_weight=w[:10])

@@ -11,32 +11,37 @@ is a reduction of fixed-size per-block states (:func:`sigmax._dask.tree_reduce`)
 * :meth:`DaskLogits.sample`: a uniform sample of at most ``max_rows`` rows, each kept row chosen by its
   own seeded uniform number (a hash of its global row index), so the chunking never changes which rows.
 
-The temperature's derivatives in :math:`b = 1/T` are sums over rows:
+Sample weights (``sample_weight``, one per row) travel with their rows: every block is
+``(z, labels, valid, kept)`` with ``kept`` a :class:`KeptRows` ``(rows, weight)`` (the kept rows' global
+numbers and weights, ``weight`` ``None`` when none were given), so a consumer unpacking
+``z, y, valid, _ = blk`` sees the same four fields with or without weights. A weight :math:`w_i` counts
+row :math:`i` as repeated :math:`w_i` times: every mean is a weighted sum over the weight sum, e.g. the
+temperature's derivatives in :math:`b = 1/T`
 
-.. math:: \frac{d\,\mathrm{NLL}}{db} = \frac1N \sum_i \big(\mathbb E_{p_i}[z] - z_{i,y_i}\big), \qquad
-          \frac{d^2\mathrm{NLL}}{db^2} = \frac1N \sum_i \mathrm{Var}_{p_i}(z)
+.. math:: \frac{d\,\mathrm{NLL}}{db} = \frac{1}{W} \sum_i w_i \big(\mathbb E_{p_i}[z] - z_{i,y_i}\big), \qquad
+          \frac{d^2\mathrm{NLL}}{db^2} = \frac{1}{W} \sum_i w_i \mathrm{Var}_{p_i}(z), \qquad W = \sum_i w_i
 
-(multiclass; binary and multilabel: :math:`\sum (\sigma(bz) - y) z` and :math:`\sum \sigma(bz)\sigma(-bz)
-z^2` over the kept entries). :class:`TemperatureSums` reduces ``3`` (or ``3 K``, per class) numbers per
-Newton step; :class:`~sigmax.calibration.TemperatureScaling` runs the same safeguarded Newton iteration
-as in memory on them.
+(multiclass; binary and multilabel: :math:`\sum w (\sigma(bz) - y) z` and :math:`\sum w \sigma(bz)\sigma(-bz)
+z^2` over the kept entries, each entry weighted by its row's weight, over the kept entries' weight sum).
+:class:`TemperatureSums` reduces ``3`` (or ``3 K``, per class) numbers per Newton step;
+:class:`~sigmax.calibration.TemperatureScaling` runs the same safeguarded Newton iteration as in memory on them.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ._dask import add, delayed_blocks, persist_blocks, row_layout, tree_reduce
+from ._dask import add, delayed_blocks, persist_blocks, row_layout, row_starts, tree_reduce
 from ._dask_select import kth_smallest
 from ._inputs import canonical, validate_space, validate_task
 from .activations import log_sigmoid, log_softmax, sigmoid, softmax
 from .calibration._logits import fit_logits
 
-__all__ = ["SAMPLE_BYTES", "DaskLogits", "PlattSums", "TemperatureSums", "VectorSums", "row_uniforms", "sample_note",
-           "sample_of"]
+__all__ = ["SAMPLE_BYTES", "DaskLogits", "KeptRows", "PlattSums", "TemperatureSums", "VectorSums", "block_weight",
+           "entry_weights", "row_uniforms", "sample_note", "sample_of"]
 
 #: the default bounded sample of the fits that are not sums: this many bytes of float64 scores
 SAMPLE_BYTES = 256 << 20
@@ -64,10 +69,20 @@ def sample_note(what: str, n: int, total: int, verb: str = "was fitted") -> str:
             "of per-block partials; raise max_rows to use more)")
 
 
-def _logits_block(sb, yb, start, task, space, ignore_index):
+class KeptRows(NamedTuple):
+    """The 4th field of a block: the kept rows' global numbers ``(n,)`` int64 and weights ``(n,)`` float64
+    (``None``: no ``sample_weight`` given, every row weighs 1)."""
+
+    rows: np.ndarray
+    weight: np.ndarray | None
+
+
+def _logits_block(sb, yb, wb, start, task, space, ignore_index):
     m = sb.shape[0]
     rows = np.arange(start, start + m, dtype=np.int64)
-    z, c = fit_logits(sb, yb, task, space, -1, ignore_index=ignore_index, allow_empty=True, row_numbers=rows)
+    # the in-memory validator on the block: weights non-negative and finite, its message naming these rows
+    z, c = fit_logits(sb, yb, task, space, -1, ignore_index=ignore_index, allow_empty=True, row_numbers=rows,
+                      sample_weight=wb)
     if ignore_index is not None and task != "multilabel":
         rows = rows[np.asarray(yb).reshape(m) != ignore_index]  # the rows canonical kept, in order
     valid = c.valid
@@ -75,7 +90,22 @@ def _logits_block(sb, yb, start, task, space, ignore_index):
         valid = np.ones(z.shape, dtype=bool)  # a block without ignored entries: every block has a mask alike
     if z.shape[0] == 0 or (valid is not None and not valid.any()):
         return None
-    return z, c.labels, valid, rows
+    return z, c.labels, valid, KeptRows(rows, c.weight)  # c.weight: the kept rows' weights (or None)
+
+
+def block_weight(blk) -> np.ndarray | None:
+    """The kept rows' sample weights ``(n,)`` of a block, or ``None`` (no weights given: every row weighs 1)."""
+    return blk[3].weight
+
+
+def entry_weights(blk) -> np.ndarray:
+    """``(n, k)`` float64 weights of a block's entries, ``k`` its columns (1 binary): the row's sample
+    weight (1 without weights), 0 where the multilabel mask leaves the entry out."""
+    z, _, valid, kept = blk
+    n = z.shape[0]
+    shape = z.reshape(n, -1).shape
+    w = np.ones(shape) if kept.weight is None else np.broadcast_to(kept.weight[:, None], shape)
+    return np.array(w, dtype=np.float64) if valid is None else np.where(valid.reshape(shape), w, 0.0)
 
 
 def _kept(blk) -> int:
@@ -83,11 +113,28 @@ def _kept(blk) -> int:
     return 0 if blk is None else (int(blk[0].shape[0]) if blk[2] is None else int(blk[2].sum()))
 
 
+def _counts(blk) -> tuple:
+    """``(rows kept, _kept, rows of positive weight, the kept rows' weight sum, the kept entries' weight sum)``
+    of a block."""
+    if blk is None:
+        return 0, 0, 0, 0.0, 0.0
+    w = block_weight(blk)
+    rows = int(blk[0].shape[0])
+    positive, total = (rows, float(rows)) if w is None else (int(np.count_nonzero(w)), float(np.sum(w)))
+    entries = total if blk[2] is None else float(np.sum(entry_weights(blk)))
+    return rows, _kept(blk), positive, total, entries
+
+
 class DaskLogits:
     """Canonical logits of a Dask array of scores, block by block on the workers (see the module).
 
-    ``n``: rows kept; ``n_rows``: rows given; ``n_classes``: ``C`` (``None`` binary); ``task``, ``space``.
-    An invalid input is the in-memory error, raised when the first pass reaches its block.
+    ``n``: rows kept; ``n_rows``: rows given; ``n_classes``: ``C`` (``None`` binary); ``task``, ``space``;
+    ``weighted``: whether ``sample_weight`` was given; ``weight_sum``: the kept rows' weight sum (``n``
+    without weights); ``n_positive``: the kept rows of positive weight (what the small-sample warnings
+    count in memory; ``n`` without weights). ``sample_weight``: one weight per row of the scores' rows
+    (a NumPy or Dask array, chunked in any way: it is cut to the scores' row blocks). An invalid input is
+    the in-memory error, raised when the first pass reaches its block; weights summing to 0 over the kept
+    entries are an error.
 
     Example:
         >>> import dask.array as da
@@ -97,18 +144,21 @@ class DaskLogits:
         (4, 0.9907)
     """
 
-    def __init__(self, scores: Any, labels: Any, task: str, space: str, axis: Any, ignore_index: Any):
+    def __init__(self, scores: Any, labels: Any, task: str, space: str, axis: Any, ignore_index: Any,
+                 sample_weight: Any = None):
         from dask import delayed
 
         self.task, self.space = validate_task(task), validate_space(space)
-        s, y, _ = row_layout(scores, labels, self.task, axis=axis)
+        s, y, w = row_layout(scores, labels, self.task, axis=axis, sample_weight=sample_weight)
         self.n_classes = None if self.task == "binary" else int(s.shape[1])
         self.n_rows = int(s.shape[0])
-        starts = np.r_[0, np.cumsum(s.chunks[0])[:-1]].astype(int).tolist()
-        z = [delayed(_logits_block, pure=False)(sb, yb, st, self.task, self.space, ignore_index)
-             for (sb, yb, _), st in zip(delayed_blocks(s, y, None), starts)]
+        self.weighted = w is not None
+        z = [delayed(_logits_block, pure=False)(sb, yb, wb, st, self.task, self.space, ignore_index)
+             for (sb, yb, wb), st in zip(delayed_blocks(s, y, w), row_starts(s))]
         self._blocks = [(b,) for b in persist_blocks(z)]
-        self.n, kept = self.reduce(lambda b: (0, 0) if b is None else (int(b[0].shape[0]), _kept(b)), add)
+        self.n, kept, self.n_positive, self.weight_sum, entry_sum = self.reduce(_counts, add)
+        if kept > 0 and not entry_sum > 0:
+            raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
         if kept == 0:  # the in-memory message for nothing to fit on
             m = 1 if ignore_index is not None else 0
             shape = (m,) if self.task == "binary" else (m, max(self.n_classes, 1))
@@ -118,7 +168,8 @@ class DaskLogits:
             raise ValueError("there are no rows to fit a calibrator on")  # pragma: no cover - canonical raised
 
     def reduce(self, part: Callable, combine: Callable | None = None) -> Any:
-        """``combine`` of ``part(block)`` over the blocks (``block``: ``(z, labels, valid, rows)`` or ``None``)."""
+        """``combine`` of ``part(block)`` over the blocks (``block``: ``(z, labels, valid, kept)`` or ``None``;
+        ``kept``: a :class:`KeptRows`)."""
         return tree_reduce(part, self._blocks, _add_none if combine is None else combine)
 
     def delayed(self, fn: Callable, *args: Any) -> list:
@@ -128,12 +179,13 @@ class DaskLogits:
         return [delayed(fn, pure=False)(b, *args) for (b,) in self._blocks]
 
     def nll(self, calibrate: Callable | None = None) -> float:
-        """The mean NLL of ``calibrate(z)`` (default: the logits themselves), as ``mean_nll`` in memory."""
+        """The (weighted) mean NLL of ``calibrate(z)`` (default: the logits themselves), as ``mean_nll`` in memory."""
         total, count = self.reduce(partial(_nll_part, task=self.task, calibrate=calibrate))
-        return total / max(count, 1.0)
+        return total / max(count, 1e-300)  # count > 0: a zero weight sum was refused when the data was built
 
-    def sample(self, max_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(z, labels, valid)``: at most ``max_rows`` of the kept rows, uniformly, in row order.
+    def sample(self, max_rows: int, seed: int = 0) -> tuple:
+        """``(z, labels, valid, weight)``: at most ``max_rows`` of the kept rows, uniformly, in row order
+        (``weight``: their sample weights, ``None`` when none were given; weights do not steer the sampling).
 
         A row is kept when its uniform number (:func:`row_uniforms`) is among the ``max_rows`` smallest
         (the exact order statistic by :func:`sigmax._dask_select.kth_smallest`): chunking never changes the sample.
@@ -145,21 +197,21 @@ class DaskLogits:
             cut, _ = kth_smallest(u, int(max_rows))
         else:
             cut = np.inf
-        got = self.reduce(partial(_pick, seed=seed, cut=cut), _concat)
-        z, y, valid = got
-        return z, y, valid
+        z, y, valid, weight = self.reduce(partial(_pick, seed=seed, cut=cut), _concat)
+        return z, y, valid, weight
 
 
 def _uniforms(blk, seed):
-    return np.zeros(0) if blk is None else row_uniforms(blk[3], seed)
+    return np.zeros(0) if blk is None else row_uniforms(blk[3].rows, seed)
 
 
 def _pick(blk, seed, cut):
     if blk is None:
         return None
-    z, y, valid, rows = blk
-    keep = row_uniforms(rows, seed) <= cut
-    return z[keep], y[keep], None if valid is None else valid[keep]
+    z, y, valid, kept = blk
+    keep = row_uniforms(kept.rows, seed) <= cut
+    return (z[keep], y[keep], None if valid is None else valid[keep],
+            None if kept.weight is None else kept.weight[keep])
 
 
 def _concat(a, b):
@@ -171,35 +223,41 @@ def _concat(a, b):
 def _nll_part(blk, task, calibrate):
     if blk is None:
         return None
-    z, y, valid, _ = blk
+    z, y, _, _ = blk
     z = z if calibrate is None else calibrate(z)
+    n = z.shape[0]
     if task == "multiclass":
-        return float(-np.sum(np.asarray(log_softmax(z, axis=1))[np.arange(z.shape[0]), y])), float(z.shape[0])
+        per = -np.asarray(log_softmax(z, axis=1))[np.arange(n), y]
+        w = block_weight(blk)
+        return (float(np.sum(per)), float(n)) if w is None else (float(np.sum(w * per)), float(np.sum(w)))
     per = -(y * np.asarray(log_sigmoid(z)) + (1 - y) * np.asarray(log_sigmoid(-z)))
-    return (float(np.sum(per)), float(per.size)) if valid is None else (float(np.sum(per[valid])), float(valid.sum()))
+    w = entry_weights(blk)  # row weight x kept mask, (n, k)
+    return float(np.sum(w * per.reshape(w.shape))), float(np.sum(w))
 
 
 def _add_none(a, b):
     return b if a is None else (a if b is None else add(a, b))
 
 
-def _columns(z, y, valid, task, per_class):
-    """``(zz, yy, weight)`` columns as in ``TemperatureScaling._fit`` (weight ``None``: every entry)."""
+def _columns(blk, task, per_class):
+    """``(zz, yy, weight)`` columns as in ``TemperatureScaling._fit``: ``weight`` per entry, the row's sample
+    weight (1 without weights) and 0 where the mask leaves the entry out (one shared column: kept entries only)."""
+    z, y, valid, _ = blk
     n = z.shape[0]
-    zz, yy = z.reshape(n, -1), y.reshape(n, -1).astype(np.float64)
-    vv = None if valid is None else valid.reshape(n, -1)
+    zz, yy, ww = z.reshape(n, -1), y.reshape(n, -1).astype(np.float64), entry_weights(blk)
     if task == "multilabel" and not per_class:
-        zz, yy = (zz.reshape(-1, 1), yy.reshape(-1, 1)) if vv is None else (zz[vv][:, None], yy[vv][:, None])
-        vv = None
-    return zz, yy, (np.ones(zz.shape) if vv is None else vv.astype(np.float64))
+        vv = np.ones(zz.shape, dtype=bool) if valid is None else valid.reshape(n, -1)
+        zz, yy, ww = zz[vv][:, None], yy[vv][:, None], ww[vv][:, None]
+    return zz, yy, ww
 
 
 class TemperatureSums:
     """The per-block sums a temperature fit needs, over a Dask array of scores (and labels).
 
     ``n``: rows kept; ``k``: temperatures (1, or the classes with ``per_class``); ``separable``: whether
-    the scores classify every kept row right (for some column); ``n_classes``: ``C`` (``None`` binary).
-    ``data``: a :class:`DaskLogits` already built for these scores (instead of ``scores``, ``labels``, ...).
+    the scores classify every kept row of positive weight right (for some column); ``n_classes``: ``C``
+    (``None`` binary). ``data``: a :class:`DaskLogits` already built for these scores (instead of ``scores``,
+    ``labels``, ...), carrying any sample weights; the derivatives are weighted means.
     """
 
     def __init__(self, scores: Any, labels: Any, task: str, space: str, axis: Any, ignore_index: Any,
@@ -212,7 +270,7 @@ class TemperatureSums:
         self.k = 1 if self.task == "multiclass" else int(np.size(sep))
 
     def deriv(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(dNLL/db, d2NLL/db2)`` at ``b = 1/T`` (length ``k``): one reduction over the blocks."""
+        """``(dNLL/db, d2NLL/db2)`` at ``b = 1/T`` (length ``k``, weighted means): one reduction over the blocks."""
         part = partial(_part, b=np.asarray(b, dtype=np.float64), task=self.task, per_class=self.per_class)
         g, h, m = self.data.reduce(part)
         m = np.maximum(m, 1e-300)  # a column with no entries has mean 0, not NaN
@@ -231,13 +289,15 @@ def _divide(z, t):
 def _stats(blk, task, per_class):
     if blk is None:
         return 0, None
-    z, y, valid, _ = blk
+    z, y, _, _ = blk
     if task == "multiclass":
         zy = z[np.arange(z.shape[0]), y]
         others = np.where(np.arange(z.shape[1])[None, :] == y[:, None], -np.inf, z).max(axis=1)
-        return z.shape[0], np.array([bool(np.all(zy > others))])
-    zz, yy, w = _columns(z, y, valid, task, per_class)
-    right = (((zz > 0) == (yy == 1)) & (zz != 0)) | (w == 0)
+        w = block_weight(blk)
+        right = (zy > others) if w is None else (zy > others) | (w == 0)  # a row of weight 0 is as if dropped
+        return z.shape[0], np.array([bool(np.all(right))])
+    zz, yy, w = _columns(blk, task, per_class)
+    right = (((zz > 0) == (yy == 1)) & (zz != 0)) | (w == 0)  # masked entries and weight 0: as if dropped
     return z.shape[0], np.all(right, axis=0)
 
 
@@ -249,14 +309,16 @@ def _add_stats(a, b):
 def _part(blk, b, task, per_class):
     if blk is None:
         return None
-    z, y, valid, _ = blk
+    z, y, _, _ = blk
     if task == "multiclass":
-        zy = z[np.arange(z.shape[0]), y]
+        n = z.shape[0]
+        zy = z[np.arange(n), y]
         p = np.asarray(softmax(b[0] * z, axis=1))
         ez = np.sum(p * z, axis=1)
         var = np.sum(p * (z - ez[:, None]) ** 2, axis=1)  # Var_p(z), without E[z^2] - E[z]^2 cancellation
-        return np.array([np.sum(ez - zy)]), np.array([np.sum(var)]), np.array([float(z.shape[0])])
-    zz, yy, w = _columns(z, y, valid, task, per_class)
+        w = np.ones(n) if block_weight(blk) is None else block_weight(blk)
+        return np.array([np.sum(w * (ez - zy))]), np.array([np.sum(w * var)]), np.array([float(np.sum(w))])
+    zz, yy, w = _columns(blk, task, per_class)
     bz = zz * b
     q = np.asarray(sigmoid(bz))
     qq = q * np.asarray(sigmoid(-bz))  # sigma(x)(1 - sigma(x)), with 1 - sigma(x) = sigma(-x) exactly
@@ -265,48 +327,56 @@ def _part(blk, b, task, per_class):
 
 # ------------------------------------------------------------------------- the bounded sample
 def sample_of(data: DaskLogits, max_rows: int | None, what: str, stacklevel: int = 3, verb: str = "was fitted"):
-    """``(z, labels, valid)``: :meth:`DaskLogits.sample` at ``max_rows`` (default: :data:`SAMPLE_BYTES` of
-    float64 scores), with the ``UserWarning`` of :func:`sample_note` when it is not every kept row."""
+    """``(z, labels, valid, weight)``: :meth:`DaskLogits.sample` at ``max_rows`` (default: :data:`SAMPLE_BYTES`
+    of float64 scores), with the ``UserWarning`` of :func:`sample_note` when it is not every kept row
+    (``weight``: the sampled rows' sample weights, ``None`` when none were given)."""
     import warnings
 
     if max_rows is None:
         max_rows = max(1, SAMPLE_BYTES // (8 * (data.n_classes or 1)))
     elif isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
         raise ValueError(f"max_rows must be a positive integer (the rows of the bounded sample), got {max_rows!r}")
-    z, y, valid = data.sample(int(max_rows))
+    z, y, valid, weight = data.sample(int(max_rows))
     if z.shape[0] < data.n:
         warnings.warn(sample_note(what, int(z.shape[0]), data.n, verb), UserWarning, stacklevel=stacklevel)
-    return z, y, valid
+    return z, y, valid, weight
 
 
 # ------------------------------------------------------------------------- vector and Platt scaling
 class VectorSums:
     """Vector scaling's data term on a :class:`DaskLogits`: ``fg(x)`` is ``(mean NLL, its gradient)``
-    at ``x = (w, b)``, one reduction of ``1 + 2C`` numbers (the L-BFGS of the in-memory fit runs on it)."""
+    at ``x = (w, b)`` (weighted means with sample weights), one reduction of ``1 + 2C`` numbers (the
+    L-BFGS of the in-memory fit runs on it)."""
 
     def __init__(self, data: DaskLogits):
         self.data, self.c = data, int(data.n_classes)
 
     def fg(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         f, gw, gb = self.data.reduce(partial(_vector_part, x=np.asarray(x, dtype=np.float64), c=self.c))
-        n = float(self.data.n)
-        return f / n, np.concatenate([gw, gb]) / n
+        total = float(self.data.weight_sum)  # the row count without weights; > 0 (checked by DaskLogits)
+        return f / total, np.concatenate([gw, gb]) / total
 
 
 def _vector_part(blk, x, c):
     if blk is None:
         return None
     z, y, _, _ = blk
+    n = z.shape[0]
     lp = np.asarray(log_softmax(z * x[:c] + x[c:], axis=1))
     r = np.exp(lp)
-    r[np.arange(z.shape[0]), y] -= 1.0  # softmax - onehot
-    return float(-np.sum(lp[np.arange(z.shape[0]), y])), np.sum(r * z, axis=0), np.sum(r, axis=0)
+    r[np.arange(n), y] -= 1.0  # softmax - onehot
+    w = block_weight(blk)
+    if w is None:
+        return float(-np.sum(lp[np.arange(n), y])), np.sum(r * z, axis=0), np.sum(r, axis=0)
+    r *= w[:, None]  # each row's d(NLL)/d(logit), weighted
+    return float(-np.sum(w * lp[np.arange(n), y])), np.sum(r * z, axis=0), np.sum(r, axis=0)
 
 
 class PlattSums:
     """Platt scaling's column sums on a :class:`DaskLogits` (see ``newton_logistic_on``).
 
-    ``npos``, ``ncol``: the kept positives and entries of every column. :meth:`targets` sets the
+    ``npos``, ``ncol``: the kept positives and entries of every column (their weight sums, with sample
+    weights: Platt's prior correction counts a row of weight ``w`` ``w`` times). :meth:`targets` sets the
     targets (Platt's prior correction or the labels); :meth:`derivs` and :meth:`loss` are one reduction each.
     """
 
@@ -334,10 +404,9 @@ class PlattSums:
 
 
 def _platt_cols(blk):
-    z, y, valid, _ = blk
+    z, y, _, _ = blk
     n = z.shape[0]
-    w = np.ones(z.reshape(n, -1).shape) if valid is None else valid.reshape(n, -1).astype(np.float64)
-    return z.reshape(n, -1), y.reshape(n, -1).astype(np.float64), w
+    return z.reshape(n, -1), y.reshape(n, -1).astype(np.float64), entry_weights(blk)
 
 
 def _platt_counts(blk):

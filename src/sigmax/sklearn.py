@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
@@ -165,9 +164,9 @@ class CalibratedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """Fit the classifier (unless frozen or ``cv="prefit"``) and the calibrator(s); returns ``self``.
 
         ``fit_params`` (``sample_weight``, ...) go to the classifier's ``fit``; those with one entry per row
-        are cut to each fold's training rows (``ensemble=True``, and ``cross_val_predict``'s folds). The
-        calibration map itself is fitted unweighted (sigmax's calibrators take no sample weights yet): with
-        ``sample_weight`` given, a ``UserWarning`` says so.
+        are cut to each fold's training rows (``ensemble=True``, and ``cross_val_predict``'s folds).
+        ``sample_weight`` also weights the calibration map's fit on the rows it is fitted on, as in
+        scikit-learn's ``CalibratedClassifierCV``.
         """
         check_classification_targets(y)
         X, y = indexable(X, y)
@@ -193,15 +192,16 @@ class CalibratedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"y has labels the classifier was not fitted on: {np.unique(y[unknown])[:5].tolist()}; "
                              f"its classes_ are {classes.tolist()}")
         response, space = response_method(estimator)
-        if fit_params.get("sample_weight") is not None:
-            warnings.warn("CalibratedClassifier: sample_weight weights the classifier's fit only; the calibration "
-                          "map is fitted with every row weighted equally (sigmax's calibrators take no sample "
-                          "weights yet)", UserWarning, stacklevel=2)
+        weight = fit_params.get("sample_weight")
+        if weight is not None:
+            weight = np.asarray(weight, dtype=np.float64)
+            if weight.shape != (len(y),):
+                raise ValueError(f"sample_weight has shape {weight.shape}; give one weight per row of X: ({len(y)},)")
 
         def calibrate(est: Any, raw: Any, rows: Any) -> CalibratedModel:
             model = CalibratedModel(est, Calibrator(), response, space, classes)
             model.calibrator.fit(classifier_scores(raw, classes.size, space), idx[rows], task, method=method,
-                                 tune=None, space=space)
+                                 tune=None, space=space, sample_weight=None if weight is None else weight[rows])
             return model
 
         everything = slice(None)

@@ -10,23 +10,26 @@ import numpy as np
 
 from ..activations import log1mexp, log_sigmoid, log_softmax
 from . import _format as F
-from ._columns import column_logs, column_targets
+from ._columns import column_logs, column_targets, kept_columns, require_entries
 from ._logits import LOGIT_CLIP
 from ._scalers import Scaler, describe_numbers, warn_small
 
 __all__ = ["BetaCalibration", "constrained_beta_fit", "constrained_beta_on", "logistic_newton", "logistic_newton_on"]
 
 
-def _nll(x: np.ndarray, t: np.ndarray) -> float:
-    # -[t log sigma(x) + (1 - t) log sigma(-x)]: both logs exact for large |x|
-    return float(-np.mean(t * np.asarray(log_sigmoid(x)) + (1 - t) * np.asarray(log_sigmoid(-x))))
+def _nll(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None) -> float:
+    # -[t log sigma(x) + (1 - t) log sigma(-x)]: both logs exact for large |x|; its mean, weighted by w
+    per = -(t * np.asarray(log_sigmoid(x)) + (1 - t) * np.asarray(log_sigmoid(-x)))
+    return float(np.mean(per) if w is None else np.sum(w * per) / np.sum(w))
 
 
-def logistic_newton(x: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10, max_iter: int = 100):
+def logistic_newton(x: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10, max_iter: int = 100,
+                    weight: np.ndarray | None = None):
     r"""Unregularised logistic regression :math:`\sigma(x w + c)` by Newton's method (a few features).
 
     Exact Hessian, backtracking line search, stops at ``max|grad| < gtol``. ``x`` is ``(n, d)``
-    (``d`` may be 0: the intercept alone). Returns ``(w, c, grad_max, n_iter)``.
+    (``d`` may be 0: the intercept alone); ``weight`` (one per row, positive sum; ``None``: all 1)
+    makes the NLL, gradient and Hessian weighted means. Returns ``(w, c, grad_max, n_iter)``.
 
     Example:
         >>> x = np.array([[-2.0], [-1.0], [1.0], [2.0]]); t = np.array([0.0, 1.0, 0.0, 1.0])
@@ -35,16 +38,18 @@ def logistic_newton(x: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10, max_it
     """
     n, d = x.shape
     xa = np.hstack([x, np.ones((n, 1))])
+    # the mean's weights: 1/n each, or w / sum(w)
+    m = np.full(n, 1.0 / n) if weight is None else np.asarray(weight, dtype=np.float64) / np.sum(weight)
 
     def grad_hess(beta, hessian):
         s = xa @ beta
         q = np.exp(np.asarray(log_sigmoid(s)))
-        g = xa.T @ (q - t) / n
+        g = xa.T @ (m * (q - t))
         if not hessian:
             return g
-        return g, (xa * (q * np.exp(np.asarray(log_sigmoid(-s))))[:, None]).T @ xa / n
+        return g, (xa * (m * q * np.exp(np.asarray(log_sigmoid(-s))))[:, None]).T @ xa
 
-    return logistic_newton_on(grad_hess, lambda beta: _nll(xa @ beta, t), d, gtol=gtol, max_iter=max_iter)
+    return logistic_newton_on(grad_hess, lambda beta: _nll(xa @ beta, t, weight), d, gtol=gtol, max_iter=max_iter)
 
 
 def logistic_newton_on(grad_hess, nll, d: int, *, gtol: float = 1e-10, max_iter: int = 100):
@@ -80,7 +85,8 @@ def logistic_newton_on(grad_hess, nll, d: int, *, gtol: float = 1e-10, max_iter:
     return beta[:d], float(beta[d]), float(np.max(np.abs(g))), it
 
 
-def constrained_beta_fit(lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10):
+def constrained_beta_fit(lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray, *, gtol: float = 1e-10,
+                         weight: np.ndarray | None = None):
     r"""``(a, b, c, grad_max, n_iter)``: the maximum-likelihood beta map with :math:`a, b \ge 0`.
 
     The NLL of :math:`\sigma(a \ln p - b \ln(1 - p) + c)` is convex; its minimum over :math:`a, b \ge 0`
@@ -88,10 +94,11 @@ def constrained_beta_fit(lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray, *, gto
     :math:`a = 0`, :math:`b = 0`, both 0) that satisfy the constraints (each is a logistic regression
     on the remaining features). This is the refit-without-the-negative-coefficient procedure of
     Kull et al. (2017), made exact: every face is tried, so the result is the constrained optimum.
+    ``weight`` (one per entry; ``None``: all 1) makes the NLL a weighted mean.
     """
     x = np.stack([lp, -l1mp], axis=1)
-    return constrained_beta_on(lambda free: logistic_newton(x[:, list(free)], t, gtol=gtol),
-                               lambda ab, c: _nll(x @ ab + c, t))
+    return constrained_beta_on(lambda free: logistic_newton(x[:, list(free)], t, gtol=gtol, weight=weight),
+                               lambda ab, c: _nll(x @ ab + c, t, weight))
 
 
 def constrained_beta_on(fit_face, nll) -> tuple[float, float, float, float, int]:
@@ -126,7 +133,8 @@ class BetaCalibration(Scaler):
     Binary and multilabel: the calibrated logit of each column. Multiclass (one-vs-rest): one map per
     class against the rest; ``transform`` returns :math:`\log q_c = \log\sigma(\cdot)`, so the softmax
     of the result is the renormalised row :math:`q_c / \sum_k q_k`. ``transform`` is written in the
-    input's array library (autograd flows through it).
+    input's array library (autograd flows through it). ``sample_weight`` makes each column's NLL the
+    weighted mean over its kept entries (entry weight: the row's weight), as repeating the rows would.
 
     Args:
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
@@ -167,19 +175,14 @@ class BetaCalibration(Scaler):
             return F.number(value, where, **bounds)
         return F.numbers_of(value, where, self.n_classes_, **bounds)
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
-        n = z.shape[0]
-        zz = z.reshape(n, -1)
-        k = zz.shape[1]
-        warn_small(n, 3, f"BetaCalibration(task={self.task!r})", "; TemperatureScaling fits 1 parameter")
-        lp, l1mp = column_logs(zz, self.task)
-        t, v = column_targets(y, valid, self.task, k)
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:
+        warn_small(z.shape[0], 3, f"BetaCalibration(task={self.task!r})", "; TemperatureScaling fits 1 parameter")
         fits = []
-        for col in range(k):
-            keep = slice(None) if v is None else v[:, col]
-            tc = t[keep, col]
-            self._warn_few(col, tc.sum(), tc.size - tc.sum(), stacklevel=5)
-            fits.append(constrained_beta_fit(lp[keep, col], l1mp[keep, col], tc, gtol=self.gtol))
+        for col, (lp, l1mp, tc, wc) in enumerate(kept_columns(z, y, valid, self.task, weight)):
+            require_entries(col, tc, "BetaCalibration")
+            self._warn_few(col, tc.sum(), tc.size - tc.sum(), stacklevel=5)  # row counts, not weights
+            fits.append(constrained_beta_fit(lp, l1mp, tc, gtol=self.gtol, weight=wc))
         return self._finish(fits)
 
     def _warn_few(self, col: int, npos: float, nneg: float, stacklevel: int) -> None:
@@ -230,39 +233,50 @@ class BetaCalibration(Scaler):
 
 # ------------------------------------------------------------------------- the fit over Dask blocks
 def _beta_columns(blk, task, col, free):
+    """``(features, targets, weights)`` of column ``col``'s kept entries in one block (weights: the rows'
+    sample weights, 1 without; entries of zero-weight rows left out, as in memory)."""
+    from .._dask_calibration import block_weight
+
     z, y, valid, _ = blk
+    w = block_weight(blk)
     zz = z.reshape(z.shape[0], -1)
     lp, l1mp = column_logs(zz, task)
-    t, v = column_targets(y, valid, task, zz.shape[1])
+    t, v = column_targets(y, valid, task, zz.shape[1], weight=w)
     keep = slice(None) if v is None else v[:, col]
     x = np.stack([lp[keep, col], -l1mp[keep, col]], axis=1)[:, list(free)]
-    return np.hstack([x, np.ones((x.shape[0], 1))]), t[keep, col]
+    tc = t[keep, col]
+    wc = np.ones(tc.shape) if w is None else np.asarray(w, dtype=np.float64)[keep]
+    return np.hstack([x, np.ones((x.shape[0], 1))]), tc, wc
 
 
 def _beta_counts(blk, task):
     if blk is None:
         return None
+    from .._dask_calibration import entry_weights
+
     z, y, valid, _ = blk
-    t, v = column_targets(y, valid, task, z.reshape(z.shape[0], -1).shape[1])
-    w = np.ones(t.shape) if v is None else v.astype(np.float64)
+    t, _ = column_targets(y, valid, task, z.reshape(z.shape[0], -1).shape[1])
+    w = entry_weights(blk)  # the row's weight on each kept entry, 0 on masked ones
     return np.sum(t * w, axis=0), np.sum(w, axis=0)
 
 
 def _beta_part(blk, task, col, free, beta, hessian):
-    """One block's sums: the NLL (``hessian`` None), or the gradient and Hessian of a column's face."""
+    """One block's weighted sums: the NLL (``hessian`` None), or the gradient and Hessian of a column's face."""
     if blk is None:
         return None
-    xa, t = _beta_columns(blk, task, col, free)
+    xa, t, w = _beta_columns(blk, task, col, free)
     s = xa @ beta
     if hessian is None:  # -[t log sigma(s) + (1 - t) log sigma(-s)]: both logs exact for large |s|
-        return float(-np.sum(t * np.asarray(log_sigmoid(s)) + (1 - t) * np.asarray(log_sigmoid(-s)))), float(t.size)
+        per = t * np.asarray(log_sigmoid(s)) + (1 - t) * np.asarray(log_sigmoid(-s))
+        return float(-np.sum(w * per)), float(np.sum(w))
     q = np.exp(np.asarray(log_sigmoid(s)))
-    return xa.T @ (q - t), (xa * (q * np.exp(np.asarray(log_sigmoid(-s))))[:, None]).T @ xa, float(t.size)
+    curv = w * q * np.exp(np.asarray(log_sigmoid(-s)))
+    return xa.T @ (w * (q - t)), (xa * curv[:, None]).T @ xa, float(np.sum(w))
 
 
 def _beta_nll(data, task, col, free, beta):
     total, n = data.reduce(partial(_beta_part, task=task, col=col, free=free, beta=beta, hessian=None))
-    return total / max(n, 1.0)
+    return total / (n if n > 0 else 1.0)
 
 
 def _beta_face(data, task, col, free, *, gtol):
@@ -272,7 +286,8 @@ def _beta_face(data, task, col, free, *, gtol):
     def grad_hess(beta, hessian):
         if last.get("beta") is None or not np.array_equal(last["beta"], beta):  # one reduction per point
             g, h, n = data.reduce(partial(_beta_part, task=task, col=col, free=free, beta=beta.copy(), hessian=True))
-            last.update(beta=beta.copy(), g=g / max(n, 1.0), h=h / max(n, 1.0))
+            n = n if n > 0 else 1.0  # a weight sum (below 1 with small weights)
+            last.update(beta=beta.copy(), g=g / n, h=h / n)
         return (last["g"], last["h"]) if hessian else last["g"]
 
     return logistic_newton_on(grad_hess, partial(_beta_nll, data, task, col, free), len(free), gtol=gtol)

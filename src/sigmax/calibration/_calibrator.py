@@ -126,7 +126,7 @@ class Calibrator:
     def fit(self, scores: Any, labels: Any, task: str, method: str | None = "temperature", tune: str | None = "f1",
             *, space: str = "logits", axis: int = -1, target_precision: float | None = None,
             target_recall: float | None = None, dim: int | None = None,
-            ignore_index: int | None = None, max_rows: int | None = None) -> Calibrator:
+            ignore_index: int | None = None, max_rows: int | None = None, sample_weight: Any = None) -> Calibrator:
         """Fit the scaler on a calibration set, then tune thresholds on its calibrated probabilities.
 
         Args:
@@ -140,6 +140,9 @@ class Calibrator:
             ignore_index: a label value whose rows (multilabel: entries) are left out, as in PyTorch.
             max_rows: Dask arrays only: the bounded sample for what is not a sum of per-block partials
                 (see :func:`fit_calibrator`).
+            sample_weight: one non-negative weight per sample: the scaler's fit, ``method="auto"``'s
+                cross-validated comparison and the thresholds count each sample that many times (as
+                repeating it would; 0 leaves it out).
 
         Returns:
             ``self``.
@@ -155,15 +158,15 @@ class Calibrator:
         scaler: Scaler | None = None if method in (None, "auto") else make_scaler(method, task)
         if is_dask(scores) or is_dask(labels):
             return self._fit_dask(scores, labels, task, method, scaler, tune, space, axis, ignore_index,
-                                  target_precision, target_recall, max_rows)
-        z, c = fit_logits(scores, labels, task, space, axis, ignore_index=ignore_index)
+                                  target_precision, target_recall, max_rows, sample_weight)
+        z, c = fit_logits(scores, labels, task, space, axis, ignore_index=ignore_index, sample_weight=sample_weight)
         self.selection_ = None
         if method == "auto":
-            self.selection_ = select_method(z, c.labels, c.valid, task)
+            self.selection_ = select_method(z, c.labels, c.valid, task, weight=c.weight)
             method = self.selection_["chosen"]
             scaler = make_scaler(method, task, **self.selection_["options"])
         if scaler is not None:
-            scaler.fit_canonical(z, c.labels, valid=c.valid, space=space, axis=axis)
+            scaler.fit_canonical(z, c.labels, valid=c.valid, weight=c.weight, space=space, axis=axis)
         self.task, self.method, self.scaler, self.space_, self.axis_ = task, method, scaler, space, axis
         self.n_classes_ = None if task == "binary" else int(z.shape[1])
         self._fitted = True
@@ -174,7 +177,7 @@ class Calibrator:
             probs = self.predict_proba(scores, space=space)
             self.thresholds = tune_thresholds(probs, labels, task, space="probs", axis=axis,
                                               target_precision=target_precision, target_recall=target_recall,
-                                              ignore_index=ignore_index)
+                                              ignore_index=ignore_index, sample_weight=sample_weight)
             if target_precision is not None:
                 self.tune = f"precision>={target_precision:g}"
             elif target_recall is not None:
@@ -182,18 +185,18 @@ class Calibrator:
         return self
 
     def _fit_dask(self, scores, labels, task, method, scaler, tune, space, axis, ignore_index, target_precision,
-                  target_recall, max_rows) -> Calibrator:
+                  target_recall, max_rows, sample_weight=None) -> Calibrator:
         """The fit on Dask arrays: the scaler exactly where its fit is a sum (``Scaler.fit_distributed``);
         ``method="auto"``'s selection and the thresholds on one bounded uniform sample (a warning says so)."""
         from .._dask_calibration import DaskLogits, sample_of
 
         wants = tune is not None or target_precision is not None or target_recall is not None
         tp, tr = check_targets(target_precision, target_recall)
-        data = DaskLogits(scores, labels, task, space, axis, ignore_index)
+        data = DaskLogits(scores, labels, task, space, axis, ignore_index, sample_weight=sample_weight)
         self.selection_, sample = None, None
         if method == "auto":
             sample = sample_of(data, max_rows, "method='auto' (its cross-validated selection)", stacklevel=5)
-            self.selection_ = select_method(*sample, task)
+            self.selection_ = select_method(*sample[:3], task, weight=sample[3])
             method = self.selection_["chosen"]
             scaler = make_scaler(method, task, **self.selection_["options"])
             if sample[0].shape[0] < data.n:
@@ -209,10 +212,11 @@ class Calibrator:
         if task != "multiclass" and wants:
             if sample is None:
                 sample = sample_of(data, max_rows, "the decision thresholds", stacklevel=5, verb="were tuned")
-            z, y, valid = sample
+            z, y, valid, weight = sample
             zc = z if scaler is None else scaler.transform_canonical(z)
             p = np.asarray(to_probs(zc, task, axis=-1), dtype=np.float64)
-            self.thresholds = tune_canonical(p, y, task, valid=valid, target_precision=tp, target_recall=tr)
+            self.thresholds = tune_canonical(p, y, task, valid=valid, weight=weight, target_precision=tp,
+                                             target_recall=tr)
             if tp is not None:
                 self.tune = f"precision>={tp:g}"
             elif tr is not None:
@@ -414,7 +418,7 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
                    tune: str | None = None, axis: int = -1, ignore_index: int | None = None,
                    target_precision: float | None = None, target_recall: float | None = None,
                    notes: list[str] | None = None, dim: int | None = None,
-                   max_rows: int | None = None) -> Calibrator:
+                   max_rows: int | None = None, sample_weight: Any = None) -> Calibrator:
     r"""Fit a :class:`Calibrator` on a calibration set, with the method and the threshold rule resolved per task.
 
     Args:
@@ -443,6 +447,9 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
             (the chosen method is then fitted exactly where it can be) and the thresholds use one uniform sample of at most ``max_rows`` rows (default:
             256 MiB of float64 scores), drawn per row on the workers, and a ``UserWarning`` (a note)
             says "fitted on a uniform sample of n of N rows" whenever it is not every row.
+        sample_weight: one non-negative weight per sample (NumPy, PyTorch, JAX or Dask, aligned with the
+            scores' rows): every fit, the selection and the thresholds count a sample that many times, as
+            repeating it would (a weight of 0 leaves it out).
 
     Returns:
         The fitted :class:`Calibrator` (``.method``, ``.thresholds``, ``.describe()``, ``.save(path)``).
@@ -469,7 +476,7 @@ def fit_calibrator(scores: Any, labels: Any, task: str, *, space: str = "logits"
     def fit() -> Calibrator:
         return Calibrator().fit(scores, labels, task, method=method, tune=tune, space=space, axis=axis,
                                 dim=dim, ignore_index=ignore_index, target_precision=target_precision,
-                                target_recall=target_recall, max_rows=max_rows)
+                                target_recall=target_recall, max_rows=max_rows, sample_weight=sample_weight)
 
     if notes is None:
         return fit()

@@ -31,8 +31,8 @@ from ._logits import LOGIT_CLIP
 from ._params import as_given
 from ._scalers import Scaler
 
-__all__ = ["DEFAULT_EPS", "ColumnCalibrator", "column_logs", "column_targets", "cv_folds", "to_numpy",
-           "from_columns", "to_columns", "n_columns"]
+__all__ = ["DEFAULT_EPS", "ColumnCalibrator", "check_weight_sum", "column_logs", "column_targets", "cv_folds",
+           "kept_columns", "require_entries", "to_numpy", "from_columns", "to_columns", "n_columns"]
 
 #: calibrated probabilities are kept in [eps, 1 - eps] before they become logits (a step function
 #: such as isotonic regression or an empty-of-positives bin gives exactly 0 or 1: infinite logits)
@@ -86,15 +86,61 @@ def column_logs(z: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
     return lp, l1mp
 
 
-def column_targets(y: np.ndarray, valid: np.ndarray | None, task: str, k: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(T, V)``: 0/1 targets ``(rows, K)`` of every column, and the kept entries (``None``: all kept)."""
+def column_targets(y: np.ndarray, valid: np.ndarray | None, task: str, k: int,
+                   weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(T, V)``: 0/1 targets ``(rows, K)`` of every column, and the kept entries (``None``: all kept).
+
+    With ``weight`` (one per row) the entries of zero-weight rows are left out of ``V`` too: a weight
+    of 0 is the row dropped.
+    """
     n = y.shape[0]
     if task == "multiclass":
         t = np.zeros((n, k))
         t[np.arange(n), y] = 1.0
-        return t, None
-    t = y.reshape(n, -1).astype(np.float64)
-    return t, None if valid is None else valid.reshape(n, -1)
+        v = None
+    else:
+        t = y.reshape(n, -1).astype(np.float64)
+        v = None if valid is None else valid.reshape(n, -1)
+    if weight is not None:
+        pos = np.broadcast_to((np.asarray(weight) > 0)[:, None], t.shape)
+        v = pos if v is None else v & pos
+    return t, v
+
+
+def check_weight_sum(weight: np.ndarray | None, valid: np.ndarray | None = None) -> None:
+    """The ``ValueError`` for row weights summing to 0 over the rows kept (multilabel: rows with a kept entry)."""
+    if weight is None:
+        return
+    w = weight if valid is None else weight[np.any(valid.reshape(valid.shape[0], -1), axis=1)]
+    if not float(np.sum(w)) > 0:
+        raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
+
+
+def require_entries(c: int, t: np.ndarray, name: str) -> None:
+    """The ``ValueError`` for a column (multilabel: a label) left with no entry to fit."""
+    if t.size == 0:
+        raise ValueError(f"label {c} has no calibration entry to fit {name} on (each is ignore_index or has "
+                         "sample_weight 0); give that label some labelled, positively weighted rows")
+
+
+def kept_columns(z: np.ndarray, y: np.ndarray, valid: np.ndarray | None, task: str,
+                 weight: np.ndarray | None = None) -> list[tuple]:
+    """Per column of canonical logits, its kept entries' ``(log p, log(1 - p), 0/1 target, weight)``.
+
+    ``weight`` is one per row (``None``: all 1, and every column's weight is ``None``); entries masked by
+    ``valid`` and rows of weight 0 are left out. Row weights summing to 0 are a ``ValueError``.
+    """
+    check_weight_sum(weight, valid)
+    n = z.shape[0]
+    zz = z.reshape(n, -1)
+    k = zz.shape[1]
+    lp, l1mp = column_logs(zz, task)
+    t, v = column_targets(y, valid, task, k, weight)
+    out = []
+    for c in range(k):
+        keep = slice(None) if v is None else v[:, c]
+        out.append((lp[keep, c], l1mp[keep, c], t[keep, c], None if weight is None else weight[keep]))
+    return out
 
 
 def cv_folds(y: np.ndarray, task: str, folds: int, seed: int) -> np.ndarray:
@@ -124,8 +170,9 @@ def cv_folds(y: np.ndarray, task: str, folds: int, seed: int) -> np.ndarray:
 class ColumnCalibrator(Scaler):
     r"""A binary calibration map fitted per column, one-vs-rest (see the module); the probability-valued base.
 
-    Subclasses implement ``_fit_column(lp, l1mp, t)`` (one column's ``log p``, ``log(1 - p)`` and 0/1
-    targets, kept entries only) returning that column's parameters, and ``_predict(k, lp, l1mp)``
+    Subclasses implement ``_fit_column(lp, l1mp, t, w)`` (one column's ``log p``, ``log(1 - p)``, 0/1
+    targets and positive entry weights, ``None`` when unweighted; kept entries only) returning that
+    column's parameters, and ``_predict(k, lp, l1mp)``
     returning its calibrated probabilities. The calibrated probability :math:`q` becomes logits as
     :math:`\operatorname{logit}(\operatorname{clip}(q, \varepsilon, 1 - \varepsilon))` (binary,
     multilabel) or :math:`\log \max(q, \varepsilon)` (multiclass; the softmax renormalises the row).
@@ -133,6 +180,8 @@ class ColumnCalibrator(Scaler):
 
     tasks = ("binary", "multiclass", "multilabel")
     _option_types = {"eps": numbers.Real}
+    #: whether a column needs at least one kept entry (histogram binning falls back to its bins' midpoints)
+    needs_entries = True
 
     def __init__(self, task: str, *, eps: float = DEFAULT_EPS, gtol: float = 1e-10, space: str = "logits"):
         super().__init__(task, gtol=gtol, space=space)
@@ -147,18 +196,14 @@ class ColumnCalibrator(Scaler):
     def _param_dict(self) -> dict[str, Any]:
         return {name: [np.asarray(v).tolist() for v in getattr(self, name + "_")] for name in self._params}
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
-        n = z.shape[0]
-        zz = z.reshape(n, -1)
-        k = zz.shape[1]
-        lp, l1mp = column_logs(zz, self.task)
-        t, v = column_targets(y, valid, self.task, k)
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:
         columns = []
-        for c in range(k):
-            keep = slice(None) if v is None else v[:, c]
-            tc = t[keep, c]
-            self.warn_few(c, int(tc.sum()), int(tc.size - tc.sum()), stacklevel=6)
-            columns.append(self._fit_column(lp[keep, c], l1mp[keep, c], tc))
+        for c, (lp, l1mp, tc, wc) in enumerate(kept_columns(z, y, valid, self.task, weight)):
+            if self.needs_entries:
+                require_entries(c, tc, type(self).__name__)
+            self.warn_few(c, int(tc.sum()), int(tc.size - tc.sum()), stacklevel=6)  # row counts, not weights
+            columns.append(self._fit_column(lp, l1mp, tc, wc))
         for name, values in zip(self._params, zip(*columns)):
             setattr(self, name + "_", list(values))
         return {"converged": True}
@@ -170,7 +215,8 @@ class ColumnCalibrator(Scaler):
             warnings.warn(f"{what} has {npos} positive and {nneg} negative calibration sample(s); its "
                           f"{type(self).__name__} fit rests on very few examples", UserWarning, stacklevel=stacklevel)
 
-    def _fit_column(self, lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray) -> tuple:  # pragma: no cover
+    def _fit_column(self, lp: np.ndarray, l1mp: np.ndarray, t: np.ndarray,
+                    w: np.ndarray | None = None) -> tuple:  # pragma: no cover
         raise NotImplementedError
 
     def _predict(self, k: int, lp: np.ndarray, l1mp: np.ndarray) -> np.ndarray:  # pragma: no cover

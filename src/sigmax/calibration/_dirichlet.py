@@ -11,7 +11,7 @@ import numpy as np
 from .._array import like
 from ..activations import log_softmax
 from . import _format as F
-from ._columns import cv_folds
+from ._columns import check_weight_sum, cv_folds
 from ._logits import LOGIT_CLIP
 from ._params import as_given
 from ._scalers import Scaler, describe_numbers
@@ -37,7 +37,8 @@ NEWTON_MAX_CLASSES = 32
 
 
 def fit_dirichlet(lp: np.ndarray, y: np.ndarray, lam: float, *, x0: np.ndarray | None = None,
-                  gtol: float = 1e-7, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray, float, int]:
+                  gtol: float = 1e-7, max_iter: int = 100,
+                  weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float, int]:
     r"""``(W, b, grad_max, n_iter)`` minimising the ODIR-regularised NLL of :math:`\operatorname{softmax}(W \ell + b)`.
 
     .. math:: -\frac1N \sum_i \log \operatorname{softmax}(W \ell_i + b)_{y_i}
@@ -46,7 +47,10 @@ def fit_dirichlet(lp: np.ndarray, y: np.ndarray, lam: float, *, x0: np.ndarray |
     with :math:`\ell = \log p`, from ``x0`` (default the identity :math:`W = I, b = 0`): Newton's method
     with the exact Hessian and a backtracking line search up to :data:`NEWTON_MAX_CLASSES` classes (the
     log-probability features are badly scaled, which first-order methods pay for in thousands of
-    steps), L-BFGS above. The objective is convex, so both reach the one minimum.
+    steps), L-BFGS above. The objective is convex, so both reach the one minimum. ``weight`` (one per
+    row, positive sum; ``None``: all 1) makes the NLL the weighted mean
+    :math:`\sum_i w_i \ell_i / \sum_i w_i` (the penalty unchanged), as repeating row :math:`i`
+    :math:`w_i` times would.
     """
     n, c = lp.shape
     d = c + 1
@@ -58,19 +62,21 @@ def fit_dirichlet(lp: np.ndarray, y: np.ndarray, lam: float, *, x0: np.ndarray |
     pen[np.arange(c), np.arange(c)] = 0.0  # the diagonal of W is free
     pen[:, c] = 2.0 * lam / c  # the intercepts
     v0 = np.hstack([np.eye(c), np.zeros((c, 1))]).ravel() if x0 is None else np.asarray(x0, dtype=np.float64)
+    # the mean's weights: 1/n each, or w / sum(w)
+    m = np.full(n, 1.0 / n) if weight is None else np.asarray(weight, dtype=np.float64) / np.sum(weight)
 
     def f_g(v, hess=False):
         vm = v.reshape(c, d)
         s = np.asarray(log_softmax(x @ vm.T, axis=1))
-        f = -np.mean(s[np.arange(n), y]) + 0.5 * np.sum(pen * vm * vm)
+        f = -np.sum(m * s[np.arange(n), y]) + 0.5 * np.sum(pen * vm * vm)
         p = np.exp(s)
-        g = ((p - onehot).T @ x / n + pen * vm).ravel()
+        g = ((m[:, None] * (p - onehot)).T @ x + pen * vm).ravel()
         if not hess:
             return f, g
         q = (p[:, :, None] * x[:, None, :]).reshape(n, c * d)
-        h = -(q.T @ q) / n  # the softmax Hessian: diag(p) - p p^T, per row, times x x^T
+        h = -(q.T @ (m[:, None] * q))  # the softmax Hessian: diag(p) - p p^T, per row, times x x^T
         for j in range(c):
-            h[j * d:(j + 1) * d, j * d:(j + 1) * d] += (x * p[:, j:j + 1]).T @ x / n
+            h[j * d:(j + 1) * d, j * d:(j + 1) * d] += (x * (m[:, None] * p[:, j:j + 1])).T @ x
         h[np.diag_indices_from(h)] += pen.ravel()
         return f, g, h
 
@@ -132,6 +138,10 @@ class DirichletCalibration(Scaler):
     :math:`\{100, 10, 1, 0.1, 0.01, 10^{-3}\}`, fitted from the largest down, each fit warm-started
     from the previous one. ``info_`` records the grid and each value's CV NLL. Give ``reg=`` to fix
     :math:`\lambda` and skip the search. Fitted by Newton's method from the identity (L-BFGS above 32 classes).
+    ``sample_weight`` makes the NLL, in the fit and in the cross-validation, a weighted mean (rows of
+    weight 0 are dropped before the folds are dealt); with a fixed ``reg``, integer weights give the
+    fit of the rows repeated that many times (the folds deal rows, so a cross-validated ``reg`` can
+    differ from the repeated rows' choice).
 
     Args:
         task: ``"multiclass"``.
@@ -205,38 +215,48 @@ class DirichletCalibration(Scaler):
             raise F.FieldError(where, f"must be a {c} x {c} matrix (a list of {c} rows)", value)
         return np.stack([F.numbers_of(row, f"{where}[{i}]", c) for i, row in enumerate(value)])
 
-    def fold_losses(self, z: np.ndarray, y: np.ndarray, fold: np.ndarray) -> dict[float, np.ndarray]:
-        """Every grid value's out-of-fold NLL per row, on canonical ``(N, C)`` logits, for the given folds."""
+    def fold_losses(self, z: np.ndarray, y: np.ndarray, fold: np.ndarray,
+                    weight: np.ndarray | None = None) -> dict[float, np.ndarray]:
+        """Every grid value's out-of-fold NLL per row, on canonical ``(N, C)`` logits, for the given folds
+        (each fold's fit weighted by the training rows' ``weight``; ``None``: all 1)."""
         lp = _log_probs(z)
         losses = {lam: np.zeros(z.shape[0]) for lam in self.grid}
         for f in np.unique(fold):
             tr, va = fold != f, fold == f
+            wt = None if weight is None else weight[tr]
             x0 = None
             for lam in self.grid:  # largest first, each fit warm-started from the last
-                w, b, _, _ = fit_dirichlet(lp[tr], y[tr], lam, x0=x0, gtol=self.gtol)
+                w, b, _, _ = fit_dirichlet(lp[tr], y[tr], lam, x0=x0, gtol=self.gtol, weight=wt)
                 x0 = np.hstack([w, b[:, None]]).ravel()
                 s = np.asarray(log_softmax(dirichlet_logits(lp[va], w, b), axis=1))
                 losses[lam][va] = -s[np.arange(s.shape[0]), y[va]]
         return losses
 
-    def cross_validate(self, z: np.ndarray, y: np.ndarray) -> dict[float, float]:
-        """The out-of-fold mean NLL of every grid value on canonical ``(N, C)`` logits ``z`` and labels ``y``."""
-        losses = self.fold_losses(z, y, cv_folds(y, "multiclass", self.folds, self.seed))
-        return {lam: float(np.mean(v)) for lam, v in losses.items()}
+    def cross_validate(self, z: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> dict[float, float]:
+        """The out-of-fold mean NLL of every grid value on canonical ``(N, C)`` logits ``z`` and labels ``y``
+        (the weighted mean, and weighted fits, with ``weight``: one positive weight per row)."""
+        losses = self.fold_losses(z, y, cv_folds(y, "multiclass", self.folds, self.seed), weight)
+        return {lam: float(np.mean(v) if weight is None else np.sum(weight * v) / np.sum(weight))
+                for lam, v in losses.items()}
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {}
+        check_weight_sum(weight)
+        if weight is not None:  # a weight of 0 is the row dropped (before the folds are dealt, too)
+            keep = weight > 0
+            z, y, weight = z[keep], y[keep], weight[keep]
         lam = self.reg
         if lam is None:
             if len(self.grid) == 1 or z.shape[0] < 2 * self.folds:
                 lam = self.grid[-1] if len(self.grid) == 1 else max(self.grid)
                 info["reg_choice"] = "too few rows to cross-validate: the largest grid value"
             else:
-                cv = self.cross_validate(z, y)
+                cv = self.cross_validate(z, y, weight)
                 lam = min(cv, key=lambda v: (cv[v], -v))  # ties: the stronger regularisation
                 info.update(grid=list(self.grid), cv_nll=[cv[v] for v in self.grid],
                             reg_choice=f"{self.folds}-fold cross-validation")
-        w, b, gmax, it = fit_dirichlet(_log_probs(z), y, lam, gtol=self.gtol)
+        w, b, gmax, it = fit_dirichlet(_log_probs(z), y, lam, gtol=self.gtol, weight=weight)
         self.weight_, self.bias_, self.reg_ = w, b, float(lam)
         return {"n_iter": it, "converged": gmax < max(self.gtol, 1e-5), "grad_max": gmax, **info}
 

@@ -23,15 +23,16 @@ LOGIT_CLIP = 745.0
 
 def fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any, *,
                ignore_index: Any = None, allow_empty: bool = False,
-               row_numbers: Any = None) -> tuple[np.ndarray, Canonical]:
+               row_numbers: Any = None, sample_weight: Any = None) -> tuple[np.ndarray, Canonical]:
     """Float64 NumPy logits in the canonical layout (class axis last, rows flattened) and the record.
 
     Rows (entries, multilabel) whose label is ``ignore_index`` are left out (multilabel: ``record.valid``).
     ``allow_empty``: zero rows (a block of a Dask array) are no error; ``row_numbers``: the rows' numbers
-    in the whole input, for the messages.
+    in the whole input, for the messages; ``sample_weight``: one weight per row (``record.weight``, the kept
+    rows' weights; ``None``: all 1).
     """
     c = canonical(scores, labels, task, axis=axis, ignore_index=ignore_index, allow_empty=allow_empty,
-                  row_numbers=row_numbers)
+                  row_numbers=row_numbers, sample_weight=sample_weight)
     s = c.scores
     with np.errstate(all="ignore"):
         if space == "logits":

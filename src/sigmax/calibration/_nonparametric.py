@@ -9,6 +9,7 @@ assumed shape; both are fitted per column and renormalised for multiclass as des
 from __future__ import annotations
 
 import numbers
+import warnings
 from functools import partial
 from typing import Any
 
@@ -49,38 +50,44 @@ def pool_adjacent_violators(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.repeat(np.array(sums) / np.array(weights), sizes)
 
 
-def _make_unique(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted ``x`` merged into groups closer than 1e-15 (to the group's first value): ``(x, mean y, count)``."""
-    ux, start, count = np.unique(x, return_index=True, return_counts=True)
-    sy = np.add.reduceat(y, start)
+def _make_unique(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted ``x`` merged into groups closer than 1e-15 (to the group's first value):
+    ``(x, weighted mean y, weight sum)``, as scikit-learn's ``_make_unique``."""
+    ux, start = np.unique(x, return_index=True)
+    sy, sw = np.add.reduceat(y * w, start), np.add.reduceat(w, start)
     if ux.size > 1 and np.min(np.diff(ux)) < _UNIQUE_RESOLUTION:  # rare: merge as scikit-learn does
-        gx, gy, gw = [ux[0]], [sy[0]], [float(count[0])]
-        for xv, yv, wv in zip(ux[1:].tolist(), sy[1:].tolist(), count[1:].tolist()):
+        gx, gy, gw = [ux[0]], [sy[0]], [sw[0]]
+        for xv, yv, wv in zip(ux[1:].tolist(), sy[1:].tolist(), sw[1:].tolist()):
             if xv - gx[-1] >= _UNIQUE_RESOLUTION:
                 gx.append(xv)
                 gy.append(yv)
-                gw.append(float(wv))
+                gw.append(wv)
             else:
                 gy[-1] += yv
                 gw[-1] += wv
-        ux, sy, count = np.array(gx), np.array(gy), np.array(gw)
-    count = count.astype(np.float64)
-    return ux, sy / count, count
+        ux, sy, sw = np.array(gx), np.array(gy), np.array(gw)
+    return ux, sy / sw, sw
 
 
-def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def isotonic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(x_thresholds, y_thresholds)`` of the increasing isotonic fit of ``y`` on ``x``, as scikit-learn's.
 
-    The steps of ``IsotonicRegression(increasing=True).fit(x, y)``: sort by ``(x, y)``, average the
-    labels of equal inputs, pool adjacent violators weighted by those counts, and keep only the
-    first and last point of every constant run (the thresholds that ``np.interp`` needs).
+    The steps of ``IsotonicRegression(increasing=True).fit(x, y, sample_weight=w)``: leave out weights
+    of 0, sort by ``(x, y)``, take the weighted mean label of equal inputs, pool adjacent violators
+    weighted by those groups' weight sums (``w=None``: counts), and keep only the first and last point
+    of every constant run (the thresholds that ``np.interp`` needs). Integer weights give the fit of
+    the rows repeated that many times.
 
     Example:
         >>> isotonic_fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 1.0, 0.0, 1.0]))
         (array([0.1, 0.2, 0.3, 0.4]), array([0. , 0.5, 0.5, 1. ]))
     """
+    if w is None:
+        w = np.ones(x.shape)
+    else:
+        x, y, w = x[w > 0], y[w > 0], w[w > 0]
     order = np.lexsort((y, x))
-    ux, uy, uw = _make_unique(x[order], y[order])
+    ux, uy, uw = _make_unique(x[order], y[order], w[order])
     fy = pool_adjacent_violators(uy, uw)
     keep = np.ones(fy.size, dtype=bool)
     keep[1:-1] = (fy[:-2] != fy[1:-1]) | (fy[1:-1] != fy[2:])
@@ -97,6 +104,8 @@ class IsotonicCalibration(ColumnCalibrator):
     clipped outside them: exactly scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` on the
     same pairs (:meth:`calibrated_columns` returns those values). Multiclass: one map per class
     against the rest, rows renormalised (:math:`q_c / \sum_k q_k`). scikit-learn is not needed.
+    ``sample_weight`` weights each squared error (scikit-learn's ``sample_weight``): pool adjacent
+    violators on weighted means, rows of weight 0 left out.
 
     A step function reaches 0 and 1 exactly; ``transform`` keeps :math:`q` in
     :math:`[\varepsilon, 1 - \varepsilon]` (multiclass: :math:`q \ge \varepsilon`) before taking
@@ -137,8 +146,8 @@ class IsotonicCalibration(ColumnCalibrator):
         return f"isotonic regression, {min(steps)}-{max(steps)} thresholds per class" if len(steps) > 1 else \
             f"isotonic regression, {steps[0]} thresholds"
 
-    def _fit_column(self, lp, l1mp, t):
-        return isotonic_fit(np.exp(lp), t)
+    def _fit_column(self, lp, l1mp, t, w=None):
+        return isotonic_fit(np.exp(lp), t, w)
 
     def _predict(self, k, lp, l1mp):
         x, y = self.x_thresholds_[k], self.y_thresholds_[k]
@@ -178,6 +187,13 @@ class HistogramBinning(ColumnCalibrator):
     :math:`[\varepsilon, 1 - \varepsilon]` as :class:`IsotonicCalibration` does. Multiclass: one
     histogram per class against the rest, rows renormalised.
 
+    With ``sample_weight`` a row of weight :math:`w` counts as :math:`w` repeated rows: each bin's value
+    is its weighted share of positives, and equal-mass runs split the sorted probabilities by
+    cumulative weight (an edge is halfway between the last row the cut reaches and the first row past
+    it: that row's own probability when the cut falls inside its weight), so integer weights give
+    exactly the bins of the repeated rows. Weights summing to fewer than ``n_bins`` therefore give
+    fewer equal-mass bins (a ``UserWarning`` says so).
+
     Args:
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         n_bins: the number of bins (default 10).
@@ -198,6 +214,7 @@ class HistogramBinning(ColumnCalibrator):
     """
 
     _params = ("bin_edges", "bin_values")
+    needs_entries = False
     _option_types = {"n_bins": numbers.Integral, "binning": str, "eps": numbers.Real}
     method = "histogram"
 
@@ -221,34 +238,57 @@ class HistogramBinning(ColumnCalibrator):
     def describe(self) -> str:
         return f"histogram binning, {self.n_bins} {self.binning.replace('_', '-')} bins"
 
-    def _edges(self, p: np.ndarray) -> np.ndarray:
+    def _cuts(self, total: float) -> np.ndarray:
+        r"""The masses at which equal-mass bins are cut, for ``total`` rows (or total weight), increasing.
+
+        ``np.array_split`` of ``n`` sorted values into ``min(n_bins, n)`` runs ends its ``j``-th run at
+        rank :math:`j q + \min(j, r)` with :math:`n = q\,n_{bins} + r`; the same formula holds for a real
+        ``total`` (it is continuous in it), and cuts with no mass after them are dropped, so an integer
+        ``total`` gives exactly ``array_split``'s ends.
+        """
+        q, r = divmod(total, self.n_bins)  # exact for an integer total
+        j = np.arange(1, self.n_bins)
+        e = q * j + np.minimum(j, r)
+        return e[e < total]
+
+    def _edges(self, p: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         if self.binning == "equal_width" or p.size == 0:
             return np.linspace(0.0, 1.0, self.n_bins + 1)
-        s = np.sort(p)
-        runs = [r for r in np.array_split(s, min(self.n_bins, s.size)) if r.size]
-        inner = [0.5 * (a[-1] + b[0]) for a, b in zip(runs[:-1], runs[1:])]
-        return np.unique(np.clip(np.r_[0.0, inner, 1.0], 0.0, 1.0))
+        order = np.argsort(p, kind="stable")
+        s = p[order]
+        # row i covers the ranks (cw[i-1], cw[i]] of the rows repeated w times: exact for integer weights
+        cw = np.arange(1.0, s.size + 1.0) if w is None else np.cumsum(w[order])
+        cuts = self._cuts(float(cw[-1]))
+        if w is not None and cw[-1] < min(self.n_bins, s.size):
+            warnings.warn(f"sample_weight sums to {cw[-1]:.3g} over a column's rows, fewer than its "
+                          f"{min(self.n_bins, s.size)} rows or n_bins: equal-mass binning counts a weight as that "
+                          f"many repeated rows, so it forms only {cuts.size + 1} bin(s); scale the weights up (e.g. "
+                          "to a mean of 1) for more", UserWarning, stacklevel=7)
+        # each edge is halfway between the last value at or before its cut and the first value after it
+        left = s[np.searchsorted(cw, cuts, side="left")]
+        right = s[np.searchsorted(cw, cuts, side="right")]  # in range: every cut has mass after it
+        return np.unique(np.clip(np.r_[0.0, 0.5 * (left + right), 1.0], 0.0, 1.0))
 
     @staticmethod
     def _bin(edges: np.ndarray, p: np.ndarray) -> np.ndarray:
         return np.clip(np.searchsorted(edges, p, side="left") - 1, 0, edges.size - 2)  # (e_b, e_b+1]; 0 in bin 0
 
-    def _fit_column(self, lp, l1mp, t):
+    def _fit_column(self, lp, l1mp, t, w=None):
         p = np.exp(lp)
-        edges = self._edges(p)
+        edges = self._edges(p, w)
         idx = self._bin(edges, p)
         nb = edges.size - 1
-        count = np.bincount(idx, minlength=nb).astype(np.float64)
-        pos = np.bincount(idx, weights=t, minlength=nb)
+        count = np.bincount(idx, weights=w, minlength=nb).astype(np.float64)  # weighted: each bin's weight sum
+        pos = np.bincount(idx, weights=t if w is None else t * w, minlength=nb)
         mid = 0.5 * (edges[:-1] + edges[1:])
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(count > 0, pos / np.maximum(count, 1.0), mid)
+            values = np.where(count > 0, pos / np.where(count > 0, count, 1.0), mid)
         self.info_["empty_bins"] = self.info_.get("empty_bins", 0) + int(np.sum(count == 0))
         return edges, values
 
-    def _fit(self, z, y, valid):
+    def _fit(self, z, y, valid, weight=None):
         self.info_ = {}
-        info = super()._fit(z, y, valid)
+        info = super()._fit(z, y, valid, weight)
         return {**info, "empty_bins": self.info_.get("empty_bins", 0)}
 
     def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
@@ -257,6 +297,10 @@ class HistogramBinning(ColumnCalibrator):
         the order statistics of each column's probabilities, every column's and every edge's found at once
         by the distributed multi-rank selection :func:`sigmax._dask_select.kth_smallest_many`, so they equal
         the in-memory edges."""
+        if getattr(data, "weighted", False) and self.binning == "equal_mass":
+            # weighted equal-mass edges are weighted quantiles, which the distributed selection does not
+            # give: the bounded uniform sample carries the weights, fitted in memory (a warning says so)
+            return super().fit_distributed(data, space=space, axis=axis, max_rows=max_rows)
         k = 1 if self.task == "binary" else int(data.n_classes)
         edges = self._distributed_edges(data, k)
         count, pos = data.reduce(partial(_histogram_part, task=self.task, edges=edges))
@@ -265,15 +309,14 @@ class HistogramBinning(ColumnCalibrator):
         for c in range(k):
             self.warn_few(c, int(pos[c].sum()), int(count[c].sum() - pos[c].sum()), stacklevel=4)
             mid = 0.5 * (edges[c][:-1] + edges[c][1:])
-            values.append(np.where(count[c] > 0, pos[c] / np.maximum(count[c], 1.0), mid))
+            values.append(np.where(count[c] > 0, pos[c] / np.where(count[c] > 0, count[c], 1.0), mid))
             empty += int(np.sum(count[c] == 0))
         self.bin_edges_, self.bin_values_ = edges, values
         return self._record(data.n, data.nll(), data.nll(self._apply_np), {"converged": True, "empty_bins": empty})
 
     def _ends(self, n: int) -> np.ndarray:
         """The last rank (1-based) of each but the last of ``np.array_split``'s runs of ``n`` sorted values."""
-        m = min(self.n_bins, n)
-        return np.cumsum([n // m + 1] * (n % m) + [n // m] * (m - n % m))[:-1]
+        return self._cuts(n).astype(np.int64)
 
     def _distributed_edges(self, data: Any, k: int) -> list[np.ndarray]:
         if self.binning == "equal_width":
@@ -329,7 +372,10 @@ def _histogram_part(blk, task, edges):
     """``(count, positives)``: per column, its bins' counts of one Dask block's kept entries."""
     if blk is None:
         return None
+    from .._dask_calibration import block_weight
+
     z, y, valid, _ = blk
+    w = block_weight(blk)
     zz = z.reshape(z.shape[0], -1)
     k = zz.shape[1]
     lp, _ = column_logs(zz, task)
@@ -339,6 +385,7 @@ def _histogram_part(blk, task, edges):
         keep = slice(None) if v is None else v[:, c]
         nb = edges[c].size - 1
         idx = HistogramBinning._bin(edges[c], np.exp(lp[keep, c]))
-        count.append(np.bincount(idx, minlength=nb).astype(np.float64))
-        pos.append(np.bincount(idx, weights=t[keep, c], minlength=nb))
+        wc = None if w is None else np.asarray(w, dtype=np.float64)[keep]  # the rows' weights: weighted bins
+        count.append(np.bincount(idx, weights=wc, minlength=nb).astype(np.float64))
+        pos.append(np.bincount(idx, weights=t[keep, c] if wc is None else t[keep, c] * wc, minlength=nb))
     return count, pos

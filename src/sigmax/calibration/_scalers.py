@@ -26,7 +26,7 @@ from ._params import EstimatorParams, as_given, flag
 from ._solvers import column_mean, lbfgs, newton_logistic, newton_logistic_on, solve_log_temperature
 
 __all__ = ["MIN_SAMPLES_PER_PARAMETER", "METHOD_NAMES", "SCALERS", "Scaler", "TemperatureScaling",
-           "VectorScaling", "PlattScaling", "mean_nll", "describe_numbers",
+           "VectorScaling", "PlattScaling", "mean_nll", "entry_weights", "describe_numbers",
            "check_compatible", "warn_small"]
 
 #: fewer calibration samples than this per fitted parameter gives a UserWarning
@@ -41,13 +41,48 @@ def _onehot(y: np.ndarray, c: int) -> np.ndarray:
     return out
 
 
-def mean_nll(z: np.ndarray, y: np.ndarray, task: str, valid: np.ndarray | None = None) -> float:
-    """The mean NLL of canonical float64 logits (multiclass: per row; binary/multilabel: per kept entry)."""
+def mean_nll(z: np.ndarray, y: np.ndarray, task: str, valid: np.ndarray | None = None,
+             weight: np.ndarray | None = None) -> float:
+    """The mean NLL of canonical float64 logits (multiclass: per row; binary/multilabel: per kept entry),
+    weighted by ``weight`` (one per row; ``None``: all 1) as repeating each row that many times would."""
     if task == "multiclass":
-        return float(-np.mean(np.asarray(log_softmax(z, axis=1))[np.arange(z.shape[0]), y]))
+        per = -np.asarray(log_softmax(z, axis=1))[np.arange(z.shape[0]), y]
+        return float(np.mean(per) if weight is None else np.sum(weight * per) / max(float(np.sum(weight)), 1e-300))
     # -[y log sigma(z) + (1 - y) log sigma(-z)]: both logs exact for large |z|
     per = -(y * np.asarray(log_sigmoid(z)) + (1 - y) * np.asarray(log_sigmoid(-z)))
-    return float(np.mean(per) if valid is None else np.sum(per[valid]) / max(int(valid.sum()), 1))
+    n = per.shape[0]
+    w = np.ones(per.shape) if weight is None else np.broadcast_to(np.reshape(weight, (n,) + (1,) * (per.ndim - 1)),
+                                                                 per.shape)
+    if valid is not None:
+        w = np.where(valid, w, 0.0)
+    if weight is None and valid is None:
+        return float(np.mean(per))
+    return float(np.sum(w * per) / max(float(np.sum(w)), 1e-300)) if np.sum(w) > 0 else 0.0
+
+def entry_weights(weight: np.ndarray | None, valid: np.ndarray | None,
+                  shape: tuple[int, ...]) -> np.ndarray | None:
+    """The weight of each entry of a fit on arrays of ``shape`` (rows first): the row's weight (``weight``,
+    one per row; ``None``: all 1) times the kept-entry mask ``valid`` (``None``: all kept); ``None`` when
+    both are ``None``. A ``ValueError`` when the row weights sum to 0 over the kept entries.
+
+    Example:
+        >>> entry_weights(np.array([2.0, 0.5]), np.array([[True, False], [True, True]]), (2, 2)).tolist()
+        [[2.0, 0.0], [0.5, 0.5]]
+    """
+    if weight is None and valid is None:
+        return None
+    n = shape[0]
+    w = np.ones(shape) if weight is None else np.broadcast_to(
+        np.reshape(weight, (n,) + (1,) * (len(shape) - 1)), shape)  # a row's weight on each of its entries
+    w = np.array(w, dtype=np.float64) if valid is None else np.where(np.reshape(valid, shape), w, 0.0)
+    if weight is not None and not np.sum(w) > 0:
+        raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
+    return w
+
+
+def _rows_weighted(n: int, weight: np.ndarray | None) -> int:
+    """The rows that count for the small-sample warnings: those of positive weight (all ``n`` unweighted)."""
+    return n if weight is None else int(np.count_nonzero(weight))
 
 
 def describe_numbers(v: Any, digits: int = 2, most: int = 6) -> str:
@@ -133,10 +168,13 @@ class Scaler(EstimatorParams):
     # -- fitting ----------------------------------------------------------------------------
 
     def fit(self, scores: Any, labels: Any, *, space: str | None = None, axis: int = -1,
-            dim: int | None = None, ignore_index: int | None = None, max_rows: int | None = None) -> Scaler:
+            dim: int | None = None, ignore_index: int | None = None, max_rows: int | None = None,
+            sample_weight: Any = None) -> Scaler:
         """Fit on a calibration set (held out from training); returns ``self``. See the class docstring.
 
         Rows whose label is ``ignore_index`` (multilabel: those entries) are left out of the fit.
+        ``sample_weight`` (one non-negative weight per row) weights each row's term of the fit as repeating
+        the row that many times would (a weight of 0 leaves the row out).
         On a Dask array (chunked along rows) temperature, vector and Platt scaling, beta calibration
         and histogram binning are fitted exactly, from per-block sums reduced on the workers (equal-mass
         edges by exact distributed selection); isotonic regression and Dirichlet calibration are fitted
@@ -148,10 +186,11 @@ class Scaler(EstimatorParams):
         if is_dask(scores) or is_dask(labels):  # sums of per-chunk partials where the chunks live
             from .._dask_calibration import DaskLogits
 
-            data = DaskLogits(scores, labels, self.task, space, axis, ignore_index)
+            data = DaskLogits(scores, labels, self.task, space, axis, ignore_index, sample_weight=sample_weight)
             return self.fit_distributed(data, space=space, axis=axis, max_rows=max_rows)
-        z, c = fit_logits(scores, labels, self.task, space, axis, ignore_index=ignore_index)
-        return self.fit_canonical(z, c.labels, valid=c.valid, space=space, axis=axis)
+        z, c = fit_logits(scores, labels, self.task, space, axis, ignore_index=ignore_index,
+                          sample_weight=sample_weight)
+        return self.fit_canonical(z, c.labels, valid=c.valid, weight=c.weight, space=space, axis=axis)
 
     def fit_distributed(self, data: Any, *, space: str = "logits", axis: int = -1,
                         max_rows: int | None = None) -> Scaler:
@@ -162,20 +201,21 @@ class Scaler(EstimatorParams):
         """
         from .._dask_calibration import sample_of
 
-        z, y, valid = sample_of(data, max_rows, type(self).__name__, stacklevel=4)
-        return self.fit_canonical(z, y, valid=valid, space=space, axis=axis)
+        z, y, valid, weight = sample_of(data, max_rows, type(self).__name__, stacklevel=4)
+        return self.fit_canonical(z, y, valid=valid, weight=weight, space=space, axis=axis)
 
     def fit_canonical(self, z: np.ndarray, y: np.ndarray, *, valid: np.ndarray | None = None,
-                      space: str = "logits", axis: int = -1) -> Scaler:
+                      weight: np.ndarray | None = None, space: str = "logits", axis: int = -1) -> Scaler:
         """Fit on float64 logits already in the canonical layout (classes last; see ``sigmax._inputs``).
 
-        ``space`` and ``axis`` are recorded as what :meth:`transform` assumes by default.
+        ``weight``: one non-negative weight per row (``None``: all 1). ``space`` and ``axis`` are recorded
+        as what :meth:`transform` assumes by default.
         """
         self.space_, self.axis_ = space, axis
         self.n_classes_ = None if self.task == "binary" else int(z.shape[1])
-        before = mean_nll(z, y, self.task, valid)
-        info = self._fit(z, y, valid)
-        after = mean_nll(self._apply_np(z), y, self.task, valid)
+        before = mean_nll(z, y, self.task, valid, weight)
+        info = self._fit(z, y, valid, weight)
+        after = mean_nll(self._apply_np(z), y, self.task, valid, weight)
         return self._record(int(z.shape[0]), before, after, info)
 
     def _record(self, n: int, before: float, after: float, info: dict[str, Any], stacklevel: int = 4) -> Scaler:
@@ -187,7 +227,9 @@ class Scaler(EstimatorParams):
                           UserWarning, stacklevel=stacklevel)
         return self
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:  # pragma: no cover
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:  # pragma: no cover
+        """Fit the parameters; ``weight`` (one per row, or ``None``) weights each row's terms as repeating it."""
         raise NotImplementedError
 
     # -- applying -----------------------------------------------------------------------------
@@ -422,28 +464,34 @@ class TemperatureScaling(Scaler):
         return f"{METHOD_NAMES['temperature']}, T = {describe_numbers(t)}" + (
             " (one per class)" if np.size(t) > 1 else "")
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:
         n = z.shape[0]
         if self.task == "multiclass":
             zy = z[np.arange(n), y]
+            ww = entry_weights(weight, None, (n,))
+            mean = column_mean(ww)  # over the rows, weighted
 
             def deriv(b):
                 bz = b[0] * z
                 p = np.asarray(softmax(bz, axis=1))
                 ez = np.sum(p * z, axis=1)
                 var = np.sum(p * (z - ez[:, None]) ** 2, axis=1)  # Var_p(z), without E[z^2] - E[z]^2 cancellation
-                return np.array([np.mean(ez - zy)]), np.array([np.mean(var)])
+                return np.array([mean(ez - zy)]), np.array([mean(var)])
 
             k = 1
         else:
             zz = z.reshape(n, -1)
             yy = y.reshape(n, -1).astype(np.float64)
             vv = None if valid is None else valid.reshape(n, -1)
+            ww = entry_weights(weight, vv, zz.shape)  # row weight x kept-entry mask (None: all 1)
             if self.task == "multilabel" and not self.per_class:
-                # one temperature shared by every (kept) entry
-                zz, yy = (zz.reshape(-1, 1), yy.reshape(-1, 1)) if vv is None else (zz[vv][:, None], yy[vv][:, None])
+                # one temperature shared by every (kept) entry: each carries its row's weight
+                keep = slice(None) if vv is None else vv
+                zz, yy = zz[keep].reshape(-1, 1), yy[keep].reshape(-1, 1)
+                ww = None if ww is None else ww[keep].reshape(-1, 1)
                 vv = None
-            mean = column_mean(vv)
+            mean = column_mean(ww)
 
             def deriv(b):
                 bz = zz * b
@@ -454,13 +502,13 @@ class TemperatureScaling(Scaler):
             k = zz.shape[1]
         if self.task == "multiclass":
             others = np.where(_onehot(y, z.shape[1]) == 1, -np.inf, z).max(axis=1)
-            separable = bool(np.all(zy > others))
+            right = zy > others
         else:
             right = ((zz > 0) == (yy == 1)) & (zz != 0)
-            if vv is not None:
-                right |= ~vv
-            separable = bool(np.any(np.all(right, axis=0)))
-        return self._solve(deriv, k, n, separable, stacklevel=5)
+        if ww is not None:
+            right = right | (ww == 0)  # rows of weight 0 and entries left out do not count
+        separable = bool(np.all(right)) if self.task == "multiclass" else bool(np.any(np.all(right, axis=0)))
+        return self._solve(deriv, k, _rows_weighted(n, weight), separable, stacklevel=5)
 
     def _solve(self, deriv, k: int, n: int, separable: bool, stacklevel: int) -> dict[str, Any]:
         """The safeguarded Newton iteration on ``deriv`` (in memory, or sums over Dask blocks), with its warnings."""
@@ -553,17 +601,26 @@ class VectorScaling(Scaler):
         return (f"VectorScaling is for task='multiclass' (softmax), got task={task!r}; for binary or "
                 "multilabel scores use PlattScaling (per-class a*z + b) or TemperatureScaling")
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:
         n, c = z.shape
         onehot = _onehot(y, c)
+        ww = entry_weights(weight, None, (n,))
+        share = None if ww is None else ww / np.sum(ww)  # each row's share of the weighted mean
 
         def data_fg(x):
             a = z * x[:c] + x[c:]
             lp = np.asarray(log_softmax(a, axis=1))
-            r = (np.exp(lp) - onehot) / n  # d(mean NLL)/d(logit) = (softmax - onehot) / N
-            return -np.mean(lp[np.arange(n), y]), np.concatenate([np.sum(r * z, axis=0), np.sum(r, axis=0)])
+            lpy = lp[np.arange(n), y]
+            if share is None:
+                r = (np.exp(lp) - onehot) / n  # d(mean NLL)/d(logit) = (softmax - onehot) / N
+                f = -np.mean(lpy)
+            else:
+                r = (np.exp(lp) - onehot) * share[:, None]  # the same, row i weighted w_i / sum(w)
+                f = -(share @ lpy)
+            return f, np.concatenate([np.sum(r * z, axis=0), np.sum(r, axis=0)])
 
-        return self._solve(data_fg, n, c)
+        return self._solve(data_fg, _rows_weighted(n, weight), c)
 
     def _solve(self, data_fg, n: int, c: int) -> dict[str, Any]:
         """L-BFGS from the identity on ``data_fg`` (the mean NLL and its gradient: in memory, or Dask sums)."""
@@ -657,14 +714,16 @@ class PlattScaling(Scaler):
         return (f"{METHOD_NAMES['platt']}{per}, weight {describe_numbers(self.weight_)}, "
                 f"bias {describe_numbers(self.bias_)}")
 
-    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+    def _fit(self, z: np.ndarray, y: np.ndarray, valid: np.ndarray | None,
+             weight: np.ndarray | None = None) -> dict[str, Any]:
         n = z.shape[0]
         zz = z.reshape(n, -1)
         yy = y.reshape(n, -1).astype(np.float64)
-        w = None if valid is None else valid.reshape(n, -1).astype(np.float64)
+        w = entry_weights(weight, valid, zz.shape)  # row weight x kept-entry mask (None: all 1)
+        # weighted counts, as repeating the rows would give (the prior correction's targets use them)
         npos = yy.sum(axis=0) if w is None else (yy * w).sum(axis=0)
         ncol = np.full(zz.shape[1], float(n)) if w is None else w.sum(axis=0)
-        nneg = self._check_counts(n, npos, ncol)
+        nneg = self._check_counts(_rows_weighted(n, weight), npos, ncol)
         if self.prior_correction:
             t = np.where(yy == 1, (npos + 1) / (npos + 2), 1.0 / (nneg + 2))
         else:
@@ -675,7 +734,7 @@ class PlattScaling(Scaler):
         warn_small(n, 2, f"PlattScaling(task={self.task!r})", "; TemperatureScaling fits 1 parameter per label")
         nneg = ncol - npos
         for c in np.flatnonzero((npos < 5) | (nneg < 5)):
-            warnings.warn(f"label {c} has {int(npos[c])} positive and {int(nneg[c])} negative calibration "
+            warnings.warn(f"label {c} has {npos[c]:g} positive and {nneg[c]:g} negative calibration "
                           "sample(s); its Platt fit rests on very few examples", UserWarning, stacklevel=stacklevel)
         return nneg
 

@@ -64,9 +64,12 @@ def _row_losses(z: np.ndarray, y: np.ndarray, valid: np.ndarray | None, task: st
     return np.sum(per if valid is None else np.where(valid, per, 0.0), axis=1)
 
 
-def select_method(z: np.ndarray, y: np.ndarray, valid: np.ndarray | None, task: str, *, folds: int = 5,
-                  seed: int = 0) -> dict[str, Any]:
+def select_method(z: np.ndarray, y: np.ndarray, valid: np.ndarray | None, task: str, *,
+                  weight: np.ndarray | None = None, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """The ``"auto"`` choice on canonical float64 logits (see the module): a JSON-ready record.
+
+    ``weight``: one per row or ``None``: each fold's fit is weighted, and so are the out-of-fold NLLs (a row
+    counts as that many rows); the folds themselves are drawn over rows.
 
     Returns ``{"chosen", "best", "rule", "folds", "seed", "n_samples", "cv_nll", "se", "skipped",
     "options", "reason"}``: ``cv_nll[m]`` is method ``m``'s mean out-of-fold NLL, ``se[m]`` the standard
@@ -90,13 +93,17 @@ def select_method(z: np.ndarray, y: np.ndarray, valid: np.ndarray | None, task: 
     yy = y.astype(np.float64) if task != "multiclass" else y
     count = np.ones(n) if task != "multilabel" else (
         np.full(n, float(z.shape[1])) if valid is None else valid.sum(axis=1).astype(np.float64))
+    rw = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+    count = count * rw
     losses: dict[str, np.ndarray] = {}
     dir_reg = None
     for m in cands:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # small folds warn about themselves; the comparison says enough
             if m == "dirichlet":
-                per = DirichletCalibration(grid=DEFAULT_GRID, folds=folds, seed=seed).fold_losses(z, y, fold)
+                dc = DirichletCalibration(grid=DEFAULT_GRID, folds=folds, seed=seed)
+                per = dc.fold_losses(z, y, fold) if weight is None else dc.fold_losses(z, y, fold, weight=weight)
+                per = {v: rw * loss for v, loss in per.items()}
                 dir_reg = min(per, key=lambda v: (float(np.mean(per[v])), -v))
                 losses[m] = per[dir_reg]
                 continue
@@ -105,9 +112,10 @@ def select_method(z: np.ndarray, y: np.ndarray, valid: np.ndarray | None, task: 
                 tr, va = fold != f, fold == f
                 if not va.any():
                     continue
-                s = make_scaler(m, task).fit_canonical(z[tr], yy[tr], valid=None if valid is None else valid[tr])
-                out[va] = _row_losses(s.transform_canonical(z[va]), yy[va], None if valid is None else valid[va],
-                                      task)
+                s = make_scaler(m, task).fit_canonical(z[tr], yy[tr], valid=None if valid is None else valid[tr],
+                                                       weight=None if weight is None else rw[tr])
+                out[va] = rw[va] * _row_losses(s.transform_canonical(z[va]), yy[va],
+                                               None if valid is None else valid[va], task)
             losses[m] = out
     total = float(np.sum(count))
     cv = {m: float(np.sum(v) / total) for m, v in losses.items()}

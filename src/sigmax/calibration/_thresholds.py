@@ -21,17 +21,22 @@ def _between(above: np.ndarray, below: np.ndarray) -> np.ndarray:
     return np.where(mid < above, mid, below)
 
 
-def _tune_one(p: np.ndarray, y: np.ndarray, objective: str, target_precision, target_recall, name: str) -> float:
+def _tune_one(p: np.ndarray, y: np.ndarray, objective: str, target_precision, target_recall, name: str,
+              w: np.ndarray | None = None) -> float:
+    if w is not None:  # a row of weight w counts w times; a row of weight 0 is left out (no cut of its own)
+        keep = w > 0
+        p, y, w = p[keep], y[keep], w[keep]
     order = np.argsort(-p, kind="stable")
-    ps, ys = p[order], y[order]
-    n_pos = float(ys.sum())
+    ps, ys = p[order], y[order].astype(np.float64)
+    ws = np.ones_like(ys) if w is None else w[order]
+    n_pos = float(np.sum(ws * ys))
     ends = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])  # last index of each group of equal scores
-    tp = np.r_[0.0, np.cumsum(ys)[ends]]  # candidate 0 predicts nothing; candidate j the top j groups
-    fp = np.r_[0.0, ends + 1.0] - tp
+    tp = np.r_[0.0, np.cumsum(ws * ys)[ends]]  # candidate 0 predicts nothing; candidate j the top j groups
+    fp = np.r_[0.0, np.cumsum(ws)[ends]] - tp
     fn = n_pos - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
         recall = tp / n_pos if n_pos > 0 else np.zeros_like(tp)
     # thresholds: p > t keeps exactly the candidate's groups; midpoints between neighbouring scores
     lower = np.r_[ps[ends[:-1] + 1], 0.0]
@@ -88,7 +93,8 @@ def check_targets(target_precision: Any, target_recall: Any) -> tuple[float | No
 
 def tune_thresholds(scores: Any, labels: Any, task: str, *, space: str = "logits", objective: str = "f1",
                     target_precision: float | None = None, target_recall: float | None = None,
-                    axis: int = -1, dim: int | None = None, ignore_index: int | None = None) -> np.ndarray:
+                    axis: int = -1, dim: int | None = None, ignore_index: int | None = None,
+                    sample_weight: Any = None) -> np.ndarray:
     r"""Per-class decision thresholds on probabilities that maximise F1 or meet a precision/recall target.
 
     Decisions are ``p > t`` (as in :func:`sigmax.interpret.interpret` and :mod:`sigmax.metrics`). For each
@@ -110,6 +116,8 @@ def tune_thresholds(scores: Any, labels: Any, task: str, *, space: str = "logits
             this (a warning, and the most precise threshold, if none reaches it).
         target_recall: pick the threshold with the highest precision among those with recall at least this.
         ignore_index: a label value whose entries are left out (as in PyTorch's losses).
+        sample_weight: one non-negative weight per sample: TP, FP and FN count each sample that many
+            times (as repeating it would); a sample of weight 0 is left out.
 
     Returns:
         Thresholds in [0, 1]: a 0-d float64 array for binary, shape ``(C,)`` for multilabel.
@@ -134,23 +142,25 @@ def tune_thresholds(scores: Any, labels: Any, task: str, *, space: str = "logits
     if objective != "f1":
         raise ValueError(f"unknown objective {objective!r}; use 'f1', or give target_precision / target_recall")
     tp, tr = check_targets(target_precision, target_recall)
-    c = canonical(scores, labels, task, axis=resolve_axis(axis, dim), ignore_index=ignore_index)
+    c = canonical(scores, labels, task, axis=resolve_axis(axis, dim), ignore_index=ignore_index,
+                  sample_weight=sample_weight)
     p = np.asarray(to_probs(c.scores, task, space=validate_space(space)), dtype=np.float64)
-    return tune_canonical(p, c.labels, task, valid=c.valid, objective=objective, target_precision=tp,
-                          target_recall=tr)
+    return tune_canonical(p, c.labels, task, valid=c.valid, weight=c.weight, objective=objective,
+                          target_precision=tp, target_recall=tr)
 
 
 def tune_canonical(p: np.ndarray, y: np.ndarray, task: str, *, valid: np.ndarray | None = None,
-                   objective: str = "f1", target_precision: float | None = None,
+                   weight: np.ndarray | None = None, objective: str = "f1", target_precision: float | None = None,
                    target_recall: float | None = None) -> np.ndarray:
     """:func:`tune_thresholds` on float64 probabilities and labels already in the canonical layout
-    (``valid``: the multilabel entries kept; see ``sigmax._inputs``)."""
+    (``valid``: the multilabel entries kept; ``weight``: one per row or ``None``; see ``sigmax._inputs``)."""
     if task == "binary":
-        return np.asarray(_tune_one(p, y, objective, target_precision, target_recall, "the positive class"))
+        return np.asarray(_tune_one(p, y, objective, target_precision, target_recall, "the positive class", weight))
     cols = []
     for k in range(p.shape[1]):
-        pk, yk = p[:, k], y[:, k]
+        pk, yk, wk = p[:, k], y[:, k], weight
         if valid is not None:
             pk, yk = pk[valid[:, k]], yk[valid[:, k]]
-        cols.append(_tune_one(pk, yk, objective, target_precision, target_recall, f"label {k}"))
+            wk = None if weight is None else weight[valid[:, k]]
+        cols.append(_tune_one(pk, yk, objective, target_precision, target_recall, f"label {k}", wk))
     return np.array(cols)
