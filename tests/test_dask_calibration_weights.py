@@ -231,3 +231,23 @@ def test_weighted_fits_equal_in_memory(make, task, ii):
     assert got.info_["nll_before"] == pytest.approx(ref.info_["nll_before"], rel=1e-12)
     assert got.info_["nll_after"] == pytest.approx(ref.info_["nll_after"], rel=1e-9)
     assert got.info_["n_samples"] == ref.info_["n_samples"]
+
+
+@pytest.mark.parametrize("make,task", [(lambda: TemperatureScaling(), "multiclass"),
+                                       (lambda: VectorScaling(), "multiclass"),
+                                       (lambda: PlattScaling("binary"), "binary")])
+def test_small_sample_warnings_count_rows_of_positive_weight_as_in_memory(make, task):
+    import warnings
+
+    z, y = _data(task, seed=10)
+    w = np.zeros(N)
+    w[:12] = 1.0  # a dozen rows of weight: the small-sample warning, in memory and on Dask alike
+
+    def said(scores, weights):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make().fit(scores, y, sample_weight=weights)
+        return sorted(str(c.message) for c in caught if "calibration" in str(c.message) or "sample" in str(c.message))
+
+    mem = said(z, w)
+    assert mem and said(_chunked(z), _chunked(w, 111)) == mem

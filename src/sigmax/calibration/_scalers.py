@@ -535,7 +535,7 @@ class TemperatureScaling(Scaler):
         sums = TemperatureSums(None, None, self.task, space, axis, None, per_class=self.per_class, data=data)
         self.space_, self.axis_, self.n_classes_ = space, axis, sums.n_classes
         before = sums.nll(1.0)
-        info = self._solve(sums.deriv, sums.k, sums.n, sums.separable, stacklevel=5)
+        info = self._solve(sums.deriv, sums.k, data.n_positive, sums.separable, stacklevel=5)  # as in memory
         return self._record(sums.n, before, sums.nll(self.temperature_), info, stacklevel=4)
 
     def _apply(self, xp, z, ax):
@@ -647,7 +647,7 @@ class VectorScaling(Scaler):
 
         self.space_, self.axis_, self.n_classes_ = space, axis, data.n_classes
         before = data.nll()
-        info = self._solve(VectorSums(data).fg, data.n, int(data.n_classes))
+        info = self._solve(VectorSums(data).fg, data.n_positive, int(data.n_classes))  # rows of weight > 0
         return self._record(data.n, before, data.nll(self._apply_np), info)
 
     def _apply(self, xp, z, ax):
@@ -754,7 +754,7 @@ class PlattScaling(Scaler):
 
         self.space_, self.axis_, self.n_classes_ = space, axis, data.n_classes
         sums = PlattSums(data)
-        self._check_counts(data.n, sums.npos, sums.ncol)
+        self._check_counts(data.n_positive, sums.npos, sums.ncol)  # rows of weight > 0, as in memory
         sums.targets(self.prior_correction)
         before = data.nll()
         k = int(np.size(sums.npos))
