@@ -15,7 +15,7 @@ them as a differentiable JAX function:
   differentiated forward; its own recomputation from ``x`` by XLA measured slower: a second exp per
   entry). Reverse mode scales ``g`` by the cotangent in place (XLA reuses the buffer). Above 32 MiB
   the kernel asks huge pages for XLA's fresh buffer: glibc maps such blocks afresh on every call, and a
-  fault per 4 KiB costs more than the kernel (writing 512 MB cost 230 ms of faults alone here).
+  fault per 4 KiB can cost more than the kernel itself.
 
 Rows whose logits are all ``-inf`` or hold ``+inf`` get the kernels' values (``inf``; ``log k`` for a
 ``+inf`` target among ``k``) and a zero gradient; NaN rows give NaN. :func:`ready` registers the
