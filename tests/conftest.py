@@ -58,3 +58,13 @@ def part_error():
         assert re.fullmatch(re.escape(want) + tail, got), (got, want)
 
     return check
+
+
+@pytest.fixture
+def x64():
+    """JAX with 64-bit types enabled for one test (restored after)."""
+    jax = pytest.importorskip("jax")
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)

@@ -22,14 +22,6 @@ INF = np.inf
 pytestmark = pytest.mark.skipif(not sw.AVAILABLE, reason="the C kernels are not built")
 
 
-@pytest.fixture
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
-
-
 def _hlo(fn, *args) -> str:
     return jax.jit(fn).lower(*args).compile().as_text()
 

@@ -17,14 +17,6 @@ F = torch.nn.functional
 INF = np.inf
 
 
-@pytest.fixture
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
-
-
 def _generic_ce(x, t, **kw):
     """The previous JAX row (the generic core under jax.jit), through the same checks."""
     from sigmax import _losses_jax

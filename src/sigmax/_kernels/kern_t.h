@@ -106,33 +106,76 @@ static double TX(bce)(int op, const T *x, const T *y, T *out, ptrdiff_t n, doubl
 /* Statistics of one row in one pass over memory: the row is read block by block (each block stays in
  * L1 for its second look); the running maximum M only grows, and when a block raises it the sum so
  * far is rescaled by exp(M_old - M_new) (an online log-sum-exp, once per block, not per element). */
+/* The maximum of one block of a row (two vectors per step), and whether the block holds NaN. */
+ALWAYS_INLINE T TX(block_max)(const T *xb, ptrdiff_t bn, int *nan) {
+    const T inf = (T)__builtin_inf();
+    const VT ninf = TX(splat)(-inf);
+    VT m0 = ninf, m1 = ninf;
+    VI vn = {0};
+    ptrdiff_t i = 0;
+    for (; i + 2 * W <= bn; i += 2 * W) {
+        VT a = TX(ld)(xb + i), b = TX(ld)(xb + i + W);
+        vn |= (a != a) | (b != b);
+        m0 = TX(vmax)(m0, a);
+        m1 = TX(vmax)(m1, b);
+    }
+    for (; i < bn; i += W) {
+        VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
+        vn |= a != a;
+        m0 = TX(vmax)(m0, a);
+    }
+    *nan = TX(any)(vn);
+    return TX(hmax)(TX(vmax)(m0, m1));
+}
+
+/* One block's share of the online log-sum-exp under a finite maximum M: rest += the sum of exp(x - M)
+ * over the entries below M, cnt += the entries equal to M (where e == 1 exactly: they count in k, not in
+ * rest, so that log1p(rest + k - 1) keeps a tiny rest). With ob (not NULL) each exp is also written there. */
+ALWAYS_INLINE void TX(block_rest)(const T *xb, ptrdiff_t bn, T M, T *ob, double *rest, double *cnt) {
+    const T inf = (T)__builtin_inf();
+    const VT vM = TX(splat)(M), one = TX(splat)((T)1);
+    vd r0 = {0}, r1 = {0};
+    VT vc = TX(splat)((T)0);
+    ptrdiff_t i = 0;
+    for (; i + 2 * W <= bn; i += 2 * W) { /* two vectors per step: ILP, one widening */
+        PREFETCH(xb + BLK + i);           /* the next block (or row), a line per step */
+        VT v = TX(ld)(xb + i), u = TX(ld)(xb + i + W);
+        VT e = TX(exp_neg)(v - vM), f = TX(exp_neg)(u - vM); /* x - M <= 0: no overflow */
+        if (ob) {
+            TX(st)(ob + i, e);
+            TX(st)(ob + i + W, f);
+        }
+        VT k = (VT)((VI)(v == vM) & (VI)one), l = (VT)((VI)(u == vM) & (VI)one);
+        vc += k + l;
+        TX(acc)(&r0, &r1, (e - k) + (f - l)); /* one rounding in T per pair: rest's terms stay exact-ish */
+    }
+    for (; i < bn; i += W) {
+        VT v = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf); /* exp(-inf) = 0 */
+        VT e = TX(exp_neg)(v - vM);
+        if (ob) {
+            if (bn - i >= W)
+                TX(st)(ob + i, e);
+            else
+                TX(stp)(ob + i, e, bn - i);
+        }
+        VT k = (VT)((VI)(v == vM) & (VI)one);
+        vc += k;
+        TX(acc)(&r0, &r1, e - k);
+    }
+    *rest += VN(hsum_vd)(r0 + r1);
+    *cnt += TX(hsum)(vc);
+}
+
 static void TX(row_stats)(const T *x, ptrdiff_t n, rowstat *st) {
     const T inf = (T)__builtin_inf();
-    const VT ninf = TX(splat)(-inf), one = TX(splat)((T)1);
     T M = -inf;
     double rest = 0.0, cnt = 0.0;
     int nan = 0;
     for (ptrdiff_t b0 = 0; b0 < n; b0 += BLK) {
-        ptrdiff_t bn = n - b0 < BLK ? n - b0 : BLK, i = 0;
+        ptrdiff_t bn = n - b0 < BLK ? n - b0 : BLK;
         const T *xb = x + b0;
-        VT m0 = ninf, m1 = ninf;
-        VI vn = {0};
-        for (; i + 2 * W <= bn; i += 2 * W) {
-            VT a = TX(ld)(xb + i), b = TX(ld)(xb + i + W);
-            vn |= (a != a) | (b != b);
-            m0 = TX(vmax)(m0, a);
-            m1 = TX(vmax)(m1, b);
-        }
-        for (; i < bn; i += W) {
-            VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
-            vn |= a != a;
-            m0 = TX(vmax)(m0, a);
-        }
-        if (TX(any)(vn)) { /* NaN anywhere makes the row NaN: nothing else matters */
-            nan = 1;
-            break;
-        }
-        T bm = TX(hmax)(TX(vmax)(m0, m1));
+        T bm = TX(block_max)(xb, bn, &nan);
+        if (nan) break; /* NaN anywhere makes the row NaN: nothing else matters */
         if (bm > M) {
             if (M != -inf && bm != inf) { /* the old maximum entries join the rest, rescaled */
                 rest = (rest + cnt) * exp((double)M - (double)bm);
@@ -141,27 +184,7 @@ static void TX(row_stats)(const T *x, ptrdiff_t n, rowstat *st) {
             M = bm;
         }
         if (M == inf || M == -inf) continue; /* +inf: only a NaN can still change the row; all -inf so far */
-        const VT vM = TX(splat)(M);
-        vd r0 = {0}, r1 = {0};
-        VT vc = TX(splat)((T)0);
-        for (i = 0; i + 2 * W <= bn; i += 2 * W) { /* two vectors per step: ILP, one widening */
-            PREFETCH(xb + BLK + i);                 /* the next block (or row), a line per step */
-            VT v = TX(ld)(xb + i), u = TX(ld)(xb + i + W);
-            VT e = TX(exp_neg)(v - vM), f = TX(exp_neg)(u - vM); /* x - M <= 0: no overflow */
-            /* 1 at the maximum entries, where e == 1 exactly: they count in k, not in rest */
-            VT k = (VT)((VI)(v == vM) & (VI)one), l = (VT)((VI)(u == vM) & (VI)one);
-            vc += k + l;
-            TX(acc)(&r0, &r1, (e - k) + (f - l)); /* one rounding in T per pair: rest's terms stay exact-ish */
-        }
-        for (; i < bn; i += W) {
-            VT v = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf); /* exp(-inf) = 0 */
-            VT e = TX(exp_neg)(v - vM);
-            VT k = (VT)((VI)(v == vM) & (VI)one);
-            vc += k;
-            TX(acc)(&r0, &r1, e - k);
-        }
-        rest += VN(hsum_vd)(r0 + r1);
-        cnt += TX(hsum)(vc);
+        TX(block_rest)(xb, bn, M, NULL, &rest, &cnt);
     }
     st->m = (double)M;
     st->arg = st->s = 0.0;
@@ -230,7 +253,6 @@ static void TX(row_out)(int op, const T *x, ptrdiff_t n, T *out, const rowstat *
 #define SOFTMAX_MAX_BLOCKS 512
 static int TX(row_softmax)(const T *x, ptrdiff_t n, T *out, int nt) {
     const T inf = (T)__builtin_inf();
-    const VT ninf = TX(splat)(-inf);
     T bms[SOFTMAX_MAX_BLOCKS]; /* the M each block was written under (-inf: not written, all -inf) */
     ptrdiff_t nb = (n + BLK - 1) / BLK;
     if (nb > SOFTMAX_MAX_BLOCKS) return 0;
@@ -240,21 +262,9 @@ static int TX(row_softmax)(const T *x, ptrdiff_t n, T *out, int nt) {
         ptrdiff_t b0 = b * BLK, bn = n - b0 < BLK ? n - b0 : BLK, i = 0;
         const T *xb = x + b0;
         T *ob = out + b0;
-        VT m0 = ninf, m1 = ninf;
-        VI vn = {0};
-        for (; i + 2 * W <= bn; i += 2 * W) {
-            VT a = TX(ld)(xb + i), c = TX(ld)(xb + i + W);
-            vn |= (a != a) | (c != c);
-            m0 = TX(vmax)(m0, a);
-            m1 = TX(vmax)(m1, c);
-        }
-        for (; i < bn; i += W) {
-            VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
-            vn |= a != a;
-            m0 = TX(vmax)(m0, a);
-        }
-        T bm = TX(hmax)(TX(vmax)(m0, m1));
-        if (TX(any)(vn) || bm == inf) return 0; /* NaN or +inf: the general path */
+        int nan;
+        T bm = TX(block_max)(xb, bn, &nan);
+        if (nan || bm == inf) return 0; /* NaN or +inf: the general path */
         if (bm > M) {
             if (M != -inf) s *= exp((double)M - (double)bm);
             M = bm;
@@ -527,7 +537,6 @@ static void TX(rows_bwd)(int op, const T *a, const T *g, const T *lse, const T *
 static void TX(ce_grad_rows)(const T *x, const int64_t *tg, T *loss, T *lse, T *grad, const T *ones,
                              uint8_t *flags, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t V) {
     const T inf = (T)__builtin_inf();
-    const VT ninf = TX(splat)(-inf), one = TX(splat)((T)1);
     ptrdiff_t nb = (V + BLK - 1) / BLK;
     T bms[SOFTMAX_MAX_BLOCKS];
     for (ptrdiff_t r = r0; r < r1; r++) {
@@ -544,24 +553,11 @@ static void TX(ce_grad_rows)(const T *x, const int64_t *tg, T *loss, T *lse, T *
         double rest = 0.0, cnt = 0.0;
         int general = nb > SOFTMAX_MAX_BLOCKS;
         for (ptrdiff_t b = 0; b < nb && !general; b++) {
-            ptrdiff_t b0 = b * BLK, bn = V - b0 < BLK ? V - b0 : BLK, i = 0;
+            ptrdiff_t b0 = b * BLK, bn = V - b0 < BLK ? V - b0 : BLK;
             const T *xb = xr + b0;
-            T *ob = out + b0;
-            VT m0 = ninf, m1 = ninf;
-            VI vn = {0};
-            for (; i + 2 * W <= bn; i += 2 * W) {
-                VT a = TX(ld)(xb + i), c = TX(ld)(xb + i + W);
-                vn |= (a != a) | (c != c);
-                m0 = TX(vmax)(m0, a);
-                m1 = TX(vmax)(m1, c);
-            }
-            for (; i < bn; i += W) {
-                VT a = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf);
-                vn |= a != a;
-                m0 = TX(vmax)(m0, a);
-            }
-            T bm = TX(hmax)(TX(vmax)(m0, m1));
-            if (TX(any)(vn) || bm == inf) { /* NaN or +inf: the general path */
+            int nan;
+            T bm = TX(block_max)(xb, bn, &nan);
+            if (nan || bm == inf) { /* NaN or +inf: the general path */
                 general = 1;
                 break;
             }
@@ -574,32 +570,7 @@ static void TX(ce_grad_rows)(const T *x, const int64_t *tg, T *loss, T *lse, T *
             }
             bms[b] = M;
             if (M == -inf) continue; /* all -inf so far: written as 0 at the end */
-            const VT vM = TX(splat)(M);
-            vd s0 = {0}, s1 = {0};
-            VT vc = TX(splat)((T)0);
-            for (i = 0; i + 2 * W <= bn; i += 2 * W) {
-                PREFETCH(xb + BLK + i);
-                VT v = TX(ld)(xb + i), u = TX(ld)(xb + i + W);
-                VT e = TX(exp_neg)(v - vM), f = TX(exp_neg)(u - vM); /* x - M <= 0: no overflow */
-                TX(st)(ob + i, e);
-                TX(st)(ob + i + W, f);
-                VT k = (VT)((VI)(v == vM) & (VI)one), l = (VT)((VI)(u == vM) & (VI)one);
-                vc += k + l;
-                TX(acc)(&s0, &s1, (e - k) + (f - l));
-            }
-            for (; i < bn; i += W) {
-                VT v = bn - i >= W ? TX(ld)(xb + i) : TX(ldp)(xb + i, bn - i, -inf); /* exp(-inf) = 0 */
-                VT e = TX(exp_neg)(v - vM);
-                if (bn - i >= W)
-                    TX(st)(ob + i, e);
-                else
-                    TX(stp)(ob + i, e, bn - i);
-                VT k = (VT)((VI)(v == vM) & (VI)one);
-                vc += k;
-                TX(acc)(&s0, &s1, e - k);
-            }
-            rest += VN(hsum_vd)(s0 + s1);
-            cnt += TX(hsum)(vc);
+            TX(block_rest)(xb, bn, M, out + b0, &rest, &cnt); /* e written to the gradient row, rescaled below */
         }
         if (general || M == -inf) {
             TX(ce_rows)(x, tg, INT64_MIN, loss, lse, (T *)bms, r, r + 1, V, flags);
