@@ -38,7 +38,7 @@ from ._dask import add, delayed_blocks, persist_blocks, row_layout, row_starts, 
 from ._dask_select import kth_smallest
 from ._inputs import canonical, validate_space, validate_task
 from .activations import log_sigmoid, log_softmax, sigmoid, softmax
-from .calibration._logits import fit_logits
+from .calibration._logits import check_weight_total, fit_logits
 
 __all__ = ["SAMPLE_BYTES", "DaskLogits", "KeptRows", "PlattSums", "TemperatureSums", "VectorSums", "block_weight",
            "entry_weights", "row_uniforms", "sample_note", "sample_of"]
@@ -157,8 +157,8 @@ class DaskLogits:
              for (sb, yb, wb), st in zip(delayed_blocks(s, y, w), row_starts(s))]
         self._blocks = [(b,) for b in persist_blocks(z)]
         self.n, kept, self.n_positive, self.weight_sum, entry_sum = self.reduce(_counts, add)
-        if kept > 0 and not entry_sum > 0:
-            raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
+        if kept > 0:
+            check_weight_total(entry_sum)
         if kept == 0:  # the in-memory message for nothing to fit on
             m = 1 if ignore_index is not None else 0
             shape = (m,) if self.task == "binary" else (m, max(self.n_classes, 1))

@@ -27,7 +27,7 @@ import numpy as np
 from .._array import is_torch, like
 from ..activations import log1mexp, log_sigmoid, log_softmax, logit
 from . import _format as F
-from ._logits import LOGIT_CLIP
+from ._logits import LOGIT_CLIP, check_weight_total
 from ._params import as_given
 from ._scalers import Scaler
 
@@ -112,8 +112,7 @@ def check_weight_sum(weight: np.ndarray | None, valid: np.ndarray | None = None)
     if weight is None:
         return
     w = weight if valid is None else weight[np.any(valid.reshape(valid.shape[0], -1), axis=1)]
-    if not float(np.sum(w)) > 0:
-        raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
+    check_weight_total(np.sum(w))
 
 
 def require_entries(c: int, t: np.ndarray, name: str) -> None:

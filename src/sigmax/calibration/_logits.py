@@ -15,10 +15,16 @@ from .._inputs import Canonical, canonical
 from ..activations import log1mexp, logit
 from ..interpret import to_log_probs, validate_log_probs, validate_probs
 
-__all__ = ["LOGIT_CLIP", "fit_logits", "logits_xp"]
+__all__ = ["LOGIT_CLIP", "check_weight_total", "fit_logits", "logits_xp"]
 
 #: logits from probabilities of exactly 0 or 1 (+-inf) are clipped here: exp(-745) is 0 in float64
 LOGIT_CLIP = 745.0
+
+
+def check_weight_total(total: float) -> None:
+    """The one ``ValueError`` of sample weights that sum to 0 over what a fit keeps (in memory or on Dask)."""
+    if not float(total) > 0:
+        raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
 
 
 def fit_logits(scores: Any, labels: Any, task: str, space: str, axis: Any, *,

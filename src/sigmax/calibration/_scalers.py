@@ -21,7 +21,7 @@ from .._inputs import SPACES, is_dask, spell, validate_space, validate_task
 from ..activations import log_sigmoid, log_softmax, sigmoid, softmax
 from ..interpret import to_probs
 from . import _format as F
-from ._logits import fit_logits, logits_xp
+from ._logits import check_weight_total, fit_logits, logits_xp
 from ._params import EstimatorParams, as_given, flag
 from ._solvers import column_mean, lbfgs, newton_logistic, newton_logistic_on, solve_log_temperature
 
@@ -47,17 +47,14 @@ def mean_nll(z: np.ndarray, y: np.ndarray, task: str, valid: np.ndarray | None =
     weighted by ``weight`` (one per row; ``None``: all 1) as repeating each row that many times would."""
     if task == "multiclass":
         per = -np.asarray(log_softmax(z, axis=1))[np.arange(z.shape[0]), y]
-        return float(np.mean(per) if weight is None else np.sum(weight * per) / max(float(np.sum(weight)), 1e-300))
-    # -[y log sigma(z) + (1 - y) log sigma(-z)]: both logs exact for large |z|
-    per = -(y * np.asarray(log_sigmoid(z)) + (1 - y) * np.asarray(log_sigmoid(-z)))
-    n = per.shape[0]
-    w = np.ones(per.shape) if weight is None else np.broadcast_to(np.reshape(weight, (n,) + (1,) * (per.ndim - 1)),
-                                                                 per.shape)
-    if valid is not None:
-        w = np.where(valid, w, 0.0)
-    if weight is None and valid is None:
+        valid = None  # multiclass has no entry mask: ignored rows are gone
+    else:  # -[y log sigma(z) + (1 - y) log sigma(-z)]: both logs exact for large |z|
+        per = -(y * np.asarray(log_sigmoid(z)) + (1 - y) * np.asarray(log_sigmoid(-z)))
+    w = entry_weights(weight, valid, per.shape)
+    if w is None:
         return float(np.mean(per))
-    return float(np.sum(w * per) / max(float(np.sum(w)), 1e-300)) if np.sum(w) > 0 else 0.0
+    total = float(np.sum(w))
+    return float(np.sum(w * per) / total) if total > 0 else 0.0
 
 def entry_weights(weight: np.ndarray | None, valid: np.ndarray | None,
                   shape: tuple[int, ...]) -> np.ndarray | None:
@@ -75,8 +72,8 @@ def entry_weights(weight: np.ndarray | None, valid: np.ndarray | None,
     w = np.ones(shape) if weight is None else np.broadcast_to(
         np.reshape(weight, (n,) + (1,) * (len(shape) - 1)), shape)  # a row's weight on each of its entries
     w = np.array(w, dtype=np.float64) if valid is None else np.where(np.reshape(valid, shape), w, 0.0)
-    if weight is not None and not np.sum(w) > 0:
-        raise ValueError("sample_weight sums to 0 over the rows kept; give some row a positive weight")
+    if weight is not None:
+        check_weight_total(np.sum(w))
     return w
 
 
